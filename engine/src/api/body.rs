@@ -1,0 +1,60 @@
+//! Response bodies: whole JSON documents, and streams fed through a channel (logs, JSON
+//! progress, wait results) so the headers leave before the content exists.
+
+use bytes::Bytes;
+use http_body::{Body, Frame};
+use http_body_util::{combinators::BoxBody, BodyExt, Full};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use tokio::sync::mpsc;
+
+pub type ResBody = BoxBody<Bytes, std::io::Error>;
+pub type Response = hyper::Response<ResBody>;
+
+pub fn full(data: impl Into<Bytes>) -> ResBody {
+    Full::new(data.into()).map_err(|never| match never {}).boxed()
+}
+
+pub fn empty() -> ResBody {
+    full(Bytes::new())
+}
+
+/// A body whose chunks come from a channel; it ends when every sender is dropped.
+pub struct ChannelBody {
+    rx: mpsc::Receiver<Bytes>,
+}
+
+impl Body for ChannelBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        self.rx.poll_recv(cx).map(|c| c.map(|b| Ok(Frame::data(b))))
+    }
+}
+
+/// A streaming body and the sender that feeds it. The small buffer gives back-pressure: a
+/// slow client slows the producer instead of growing the daemon's memory.
+pub fn channel() -> (mpsc::Sender<Bytes>, ResBody) {
+    let (tx, rx) = mpsc::channel(16);
+    (tx, ChannelBody { rx }.boxed())
+}
+
+/// One frame of Docker's multiplexed stream: `[stream, 0, 0, 0, len (u32 BE)]` + payload.
+pub fn mux_frame(stream: u8, payload: &[u8]) -> Bytes {
+    let mut v = Vec::with_capacity(8 + payload.len());
+    v.push(stream);
+    v.extend_from_slice(&[0, 0, 0]);
+    v.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    v.extend_from_slice(payload);
+    Bytes::from(v)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn frame_header_is_docker_shaped() {
+        let f = super::mux_frame(2, b"hi");
+        assert_eq!(&f[..], &[2, 0, 0, 0, 0, 0, 0, 2, b'h', b'i']);
+    }
+}

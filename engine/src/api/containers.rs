@@ -1,0 +1,193 @@
+//! Container endpoints and the JSON shapes Docker clients expect.
+
+use super::error::{ApiError, ApiResult};
+use super::router::{json, json_status, no_content, Ctx};
+use crate::containers::model::{Container, State};
+use crate::containers::{CreateRequest, WaitCondition};
+use bytes::Bytes;
+use hyper::body::Incoming;
+use hyper::{Request, StatusCode};
+use serde_json::{json, Value};
+
+fn command_line(c: &Container) -> String {
+    let mut parts = vec![c.path.clone()];
+    parts.extend(c.args.iter().cloned());
+    parts.join(" ")
+}
+
+fn summary(c: &Container, ctx: &Ctx) -> Value {
+    let image = if c.image_name.is_empty() { c.image_id.to_string() } else { c.image_name.clone() };
+    let _ = ctx;
+    json!({
+        "Id": c.id,
+        "Names": [format!("/{}", c.name)],
+        "Image": image,
+        "ImageID": c.image_id,
+        "Command": command_line(c),
+        "Created": crate::util::time::unix(&c.created),
+        "Ports": [],
+        "Labels": c.config.labels.clone().unwrap_or_default(),
+        "State": c.state.name(),
+        "Status": c.state.describe(c.started_at.as_deref(), c.finished_at.as_deref()),
+        "HostConfig": {"NetworkMode": if c.host_config.network_mode.is_empty() { "none" } else { &c.host_config.network_mode }},
+        "NetworkSettings": {"Networks": {}},
+        "Mounts": [],
+    })
+}
+
+fn matches_filters(c: &Container, f: &std::collections::HashMap<String, Vec<String>>) -> bool {
+    f.iter().all(|(k, vals)| {
+        vals.is_empty()
+            || vals.iter().any(|v| match k.as_str() {
+                "status" => c.state.name() == v,
+                "name" => c.name.contains(v.trim_start_matches('/')),
+                "id" => c.id.as_str().starts_with(v.as_str()),
+                "label" => {
+                    let labels = c.config.labels.clone().unwrap_or_default();
+                    match v.split_once('=') {
+                        Some((k, val)) => labels.get(k).map(String::as_str) == Some(val),
+                        None => labels.contains_key(v),
+                    }
+                }
+                "exited" => matches!(c.state, State::Exited { exit_code, .. } if exit_code.to_string() == *v),
+                "ancestor" => c.image_name == *v || c.image_id.as_str().contains(v.as_str()),
+                _ => false,
+            })
+    })
+}
+
+pub fn list(ctx: &Ctx) -> ApiResult {
+    let filters = ctx.q.filters()?;
+    for k in filters.keys() {
+        if !["status", "name", "id", "label", "exited", "ancestor"].contains(&k.as_str()) {
+            return Err(ApiError::bad_request(format!("invalid filter '{k}'")));
+        }
+    }
+    let all = ctx.q.bool("all") || filters.contains_key("status") || filters.contains_key("exited");
+    let limit = ctx.q.int("limit")?.filter(|l| *l > 0).map(|l| l as usize);
+    let list: Vec<Value> = ctx
+        .d
+        .containers
+        .list()
+        .iter()
+        .filter(|c| all || limit.is_some() || c.state.is_running())
+        .filter(|c| matches_filters(c, &filters))
+        .take(limit.unwrap_or(usize::MAX))
+        .map(|c| summary(c, ctx))
+        .collect();
+    json(&list)
+}
+
+pub fn inspect(ctx: &Ctx, name: &str) -> ApiResult {
+    let c = ctx.d.containers.lookup(name)?.get();
+    let (pid, running) = match c.state {
+        State::Running { pid, .. } => (pid, true),
+        _ => (0, false),
+    };
+    let error = match &c.state {
+        State::Exited { error: Some(e), .. } => e.clone(),
+        _ => String::new(),
+    };
+    let zero = crate::util::time::ZERO;
+    let mut hc = serde_json::to_value(&c.host_config).map_err(anyhow::Error::from)?;
+    if hc["NetworkMode"] == "" {
+        hc["NetworkMode"] = json!("none");
+    }
+    hc["LogConfig"] = json!({"Type": "json-file", "Config": c.host_config.log_config.as_ref().map(|l| l.config.clone()).unwrap_or_default()});
+    let mut config = serde_json::to_value(&c.config).map_err(anyhow::Error::from)?;
+    config["Image"] = json!(c.image_name);
+    let graph: serde_json::Map<String, Value> = ctx.d.driver.container_paths(&c.id).into_iter().map(|(k, v)| (k, json!(v))).collect();
+    json(&json!({
+        "Id": c.id,
+        "Created": c.created,
+        "Path": c.path,
+        "Args": c.args,
+        "State": {
+            "Status": c.state.name(),
+            "Running": running,
+            "Paused": false,
+            "Restarting": false,
+            "OOMKilled": false,
+            "Dead": false,
+            "Pid": pid,
+            "ExitCode": c.state.exit_code(),
+            "Error": error,
+            "StartedAt": c.started_at.as_deref().unwrap_or(zero),
+            "FinishedAt": c.finished_at.as_deref().unwrap_or(zero),
+        },
+        "Image": c.image_id,
+        "ResolvConfPath": "",
+        "HostnamePath": "",
+        "HostsPath": "",
+        "LogPath": c.log_path,
+        "Name": format!("/{}", c.name),
+        "RestartCount": c.restart_count,
+        "Driver": ctx.d.driver.name(),
+        "Platform": "linux",
+        "MountLabel": "",
+        "ProcessLabel": "",
+        "AppArmorProfile": "",
+        "ExecIDs": null,
+        "HostConfig": hc,
+        "GraphDriver": {"Name": ctx.d.driver.name(), "Data": graph},
+        "Mounts": [],
+        "Config": config,
+        "NetworkSettings": {"Bridge": "", "SandboxID": "", "Ports": {}, "SandboxKey": "", "Networks": {}},
+    }))
+}
+
+pub async fn create(ctx: &Ctx, req: Request<Incoming>) -> ApiResult {
+    let body: Option<CreateRequest> = super::query::read_json(req.into_body()).await?;
+    let body = body.ok_or_else(|| ApiError::bad_request("request body is empty: a container config is required"))?;
+    let id = ctx.d.containers.create(ctx.q.get("name"), body).await?;
+    json_status(StatusCode::CREATED, &json!({"Id": id, "Warnings": []}))
+}
+
+pub async fn start(ctx: &Ctx, id: &str) -> ApiResult {
+    ctx.d.containers.start(id).await?;
+    no_content()
+}
+
+pub async fn stop(ctx: &Ctx, id: &str) -> ApiResult {
+    let t = ctx.q.int("t")?;
+    ctx.d.containers.stop(id, t, ctx.q.get("signal")).await?;
+    no_content()
+}
+
+pub async fn restart(ctx: &Ctx, id: &str) -> ApiResult {
+    let t = ctx.q.int("t")?;
+    ctx.d.containers.restart(id, t, ctx.q.get("signal")).await?;
+    no_content()
+}
+
+pub async fn kill(ctx: &Ctx, id: &str) -> ApiResult {
+    ctx.d.containers.kill(id, ctx.q.get("signal")).await?;
+    no_content()
+}
+
+pub fn rename(ctx: &Ctx, id: &str) -> ApiResult {
+    let name = ctx.q.get("name").filter(|n| !n.is_empty()).ok_or_else(|| ApiError::bad_request("name is required"))?;
+    ctx.d.containers.rename(id, name)?;
+    no_content()
+}
+
+pub async fn remove(ctx: &Ctx, id: &str) -> ApiResult {
+    if ctx.q.bool("link") {
+        return Err(ApiError::not_implemented("removing links (rm --link)"));
+    }
+    ctx.d.containers.remove(id, ctx.q.bool("force")).await?;
+    no_content()
+}
+
+/// The headers go out as soon as the waiter is registered; the status follows at the exit.
+pub fn wait(ctx: &Ctx, id: &str) -> ApiResult {
+    let cond = WaitCondition::parse(ctx.q.get("condition").unwrap_or("")).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let entry = ctx.d.containers.lookup(id)?;
+    let waiter = entry.waiter(cond);
+    let (tx, body) = super::body::channel();
+    tokio::spawn(async move {
+        let code = waiter.wait().await;
+        let _ = tx.send(Bytes::from(format!("{{\"Error\":null,\"StatusCode\":{code}}}\n"))).await;
+    });
+    Ok(hyper::Response::builder().header("Content-Type", "application/json").body(body).unwrap())
+}

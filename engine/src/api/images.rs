@@ -1,0 +1,183 @@
+//! Image endpoints: list, inspect, tag, rmi, load, import.
+
+use super::error::{ApiError, ApiResult};
+use super::query::spool;
+use super::router::{json, json_status, Ctx};
+use crate::images::{Deleted, LoadProgress};
+use berth_images::archive::ArchiveIndex;
+use berth_images::Reference;
+use bytes::Bytes;
+use hyper::body::Incoming;
+use hyper::{Request, StatusCode};
+use serde_json::json;
+
+pub fn list(ctx: &Ctx) -> ApiResult {
+    let filters = ctx.q.filters()?;
+    let dangling = filters.get("dangling").and_then(|v| v.first()).map(|v| v == "true" || v == "1");
+    let refs = filters.get("reference").cloned().unwrap_or_default();
+    let (users, _) = ctx.d.containers.image_users();
+    let mut out = Vec::new();
+    for img in ctx.d.images.list() {
+        let tags = ctx.d.images.tags_of(&img.id);
+        if dangling.is_some_and(|d| d != tags.is_empty()) {
+            continue;
+        }
+        if !refs.is_empty() && !tags.iter().any(|t| refs.iter().any(|r| t == r || t.split(':').next() == Some(r.as_str()))) {
+            continue;
+        }
+        let config = ctx.d.images.config(&img.id).ok();
+        out.push(json!({
+            "Id": img.id,
+            "ParentId": "",
+            "RepoTags": if tags.is_empty() { json!(["<none>:<none>"]) } else { json!(tags) },
+            "RepoDigests": [],
+            "Created": crate::util::time::unix(&img.created),
+            "Size": img.size,
+            "VirtualSize": img.size,
+            "SharedSize": -1,
+            "Labels": config.and_then(|c| c.config.labels).unwrap_or_default(),
+            "Containers": users.keys().filter(|k| **k == img.id).count(),
+        }));
+    }
+    out.sort_by_key(|v| std::cmp::Reverse(v["Created"].as_i64().unwrap_or(0)));
+    json(&out)
+}
+
+pub fn inspect(ctx: &Ctx, name: &str) -> ApiResult {
+    let img = ctx.d.images.resolve(name)?;
+    let config = ctx.d.images.config(&img.id)?;
+    json(&json!({
+        "Id": img.id,
+        "RepoTags": ctx.d.images.tags_of(&img.id),
+        "RepoDigests": [],
+        "Parent": "",
+        "Comment": config.history.last().and_then(|h| h.comment.clone()).unwrap_or_default(),
+        "Created": img.created,
+        "DockerVersion": "",
+        "Author": config.author.clone().unwrap_or_default(),
+        "Config": config.config,
+        "Architecture": config.architecture,
+        "Variant": config.variant,
+        "Os": config.os,
+        "Size": img.size,
+        "VirtualSize": img.size,
+        "GraphDriver": {"Name": ctx.d.driver.name(), "Data": null},
+        "RootFS": {"Type": "layers", "Layers": config.rootfs.diff_ids},
+        "Metadata": {"LastTagTime": img.last_tag_time.unwrap_or_else(|| crate::util::time::ZERO.into())},
+    }))
+}
+
+pub fn tag(ctx: &Ctx, name: &str) -> ApiResult {
+    let repo = ctx.q.get("repo").filter(|r| !r.is_empty()).ok_or_else(|| ApiError::bad_request("repo is required"))?;
+    let tag = ctx.q.get("tag").filter(|t| !t.is_empty()).unwrap_or("latest");
+    let target = if repo.contains('@') || repo.rsplit('/').next().is_some_and(|last| last.contains(':')) {
+        return Err(ApiError::bad_request(format!("invalid repository name {repo:?}: give the tag in the tag parameter")));
+    } else {
+        Reference::with_tag(repo, tag).map_err(|e| ApiError::bad_request(e.to_string()))?
+    };
+    ctx.d.images.tag(name, target)?;
+    json_status(StatusCode::CREATED, &json!(null))
+}
+
+pub fn remove(ctx: &Ctx, name: &str) -> ApiResult {
+    let (users, layers) = ctx.d.containers.image_users();
+    let out = ctx.d.images.delete(
+        name,
+        ctx.q.bool("force"),
+        &|id| users.get(id).map(|(c, running)| crate::images::DeleteUser { container: c.clone(), running: *running }),
+        &layers,
+    )?;
+    let items: Vec<serde_json::Value> = out
+        .into_iter()
+        .map(|d| match d {
+            Deleted::Untagged(t) => json!({"Untagged": t}),
+            Deleted::Deleted(id) => json!({"Deleted": id}),
+        })
+        .collect();
+    json(&items)
+}
+
+fn message_line(v: serde_json::Value) -> Bytes {
+    Bytes::from(v.to_string() + "\n")
+}
+
+/// `docker load`: the upload is spooled to disk, checked (a broken archive gets a 400 before
+/// anything is written), then loaded with Docker's JSON progress lines.
+pub async fn load(ctx: &Ctx, req: Request<Incoming>) -> ApiResult {
+    let quiet = ctx.q.bool("quiet");
+    let file = spool(req.into_body(), ctx.d.images.tmp_dir(), "load").await?;
+    let path = file.0.clone();
+    tokio::task::spawn_blocking(move || ArchiveIndex::open(&path)?.images().map(drop))
+        .await
+        .map_err(anyhow::Error::from)?
+        .map_err(|e| ApiError::bad_request(format!("invalid image archive: {e:#}")))?;
+    let (tx, body) = super::body::channel();
+    let images = ctx.d.images.clone();
+    tokio::task::spawn_blocking(move || {
+        let send = |v: serde_json::Value| {
+            let _ = tx.blocking_send(message_line(v));
+        };
+        let result = images.load_archive(&file.0, &mut |p| match p {
+            LoadProgress::Layer { diff_id, existed, .. } if !quiet => send(json!({
+                "status": if existed { "Already exists" } else { "Loading layer" },
+                "id": &diff_id.hex()[..12],
+            })),
+            LoadProgress::Layer { .. } => {}
+            LoadProgress::Loaded { id, tags } => {
+                if tags.is_empty() {
+                    send(json!({"stream": format!("Loaded image ID: {id}\n")}));
+                }
+                for t in tags {
+                    send(json!({"stream": format!("Loaded image: {}\n", t.familiar())}));
+                }
+            }
+        });
+        if let Err(e) = result {
+            tracing::warn!("load failed: {e:#}");
+            let msg = format!("{e:#}");
+            send(json!({"errorDetail": {"message": msg}, "error": msg}));
+        }
+        drop(file);
+    });
+    Ok(hyper::Response::builder().header("Content-Type", "application/json").body(body).unwrap())
+}
+
+/// `POST /images/create`: `fromSrc` imports a root filesystem tar; `fromImage` (pull)
+/// comes with the registry work.
+pub async fn create(ctx: &Ctx, req: Request<Incoming>) -> ApiResult {
+    if let Some(image) = ctx.q.get("fromImage").filter(|s| !s.is_empty()) {
+        return Err(ApiError::not_implemented(format!("pulling images from a registry (pull {image})")));
+    }
+    let src = ctx.q.get("fromSrc").unwrap_or("");
+    if src != "-" {
+        return Err(if src.is_empty() {
+            ApiError::bad_request("fromImage or fromSrc is required")
+        } else {
+            ApiError::not_implemented(format!("importing from a URL ({src})"))
+        });
+    }
+    let tag = match ctx.q.get("repo").filter(|r| !r.is_empty()) {
+        None => None,
+        Some(repo) => {
+            let r = match ctx.q.get("tag").filter(|t| !t.is_empty()) {
+                Some(t) => Reference::with_tag(repo, t),
+                None => repo.parse(),
+            };
+            Some(r.map_err(|e| ApiError::bad_request(e.to_string()))?)
+        }
+    };
+    let changes: Vec<String> = ctx.q.all("changes").to_vec();
+    let mut probe = berth_images::config::RunConfig::default();
+    crate::images::apply_changes(&mut probe, &changes).map_err(|e| ApiError::bad_request(format!("{e:#}")))?;
+    let message = ctx.q.get("message").unwrap_or("").to_string();
+    let file = spool(req.into_body(), ctx.d.images.tmp_dir(), "import").await?;
+    let images = ctx.d.images.clone();
+    let id = tokio::task::spawn_blocking(move || images.import_rootfs(&file.0, tag, &message, &changes))
+        .await
+        .map_err(anyhow::Error::from)?
+        .map_err(|e| ApiError::bad_request(format!("import failed: {e:#}")))?;
+    Ok(hyper::Response::builder()
+        .header("Content-Type", "application/json")
+        .body(super::body::full(message_line(json!({"status": id.to_string()}))))
+        .unwrap())
+}

@@ -1,0 +1,19 @@
+//! The Docker-compatible HTTP API.
+//!
+//! - [`listen`]: unix sockets and systemd-activated descriptors.
+//! - [`router`]: version prefixes, method + path to handler.
+//! - [`system`], [`containers`], [`images`]: handlers; [`streams`]: logs and attach.
+//! - [`error`]: engine errors to HTTP statuses (the only place that decides them).
+//! - [`body`], [`query`]: bodies, JSON and uploads, query strings.
+
+pub mod body;
+mod containers;
+pub mod error;
+mod images;
+pub mod listen;
+pub mod query;
+mod router;
+mod streams;
+mod system;
+
+pub use router::serve;

@@ -1,0 +1,144 @@
+//! Query strings and request bodies.
+
+use super::error::{ApiError, ApiResult};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use std::collections::HashMap;
+
+/// JSON request bodies larger than this are refused: no create or rename needs more.
+pub const MAX_JSON_BODY: usize = 1 << 20;
+
+pub fn percent_decode(s: &str, plus_is_space: bool) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' if i + 3 <= b.len() => {
+                match u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz"), 16) {
+                    Ok(v) => {
+                        out.push(v);
+                        i += 3;
+                        continue;
+                    }
+                    Err(_) => out.push(b'%'),
+                }
+            }
+            b'+' if plus_is_space => out.push(b' '),
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Parsed query parameters (a key may repeat: `names=a&names=b`).
+#[derive(Default, Debug)]
+pub struct Query(HashMap<String, Vec<String>>);
+
+impl Query {
+    pub fn parse(q: Option<&str>) -> Self {
+        let mut m: HashMap<String, Vec<String>> = HashMap::new();
+        for pair in q.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            m.entry(percent_decode(k, true)).or_default().push(percent_decode(v, true));
+        }
+        Query(m)
+    }
+
+    pub fn get(&self, k: &str) -> Option<&str> {
+        self.0.get(k).and_then(|v| v.first()).map(String::as_str)
+    }
+
+    pub fn all(&self, k: &str) -> &[String] {
+        self.0.get(k).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    /// Docker's booleans: `1`/`true`/`True` are true, absent or anything else false.
+    pub fn bool(&self, k: &str) -> bool {
+        matches!(self.get(k), Some("1" | "true" | "True" | "TRUE" | "yes"))
+    }
+
+    pub fn int(&self, k: &str) -> ApiResult<Option<i64>> {
+        match self.get(k).filter(|s| !s.is_empty()) {
+            None => Ok(None),
+            Some(s) => s.parse().map(Some).map_err(|_| ApiError::bad_request(format!("invalid value for {k}: {s:?}"))),
+        }
+    }
+
+    /// The `filters` parameter: `{"key":["v1","v2"]}` or the older `{"key":{"v1":true}}`.
+    pub fn filters(&self) -> ApiResult<HashMap<String, Vec<String>>> {
+        let Some(raw) = self.get("filters").filter(|s| !s.is_empty()) else { return Ok(HashMap::new()) };
+        let v: serde_json::Value = serde_json::from_str(raw).map_err(|e| ApiError::bad_request(format!("invalid filters: {e}")))?;
+        let obj = v.as_object().ok_or_else(|| ApiError::bad_request("invalid filters: not a JSON object"))?;
+        let mut out = HashMap::new();
+        for (k, val) in obj {
+            let list: Vec<String> = match val {
+                serde_json::Value::Array(a) => a.iter().filter_map(|x| x.as_str().map(String::from)).collect(),
+                serde_json::Value::Object(o) => o.iter().filter(|(_, b)| b.as_bool() == Some(true)).map(|(s, _)| s.clone()).collect(),
+                _ => return Err(ApiError::bad_request(format!("invalid filter {k:?}"))),
+            };
+            out.insert(k.clone(), list);
+        }
+        Ok(out)
+    }
+}
+
+/// Reads a JSON body (at most [`MAX_JSON_BODY`]); an empty body parses as `null`.
+pub async fn read_json<T: serde::de::DeserializeOwned>(body: Incoming) -> ApiResult<T> {
+    let bytes: Bytes = Limited::new(body, MAX_JSON_BODY)
+        .collect()
+        .await
+        .map_err(|e| {
+            if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+                ApiError::new(hyper::StatusCode::PAYLOAD_TOO_LARGE, format!("request body is larger than {MAX_JSON_BODY} bytes"))
+            } else {
+                ApiError::bad_request(format!("reading the request body: {e}"))
+            }
+        })?
+        .to_bytes();
+    let data: &[u8] = if bytes.iter().all(|b| b.is_ascii_whitespace()) { b"null" } else { &bytes };
+    serde_json::from_slice(data).map_err(|e| ApiError::bad_request(format!("invalid JSON in request body: {e}")))
+}
+
+/// Streams a body to a new file in `dir` (never into memory); the file is removed when the
+/// returned guard drops.
+pub async fn spool(body: Incoming, dir: &std::path::Path, prefix: &str) -> ApiResult<Spooled> {
+    use tokio::io::AsyncWriteExt;
+    let path = dir.join(format!("{prefix}-{}-{}", std::process::id(), crate::util::id::ContainerId::random().map_err(anyhow::Error::from)?.short()));
+    let guard = Spooled(path.clone());
+    let mut f = tokio::fs::File::create(&path).await.map_err(|e| anyhow::anyhow!("creating {}: {e}", path.display()))?;
+    let mut body = body;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| ApiError::bad_request(format!("reading the upload: {e}")))?;
+        if let Some(data) = frame.data_ref() {
+            f.write_all(data).await.map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
+        }
+    }
+    f.flush().await.map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
+    Ok(guard)
+}
+
+pub struct Spooled(pub std::path::PathBuf);
+
+impl Drop for Spooled {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_queries_and_filters() {
+        let q = Query::parse(Some("all=1&filters=%7B%22status%22%3A%5B%22running%22%5D%7D&names=a&names=b+c"));
+        assert!(q.bool("all"));
+        assert_eq!(q.all("names"), &["a".to_string(), "b c".to_string()]);
+        assert_eq!(q.filters().unwrap()["status"], vec!["running".to_string()]);
+        assert!(Query::parse(Some("filters=nope")).filters().is_err());
+        assert_eq!(percent_decode("a%2Fb%", false), "a/b%");
+    }
+}

@@ -1,0 +1,184 @@
+//! Request routing, and the serve loop that takes its shutdown as an argument.
+
+use super::body::{full, Response};
+use super::error::{ApiError, ApiResult};
+use super::listen::Listener;
+use super::query::{percent_decode, Query};
+use super::{containers, images, system};
+use crate::daemon::Daemon;
+use hyper::body::Incoming;
+use hyper::{Method, Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Compares "1.41" with "1.45".
+fn version_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    let parse = |s: &str| s.split('.').map(|p| p.parse::<u32>().unwrap_or(0)).collect::<Vec<_>>();
+    parse(a).cmp(&parse(b))
+}
+
+/// Splits `/v1.45/containers/x/json` into the version and the rest.
+fn strip_version(path: &str) -> (Option<&str>, &str) {
+    if let Some(rest) = path.strip_prefix("/v") {
+        if let Some((v, tail)) = rest.split_once('/') {
+            if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+                return (Some(v), tail);
+            }
+        }
+    }
+    (None, path.trim_start_matches('/'))
+}
+
+/// Everything a handler gets.
+pub struct Ctx {
+    pub d: Arc<Daemon>,
+    pub q: Query,
+    pub version: String,
+}
+
+async fn route(d: Arc<Daemon>, req: Request<Incoming>) -> Response {
+    let method = req.method().clone();
+    let raw_path = req.uri().path().to_string();
+    let (version, path) = strip_version(&raw_path);
+    let version = version.unwrap_or(crate::API_VERSION).to_string();
+    if version_cmp(&version, crate::API_VERSION).is_gt() {
+        return ApiError::bad_request(format!("client version {version} is too new. Maximum supported API version is {}", crate::API_VERSION)).into_response();
+    }
+    if version_cmp(&version, crate::MIN_API_VERSION).is_lt() {
+        return ApiError::bad_request(format!("client version {version} is too old. Minimum supported API version is {}, please upgrade your client to a newer version", crate::MIN_API_VERSION)).into_response();
+    }
+    let segs: Vec<String> = path.split('/').map(|s| percent_decode(s, false)).collect();
+    let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
+    let ctx = Ctx { d, q: Query::parse(req.uri().query()), version };
+    tracing::debug!(%method, path = %raw_path, "request");
+    let result = dispatch(&ctx, &method, &segs, req).await;
+    let mut resp = result.unwrap_or_else(ApiError::into_response);
+    let h = resp.headers_mut();
+    h.insert("Api-Version", hyper::header::HeaderValue::from_static(crate::API_VERSION));
+    h.insert("Server", hyper::header::HeaderValue::from_static(concat!("berth/", env!("CARGO_PKG_VERSION"))));
+    resp
+}
+
+async fn dispatch(ctx: &Ctx, method: &Method, segs: &[&str], req: Request<Incoming>) -> ApiResult {
+    use Method as M;
+    match (method, segs) {
+        (&M::GET | &M::HEAD, ["_ping"]) => Ok(system::ping(method == M::HEAD)),
+        (&M::GET, ["version"]) => system::version(ctx),
+        (&M::GET, ["info"]) => system::info(ctx).await,
+
+        (&M::POST, ["containers", "create"]) => containers::create(ctx, req).await,
+        (&M::GET, ["containers", "json"]) => containers::list(ctx),
+        (&M::GET, ["containers", id, "json"]) => containers::inspect(ctx, id),
+        (&M::POST, ["containers", id, "start"]) => containers::start(ctx, id).await,
+        (&M::POST, ["containers", id, "stop"]) => containers::stop(ctx, id).await,
+        (&M::POST, ["containers", id, "restart"]) => containers::restart(ctx, id).await,
+        (&M::POST, ["containers", id, "kill"]) => containers::kill(ctx, id).await,
+        (&M::POST, ["containers", id, "wait"]) => containers::wait(ctx, id),
+        (&M::POST, ["containers", id, "rename"]) => containers::rename(ctx, id),
+        (&M::DELETE, ["containers", id]) => containers::remove(ctx, id).await,
+        (&M::GET, ["containers", id, "logs"]) => super::streams::logs(ctx, id).await,
+        (&M::POST, ["containers", id, "attach"]) => super::streams::attach(ctx, id, req),
+
+        (&M::GET, ["images", "json"]) => images::list(ctx),
+        (&M::POST, ["images", "load"]) => images::load(ctx, req).await,
+        (&M::POST, ["images", "create"]) => images::create(ctx, req).await,
+        (&M::GET, ["images", name @ .., "json"]) if !name.is_empty() => images::inspect(ctx, &name.join("/")),
+        (&M::POST, ["images", name @ .., "tag"]) if !name.is_empty() => images::tag(ctx, &name.join("/")),
+        (&M::DELETE, ["images", name @ ..]) if !name.is_empty() => images::remove(ctx, &name.join("/")),
+
+        // docker-py's network tests leave swarm mode in teardown; Docker answers 503 when
+        // the node is not part of a swarm, and clients treat that as "nothing to leave".
+        (_, ["swarm", ..] | ["nodes", ..] | ["services", ..] | ["tasks", ..] | ["secrets", ..] | ["configs", ..]) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "This node is not a swarm manager. berth does not support swarm mode.",
+        )),
+        (
+            _,
+            ["containers", ..] | ["images", ..] | ["networks", ..] | ["volumes", ..] | ["exec", ..] | ["build", ..] | ["commit", ..]
+            | ["auth", ..] | ["events", ..] | ["system", ..] | ["session", ..] | ["distribution", ..] | ["plugins", ..] | ["grpc", ..],
+        ) => Err(ApiError::not_implemented(format!("{method} /{}", segs.join("/")))),
+        _ => Err(ApiError::new(StatusCode::NOT_FOUND, "page not found")),
+    }
+}
+
+/// JSON response with status 200.
+pub fn json(value: &impl serde::Serialize) -> ApiResult {
+    json_status(StatusCode::OK, value)
+}
+
+pub fn json_status(status: StatusCode, value: &impl serde::Serialize) -> ApiResult {
+    let body = serde_json::to_vec(value).map_err(anyhow::Error::from)?;
+    Ok(hyper::Response::builder().status(status).header("Content-Type", "application/json").body(full(body)).unwrap())
+}
+
+pub fn no_content() -> ApiResult {
+    Ok(hyper::Response::builder().status(StatusCode::NO_CONTENT).body(super::body::empty()).unwrap())
+}
+
+/// Serves every listener until `shutdown` resolves, then gives open requests a moment to
+/// finish. Containers are not touched: they belong to their monitors.
+pub async fn serve(d: Arc<Daemon>, listeners: Vec<Listener>, shutdown: impl Future<Output = ()>) {
+    let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
+    let (done_tx, mut done_rx) = tokio::sync::mpsc::channel::<()>(1);
+    for l in listeners {
+        let d = d.clone();
+        let mut stop = stop_tx.subscribe();
+        let done = done_tx.clone();
+        tokio::spawn(async move {
+            loop {
+                let stream = tokio::select! {
+                    _ = stop.recv() => break,
+                    s = l.accept() => s,
+                };
+                let stream = match stream {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::warn!("accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
+                let d = d.clone();
+                let done = done.clone();
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(move |req| {
+                        let d = d.clone();
+                        async move { Ok::<_, std::convert::Infallible>(route(d, req).await) }
+                    });
+                    let conn = hyper::server::conn::http1::Builder::new()
+                        .timer(hyper_util::rt::TokioTimer::new())
+                        .header_read_timeout(Duration::from_secs(30))
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .with_upgrades();
+                    if let Err(e) = conn.await {
+                        tracing::debug!("connection ended: {e}");
+                    }
+                    drop(done);
+                });
+            }
+        });
+    }
+    drop(done_tx);
+    shutdown.await;
+    tracing::info!("shutting down: no new connections; containers keep running");
+    let _ = stop_tx.send(());
+    // Followers (logs -f, attach) may stay open for as long as their container runs: wait
+    // a little for the rest, not for them.
+    let _ = tokio::time::timeout(Duration::from_secs(2), done_rx.recv()).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strips_versions() {
+        assert_eq!(strip_version("/v1.45/containers/json"), (Some("1.45"), "containers/json"));
+        assert_eq!(strip_version("/containers/json"), (None, "containers/json"));
+        assert_eq!(strip_version("/version"), (None, "version"));
+        assert!(version_cmp("1.9", "1.45").is_lt());
+        assert!(version_cmp("1.50", "1.45").is_gt());
+    }
+}

@@ -1,0 +1,216 @@
+//! The CLI's API client: HTTP/1.1 over the daemon's unix socket, one connection per request
+//! (the CLI makes a handful per command), hijacked streams for `attach`.
+
+use crate::api::body::{channel, full, ResBody};
+use anyhow::{bail, Context, Result};
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use std::path::PathBuf;
+use tokio::io::AsyncReadExt;
+
+/// An error answer from the daemon: the status and Docker's `message`.
+#[derive(Debug, thiserror::Error)]
+#[error("Error response from daemon: {message}")]
+pub struct ApiFailure {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+pub struct Client {
+    socket: PathBuf,
+}
+
+impl Client {
+    /// `-H`, then `BERTH_HOST`, then `DOCKER_HOST` (unix only), then the default socket.
+    pub fn new(host: Option<&str>) -> Result<Self> {
+        let host = host
+            .map(String::from)
+            .or_else(|| std::env::var("BERTH_HOST").ok().filter(|h| !h.is_empty()))
+            .or_else(|| std::env::var("DOCKER_HOST").ok().filter(|h| h.starts_with("unix://")))
+            .unwrap_or_else(|| format!("unix://{}/berth.sock", crate::config::DEFAULT_EXEC_ROOT));
+        match host.strip_prefix("unix://") {
+            Some(p) => Ok(Client { socket: PathBuf::from(p) }),
+            None => bail!("host {host:?}: only unix:// sockets are supported by this client for now"),
+        }
+    }
+
+    async fn send(&self, method: Method, path: &str, body: ResBody, content_type: Option<&str>, upgrade: bool) -> Result<Response<Incoming>> {
+        let stream = tokio::net::UnixStream::connect(&self.socket).await.with_context(|| {
+            format!("Cannot connect to the berth daemon at unix://{}. Is the daemon running?", self.socket.display())
+        })?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        tokio::spawn(async move {
+            let _ = conn.with_upgrades().await;
+        });
+        let mut req = Request::builder().method(method).uri(format!("/v{}{path}", crate::API_VERSION)).header("Host", "berth");
+        if let Some(ct) = content_type {
+            req = req.header("Content-Type", ct);
+        }
+        if upgrade {
+            req = req.header("Connection", "Upgrade").header("Upgrade", "tcp");
+        }
+        Ok(sender.send_request(req.body(body)?).await?)
+    }
+
+    /// Sends a request; an error status becomes an [`ApiFailure`].
+    pub async fn call(&self, method: Method, path: &str, body: Option<serde_json::Value>) -> Result<Response<Incoming>> {
+        let (b, ct) = match body {
+            Some(v) => (full(serde_json::to_vec(&v)?), Some("application/json")),
+            None => (full(Bytes::new()), None),
+        };
+        check(self.send(method, path, b, ct, false).await?).await
+    }
+
+    pub async fn json(&self, method: Method, path: &str, body: Option<serde_json::Value>) -> Result<serde_json::Value> {
+        let resp = self.call(method, path, body).await?;
+        let bytes = resp.into_body().collect().await?.to_bytes();
+        if bytes.is_empty() {
+            return Ok(serde_json::Value::Null);
+        }
+        Ok(serde_json::from_slice(&bytes)?)
+    }
+
+    /// Uploads a file (or stdin for `-`) as the body, streamed.
+    pub async fn upload(&self, path: &str, file: &str, content_type: &str) -> Result<Response<Incoming>> {
+        let (tx, body) = channel();
+        let mut reader: Box<dyn tokio::io::AsyncRead + Unpin + Send> = if file == "-" {
+            Box::new(tokio::io::stdin())
+        } else {
+            Box::new(tokio::fs::File::open(file).await.with_context(|| format!("open {file}"))?)
+        };
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                match reader.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        if tx.send(Bytes::copy_from_slice(&buf[..n])).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+        });
+        check(self.send(Method::POST, path, body, Some(content_type), false).await?).await
+    }
+
+    /// Opens a hijacked attach stream.
+    pub async fn attach(&self, path: &str) -> Result<hyper::upgrade::Upgraded> {
+        let resp = self.send(Method::POST, path, full(Bytes::new()), None, true).await?;
+        if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+            check(resp).await?;
+            bail!("the daemon did not upgrade the attach connection");
+        }
+        Ok(hyper::upgrade::on(resp).await?)
+    }
+}
+
+async fn check(resp: Response<Incoming>) -> Result<Response<Incoming>> {
+    let status = resp.status();
+    if status.is_client_error() || status.is_server_error() {
+        let bytes = resp.into_body().collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+        let message = serde_json::from_slice::<serde_json::Value>(&bytes)
+            .ok()
+            .and_then(|v| v["message"].as_str().map(String::from))
+            .unwrap_or_else(|| String::from_utf8_lossy(&bytes).trim().to_string());
+        return Err(ApiFailure { status, message }.into());
+    }
+    Ok(resp)
+}
+
+/// Reads Docker's multiplexed frames from `r`, writing stdout and stderr payloads.
+pub async fn demux(mut r: impl tokio::io::AsyncRead + Unpin) -> Result<()> {
+    use std::io::Write;
+    let mut header = [0u8; 8];
+    loop {
+        match r.read_exact(&mut header).await {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+            Err(e) => return Err(e.into()),
+        }
+        let len = u32::from_be_bytes([header[4], header[5], header[6], header[7]]) as usize;
+        let mut payload = vec![0u8; len];
+        r.read_exact(&mut payload).await?;
+        if header[0] == 2 {
+            let mut e = std::io::stderr().lock();
+            e.write_all(&payload)?;
+            e.flush()?;
+        } else {
+            let mut o = std::io::stdout().lock();
+            o.write_all(&payload)?;
+            o.flush()?;
+        }
+    }
+}
+
+/// A body as an `AsyncRead`.
+pub fn body_reader(resp: Response<Incoming>) -> impl tokio::io::AsyncRead + Unpin {
+    use futures_like::BodyStream;
+    tokio_util_like::StreamReader::new(BodyStream(resp.into_body()))
+}
+
+mod futures_like {
+    //! A minimal adapter from a hyper body to a stream of byte chunks.
+    use bytes::Bytes;
+    use hyper::body::{Body, Incoming};
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    pub struct BodyStream(pub Incoming);
+
+    impl BodyStream {
+        pub fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<Option<std::io::Result<Bytes>>> {
+            loop {
+                return match Pin::new(&mut self.0).poll_frame(cx) {
+                    Poll::Pending => Poll::Pending,
+                    Poll::Ready(None) => Poll::Ready(None),
+                    Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(std::io::Error::other(e)))),
+                    Poll::Ready(Some(Ok(f))) => match f.into_data() {
+                        Ok(d) => Poll::Ready(Some(Ok(d))),
+                        Err(_) => continue,
+                    },
+                };
+            }
+        }
+    }
+}
+
+mod tokio_util_like {
+    //! `AsyncRead` over a chunk stream, so frames can be read with `read_exact`.
+    use super::futures_like::BodyStream;
+    use bytes::{Buf, Bytes};
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+    use tokio::io::{AsyncRead, ReadBuf};
+
+    pub struct StreamReader {
+        inner: BodyStream,
+        chunk: Bytes,
+    }
+
+    impl StreamReader {
+        pub fn new(inner: BodyStream) -> Self {
+            StreamReader { inner, chunk: Bytes::new() }
+        }
+    }
+
+    impl AsyncRead for StreamReader {
+        fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+            while self.chunk.is_empty() {
+                match self.inner.poll_chunk(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(None) => return Poll::Ready(Ok(())),
+                    Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(e)),
+                    Poll::Ready(Some(Ok(c))) => self.chunk = c,
+                }
+            }
+            let n = buf.remaining().min(self.chunk.len());
+            buf.put_slice(&self.chunk[..n]);
+            self.chunk.advance(n);
+            Poll::Ready(Ok(()))
+        }
+    }
+}

@@ -1,0 +1,364 @@
+//! Every verb but `create` and `run`.
+
+use super::client::{body_reader, demux, Client};
+use super::format::{ago, human_size, template};
+use super::Command;
+use anyhow::{bail, Result};
+use http_body_util::BodyExt;
+use hyper::Method;
+use serde_json::Value;
+
+fn enc(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~:/".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// `key=value` filters as the API's JSON.
+fn filters(items: &[String]) -> Result<String> {
+    let mut m: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for f in items {
+        let (k, v) = f.split_once('=').ok_or_else(|| anyhow::anyhow!("bad format of filter (expected name=value): {f}"))?;
+        m.entry(k.to_string()).or_default().push(v.to_string());
+    }
+    Ok(enc(&serde_json::to_string(&m)?))
+}
+
+/// Runs `f` for each name, printing the name on success (as docker does) and carrying on
+/// after a failure; exit code 1 if any failed.
+async fn each<F, Fut>(names: &[String], f: F) -> Result<i32>
+where
+    F: Fn(String) -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
+    let mut code = 0;
+    for n in names {
+        match f(n.clone()).await {
+            Ok(()) => println!("{n}"),
+            Err(e) => {
+                eprintln!("{e:#}");
+                code = 1;
+            }
+        }
+    }
+    Ok(code)
+}
+
+fn trunc(s: &str, n: usize) -> String {
+    if s.chars().count() > n {
+        format!("{}…", s.chars().take(n - 1).collect::<String>())
+    } else {
+        s.to_string()
+    }
+}
+
+fn table(rows: &[Vec<String>]) {
+    let cols = rows.first().map(|r| r.len()).unwrap_or(0);
+    let widths: Vec<usize> = (0..cols).map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0)).collect();
+    for r in rows {
+        let mut line = String::new();
+        for (i, cell) in r.iter().enumerate() {
+            if i + 1 == cols {
+                line.push_str(cell);
+            } else {
+                line.push_str(&format!("{cell:<w$}   ", w = widths[i]));
+            }
+        }
+        println!("{}", line.trim_end());
+    }
+}
+
+pub async fn dispatch(client: &Client, cmd: Command) -> Result<i32> {
+    match cmd {
+        Command::Start { attach, containers } => {
+            if attach {
+                if containers.len() != 1 {
+                    bail!("you cannot start and attach multiple containers at once");
+                }
+                let id = &containers[0];
+                let stream = client.attach(&format!("/containers/{}/attach?stream=1&stdout=1&stderr=1", enc(id))).await?;
+                let wait = client.call(Method::POST, &format!("/containers/{}/wait?condition=next-exit", enc(id)), None).await?;
+                client.call(Method::POST, &format!("/containers/{}/start", enc(id)), None).await?;
+                demux(hyper_util::rt::TokioIo::new(stream)).await?;
+                let v: Value = serde_json::from_slice(&wait.into_body().collect().await?.to_bytes())?;
+                return Ok(v["StatusCode"].as_i64().unwrap_or(1) as i32);
+            }
+            each(&containers, |n| async move { client.call(Method::POST, &format!("/containers/{}/start", enc(&n)), None).await.map(drop) }).await
+        }
+        Command::Stop { time, signal, containers } => {
+            let mut q = String::new();
+            if let Some(t) = time {
+                q.push_str(&format!("t={t}&"));
+            }
+            if let Some(s) = &signal {
+                q.push_str(&format!("signal={}", enc(s)));
+            }
+            let q = &q;
+            each(&containers, |n| async move { client.call(Method::POST, &format!("/containers/{}/stop?{q}", enc(&n)), None).await.map(drop) }).await
+        }
+        Command::Restart { time, signal, containers } => {
+            let mut q = String::new();
+            if let Some(t) = time {
+                q.push_str(&format!("t={t}&"));
+            }
+            if let Some(s) = &signal {
+                q.push_str(&format!("signal={}", enc(s)));
+            }
+            let q = &q;
+            each(&containers, |n| async move { client.call(Method::POST, &format!("/containers/{}/restart?{q}", enc(&n)), None).await.map(drop) }).await
+        }
+        Command::Kill { signal, containers } => {
+            let s = &signal;
+            each(&containers, |n| async move { client.call(Method::POST, &format!("/containers/{}/kill?signal={}", enc(&n), enc(s)), None).await.map(drop) })
+                .await
+        }
+        Command::Rm { force, volumes, containers } => {
+            each(&containers, |n| async move {
+                client.call(Method::DELETE, &format!("/containers/{}?force={}&v={}", enc(&n), force as u8, volumes as u8), None).await.map(drop)
+            })
+            .await
+        }
+        Command::Wait { containers } => {
+            let mut code = 0;
+            for n in &containers {
+                match client.json(Method::POST, &format!("/containers/{}/wait", enc(n)), None).await {
+                    Ok(v) => println!("{}", v["StatusCode"]),
+                    Err(e) => {
+                        eprintln!("{e:#}");
+                        code = 1;
+                    }
+                }
+            }
+            Ok(code)
+        }
+        Command::Rename { container, new_name } => {
+            client.call(Method::POST, &format!("/containers/{}/rename?name={}", enc(&container), enc(&new_name)), None).await?;
+            Ok(0)
+        }
+        Command::Ps { all, quiet, last, latest, no_trunc, filter } => {
+            let limit = if latest { 1 } else { last.unwrap_or(-1) };
+            let list = client.json(Method::GET, &format!("/containers/json?all={}&limit={limit}&filters={}", all as u8, filters(&filter)?), None).await?;
+            let list = list.as_array().cloned().unwrap_or_default();
+            if quiet {
+                for c in &list {
+                    let id = c["Id"].as_str().unwrap_or("");
+                    println!("{}", if no_trunc { id } else { &id[..12.min(id.len())] });
+                }
+                return Ok(0);
+            }
+            let mut rows = vec![["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"].map(String::from).to_vec()];
+            for c in &list {
+                let id = c["Id"].as_str().unwrap_or("");
+                let cmd = c["Command"].as_str().unwrap_or("");
+                rows.push(vec![
+                    if no_trunc { id.to_string() } else { id.chars().take(12).collect() },
+                    c["Image"].as_str().unwrap_or("").to_string(),
+                    format!("\"{}\"", if no_trunc { cmd.to_string() } else { trunc(cmd, 20) }),
+                    ago(c["Created"].as_i64().unwrap_or(0)),
+                    c["Status"].as_str().unwrap_or("").to_string(),
+                    String::new(),
+                    c["Names"][0].as_str().unwrap_or("").trim_start_matches('/').to_string(),
+                ]);
+            }
+            table(&rows);
+            Ok(0)
+        }
+        Command::Logs { follow, tail, timestamps, since, until, container } => {
+            let mut path = format!("/containers/{}/logs?stdout=1&stderr=1&follow={}&timestamps={}&tail={}", enc(&container), follow as u8, timestamps as u8, enc(&tail));
+            if let Some(s) = since {
+                path.push_str(&format!("&since={}", enc(&s)));
+            }
+            if let Some(u) = until {
+                path.push_str(&format!("&until={}", enc(&u)));
+            }
+            let resp = client.call(Method::GET, &path, None).await?;
+            demux(body_reader(resp)).await?;
+            Ok(0)
+        }
+        Command::Inspect { format, typ, names } => {
+            let mut out = Vec::new();
+            let mut code = 0;
+            for n in &names {
+                let mut found = None;
+                let kinds: &[&str] = match typ.as_deref() {
+                    Some("container") => &["containers"],
+                    Some("image") => &["images"],
+                    None => &["containers", "images"],
+                    Some(t) => bail!("\"{t}\" is not a valid value for --type"),
+                };
+                for kind in kinds {
+                    if let Ok(v) = client.json(Method::GET, &format!("/{kind}/{}/json", enc(n)), None).await {
+                        found = Some(v);
+                        break;
+                    }
+                }
+                match found {
+                    Some(v) => out.push(v),
+                    None => {
+                        eprintln!("Error: No such object: {n}");
+                        code = 1;
+                    }
+                }
+            }
+            match format {
+                Some(f) => {
+                    for v in &out {
+                        println!("{}", template(&f, v).map_err(|e| anyhow::anyhow!("template parsing error: {e}"))?);
+                    }
+                }
+                None => println!("{}", serde_json::to_string_pretty(&out)?),
+            }
+            Ok(code)
+        }
+        Command::Images { all: _, quiet, no_trunc, filter, repository } => {
+            let mut f = filter;
+            if let Some(r) = repository {
+                f.push(format!("reference={r}"));
+            }
+            let list = client.json(Method::GET, &format!("/images/json?filters={}", filters(&f)?), None).await?;
+            let list = list.as_array().cloned().unwrap_or_default();
+            let short = |id: &str| -> String {
+                if no_trunc {
+                    id.to_string()
+                } else {
+                    id.trim_start_matches("sha256:").chars().take(12).collect()
+                }
+            };
+            if quiet {
+                for i in &list {
+                    println!("{}", short(i["Id"].as_str().unwrap_or("")));
+                }
+                return Ok(0);
+            }
+            let mut rows = vec![["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"].map(String::from).to_vec()];
+            for i in &list {
+                for t in i["RepoTags"].as_array().cloned().unwrap_or_default() {
+                    let t = t.as_str().unwrap_or("<none>:<none>");
+                    let (repo, tag) = t.rsplit_once(':').unwrap_or((t, "<none>"));
+                    rows.push(vec![
+                        repo.to_string(),
+                        tag.to_string(),
+                        short(i["Id"].as_str().unwrap_or("")),
+                        ago(i["Created"].as_i64().unwrap_or(0)),
+                        human_size(i["Size"].as_u64().unwrap_or(0)),
+                    ]);
+                }
+            }
+            table(&rows);
+            Ok(0)
+        }
+        Command::Load { input, quiet } => {
+            let resp = client.upload(&format!("/images/load?quiet={}", quiet as u8), &input, "application/x-tar").await?;
+            print_messages(resp, quiet).await
+        }
+        Command::Import { file, reference, change, message } => {
+            let mut path = "/images/create?fromSrc=-".to_string();
+            if let Some(r) = reference {
+                path.push_str(&format!("&repo={}", enc(&r)));
+            }
+            for c in &change {
+                path.push_str(&format!("&changes={}", enc(c)));
+            }
+            if let Some(m) = message {
+                path.push_str(&format!("&message={}", enc(&m)));
+            }
+            let resp = client.upload(&path, &file, "application/x-tar").await?;
+            print_messages(resp, false).await
+        }
+        Command::Tag { source, target } => {
+            let (repo, tag) = match target.rsplit_once(':') {
+                Some((r, t)) if !t.contains('/') => (r.to_string(), t.to_string()),
+                _ => (target.clone(), "latest".to_string()),
+            };
+            client.call(Method::POST, &format!("/images/{}/tag?repo={}&tag={}", enc(&source), enc(&repo), enc(&tag)), None).await?;
+            Ok(0)
+        }
+        Command::Rmi { force, no_prune, images } => {
+            let mut code = 0;
+            for i in &images {
+                match client.json(Method::DELETE, &format!("/images/{}?force={}&noprune={}", enc(i), force as u8, no_prune as u8), None).await {
+                    Ok(v) => {
+                        for item in v.as_array().cloned().unwrap_or_default() {
+                            if let Some(t) = item["Untagged"].as_str() {
+                                println!("Untagged: {t}");
+                            }
+                            if let Some(d) = item["Deleted"].as_str() {
+                                println!("Deleted: {d}");
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        eprintln!("{e:#}");
+                        code = 1;
+                    }
+                }
+            }
+            Ok(code)
+        }
+        Command::Version => {
+            println!("Client:\n Version:      {}\n API version:  {}\n OS/Arch:      linux/{}", crate::VERSION, crate::API_VERSION, crate::images::host_arch());
+            let v = client.json(Method::GET, "/version", None).await?;
+            println!(
+                "\nServer:\n Engine:\n  Version:      {}\n  API version:  {} (minimum version {})\n  OS/Arch:      {}/{}\n  Kernel:       {}",
+                v["Version"].as_str().unwrap_or(""),
+                v["ApiVersion"].as_str().unwrap_or(""),
+                v["MinAPIVersion"].as_str().unwrap_or(""),
+                v["Os"].as_str().unwrap_or(""),
+                v["Arch"].as_str().unwrap_or(""),
+                v["KernelVersion"].as_str().unwrap_or("")
+            );
+            Ok(0)
+        }
+        Command::Info => {
+            let v = client.json(Method::GET, "/info", None).await?;
+            println!("Server:");
+            println!(" Containers: {}\n  Running: {}\n  Paused: {}\n  Stopped: {}", v["Containers"], v["ContainersRunning"], v["ContainersPaused"], v["ContainersStopped"]);
+            println!(" Images: {}", v["Images"]);
+            println!(" Server Version: {}", v["ServerVersion"].as_str().unwrap_or(""));
+            println!(" Storage Driver: {}", v["Driver"].as_str().unwrap_or(""));
+            for kv in v["DriverStatus"].as_array().cloned().unwrap_or_default() {
+                println!("  {}: {}", kv[0].as_str().unwrap_or(""), kv[1].as_str().unwrap_or(""));
+            }
+            println!(" Logging Driver: {}", v["LoggingDriver"].as_str().unwrap_or(""));
+            println!(" Cgroup Driver: {}\n Cgroup Version: {}", v["CgroupDriver"].as_str().unwrap_or(""), v["CgroupVersion"].as_str().unwrap_or(""));
+            println!(" Default Runtime: {}", v["DefaultRuntime"].as_str().unwrap_or(""));
+            println!(" Live Restore Enabled: {}", v["LiveRestoreEnabled"]);
+            println!(" Kernel Version: {}\n Operating System: {}\n Architecture: {}", v["KernelVersion"].as_str().unwrap_or(""), v["OperatingSystem"].as_str().unwrap_or(""), v["Architecture"].as_str().unwrap_or(""));
+            println!(" CPUs: {}\n Total Memory: {}", v["NCPU"], human_size(v["MemTotal"].as_u64().unwrap_or(0)));
+            println!(" Berth Root Dir: {}", v["DockerRootDir"].as_str().unwrap_or(""));
+            println!(" State Store: {}", v["BerthState"]["Path"].as_str().unwrap_or(""));
+            Ok(0)
+        }
+        Command::Daemon(_) | Command::Monitor { .. } | Command::Run(_) | Command::Create(_) => unreachable!("dispatched by main"),
+    }
+}
+
+/// Prints Docker's JSON message stream (`stream`, `status`, `error`); 1 if it carried an error.
+async fn print_messages(resp: hyper::Response<hyper::body::Incoming>, quiet: bool) -> Result<i32> {
+    use tokio::io::AsyncBufReadExt;
+    let mut lines = tokio::io::BufReader::new(body_reader(resp)).lines();
+    let mut code = 0;
+    while let Some(line) = lines.next_line().await? {
+        let Ok(v) = serde_json::from_str::<Value>(&line) else { continue };
+        if let Some(e) = v["error"].as_str() {
+            eprintln!("Error: {e}");
+            code = 1;
+        } else if let Some(s) = v["stream"].as_str() {
+            print!("{s}");
+        } else if let Some(s) = v["status"].as_str() {
+            if !quiet {
+                match v["id"].as_str() {
+                    Some(id) => println!("{id}: {s}"),
+                    None => println!("{s}"),
+                }
+            }
+        }
+    }
+    Ok(code)
+}

@@ -1,0 +1,203 @@
+//! The CLI role: Docker's verbs and flags, talking to the daemon over its API.
+//!
+//! - [`client`]: HTTP over the unix socket, attach streams.
+//! - [`run`]: `create` and `run` (their flags are one definition).
+//! - [`commands`]: every other verb.
+//! - [`format`]: tables, sizes, ages, `--format` templates.
+
+pub mod client;
+mod commands;
+pub mod format;
+mod run;
+
+use crate::config::Flags;
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "berth", version, about = "A container engine for edge devices", disable_help_subcommand = true)]
+pub struct Cli {
+    /// Daemon socket(s): the one the CLI connects to (also BERTH_HOST, DOCKER_HOST), or the
+    /// ones `berth daemon` listens on
+    #[arg(short = 'H', long = "host", global = true)]
+    pub host: Vec<String>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon
+    Daemon(Flags),
+    /// Monitor one container (started by the daemon)
+    #[command(hide = true)]
+    Monitor { bundle: std::path::PathBuf },
+    /// Create and start a container
+    #[command(disable_help_flag = true)]
+    Run(run::RunArgs),
+    /// Create a container
+    #[command(disable_help_flag = true)]
+    Create(run::CreateArgs),
+    /// Start one or more stopped containers
+    Start {
+        /// Attach stdout/stderr and wait for the exit
+        #[arg(short = 'a', long)]
+        attach: bool,
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Stop one or more running containers
+    Stop {
+        /// Seconds to wait before killing (negative: wait forever)
+        #[arg(short = 't', long = "time", visible_alias = "timeout", allow_negative_numbers = true)]
+        time: Option<i64>,
+        /// Signal to send
+        #[arg(short = 's', long)]
+        signal: Option<String>,
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Kill one or more running containers
+    Kill {
+        #[arg(short = 's', long, default_value = "KILL")]
+        signal: String,
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Restart one or more containers
+    Restart {
+        #[arg(short = 't', long = "time", visible_alias = "timeout", allow_negative_numbers = true)]
+        time: Option<i64>,
+        #[arg(short = 's', long)]
+        signal: Option<String>,
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Remove one or more containers
+    Rm {
+        #[arg(short = 'f', long)]
+        force: bool,
+        /// Remove anonymous volumes (none exist yet)
+        #[arg(short = 'v', long)]
+        volumes: bool,
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Block until containers stop, then print their exit codes
+    Wait {
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// List containers
+    Ps {
+        #[arg(short = 'a', long)]
+        all: bool,
+        #[arg(short = 'q', long)]
+        quiet: bool,
+        #[arg(short = 'n', long = "last")]
+        last: Option<i64>,
+        #[arg(short = 'l', long)]
+        latest: bool,
+        #[arg(long = "no-trunc")]
+        no_trunc: bool,
+        #[arg(short = 'f', long = "filter")]
+        filter: Vec<String>,
+    },
+    /// Fetch the logs of a container
+    Logs {
+        #[arg(short = 'f', long)]
+        follow: bool,
+        #[arg(short = 'n', long, default_value = "all")]
+        tail: String,
+        #[arg(short = 't', long)]
+        timestamps: bool,
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long)]
+        until: Option<String>,
+        container: String,
+    },
+    /// Low-level information on containers or images
+    Inspect {
+        #[arg(short = 'f', long)]
+        format: Option<String>,
+        #[arg(long = "type")]
+        typ: Option<String>,
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Rename a container
+    Rename { container: String, new_name: String },
+    /// List images
+    Images {
+        #[arg(short = 'a', long)]
+        all: bool,
+        #[arg(short = 'q', long)]
+        quiet: bool,
+        #[arg(long = "no-trunc")]
+        no_trunc: bool,
+        #[arg(short = 'f', long = "filter")]
+        filter: Vec<String>,
+        repository: Option<String>,
+    },
+    /// Load images from a tar archive (docker save or OCI layout)
+    Load {
+        #[arg(short = 'i', long = "input", default_value = "-")]
+        input: String,
+        #[arg(short = 'q', long)]
+        quiet: bool,
+    },
+    /// Import a root filesystem tar as an image
+    Import {
+        file: String,
+        reference: Option<String>,
+        #[arg(short = 'c', long = "change")]
+        change: Vec<String>,
+        #[arg(short = 'm', long)]
+        message: Option<String>,
+    },
+    /// Tag an image
+    Tag { source: String, target: String },
+    /// Remove one or more images
+    Rmi {
+        #[arg(short = 'f', long)]
+        force: bool,
+        #[arg(long = "no-prune")]
+        no_prune: bool,
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+    /// Show client and daemon versions
+    Version,
+    /// Show daemon-wide information
+    Info,
+}
+
+/// Runs the parsed command; returns the process exit code.
+pub fn main(cli: Cli) -> i32 {
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("berth: {e}");
+            return 1;
+        }
+    };
+    let result = rt.block_on(async {
+        let client = client::Client::new(cli.host.first().map(String::as_str))?;
+        match cli.command {
+            Command::Run(a) => run::run(&client, a).await,
+            Command::Create(a) => run::create_cmd(&client, a).await,
+            other => commands::dispatch(&client, other).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("{e:#}");
+            if e.downcast_ref::<client::ApiFailure>().is_some() {
+                1
+            } else {
+                125
+            }
+        }
+    }
+}

@@ -1,0 +1,221 @@
+//! `create` and `run`.
+
+use super::client::{demux, ApiFailure, Client};
+use anyhow::{Context, Result};
+use hyper::{Method, StatusCode};
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+
+#[derive(Debug, clap::Args)]
+pub struct CreateArgs {
+    /// Print help (-h is --hostname, as in docker)
+    #[arg(long, action = clap::ArgAction::Help)]
+    pub help: Option<bool>,
+    /// Assign a name to the container
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Set environment variables
+    #[arg(short = 'e', long = "env")]
+    pub env: Vec<String>,
+    /// Read environment variables from a file
+    #[arg(long = "env-file")]
+    pub env_file: Vec<String>,
+    /// Working directory inside the container
+    #[arg(short = 'w', long = "workdir")]
+    pub workdir: Option<String>,
+    /// Username or UID (format: <name|uid>[:<group|gid>])
+    #[arg(short = 'u', long)]
+    pub user: Option<String>,
+    /// Overwrite the default ENTRYPOINT of the image
+    #[arg(long)]
+    pub entrypoint: Option<String>,
+    /// Container host name
+    #[arg(short = 'h', long)]
+    pub hostname: Option<String>,
+    /// Set metadata on the container
+    #[arg(short = 'l', long = "label")]
+    pub label: Vec<String>,
+    /// Mount the container's root filesystem as read only
+    #[arg(long = "read-only")]
+    pub read_only: bool,
+    /// Network mode: none (default), host
+    #[arg(long = "network", visible_alias = "net")]
+    pub network: Option<String>,
+    /// Add an annotation to the container (e.g. native.umask=normal)
+    #[arg(long = "annotation")]
+    pub annotation: Vec<String>,
+    #[arg(long = "cap-add")]
+    pub cap_add: Vec<String>,
+    #[arg(long = "cap-drop")]
+    pub cap_drop: Vec<String>,
+    /// Log driver options (max-size, max-file)
+    #[arg(long = "log-opt")]
+    pub log_opt: Vec<String>,
+    #[arg(long = "stop-signal")]
+    pub stop_signal: Option<String>,
+    #[arg(long = "stop-timeout", allow_negative_numbers = true)]
+    pub stop_timeout: Option<i64>,
+    #[arg(long)]
+    pub runtime: Option<String>,
+    /// Automatically remove the container when it exits
+    #[arg(long)]
+    pub rm: bool,
+    /// Keep STDIN open
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
+    /// Allocate a pseudo-TTY
+    #[arg(short = 't', long)]
+    pub tty: bool,
+    pub image: String,
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Run in the background and print the container ID
+    #[arg(short = 'd', long)]
+    pub detach: bool,
+    #[command(flatten)]
+    pub create: CreateArgs,
+}
+
+fn key_values(items: &[String]) -> BTreeMap<String, String> {
+    items.iter().map(|i| i.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())).unwrap_or((i.clone(), String::new()))).collect()
+}
+
+/// `--env-file`: `KEY=value` lines; `KEY` alone takes the value from this environment.
+fn read_env_file(path: &str) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("open {path}"))?;
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(|l| match l.split_once('=') {
+            Some(_) => Some(l.to_string()),
+            None => std::env::var(l).ok().map(|v| format!("{l}={v}")),
+        })
+        .collect())
+}
+
+fn body(a: &CreateArgs) -> Result<Value> {
+    let mut env = Vec::new();
+    for f in &a.env_file {
+        env.extend(read_env_file(f)?);
+    }
+    for e in &a.env {
+        env.push(if e.contains('=') { e.clone() } else { std::env::var(e).map(|v| format!("{e}={v}")).unwrap_or_else(|_| e.clone()) });
+    }
+    let mut hc = Map::new();
+    hc.insert("AutoRemove".into(), json!(a.rm));
+    hc.insert("ReadonlyRootfs".into(), json!(a.read_only));
+    hc.insert("NetworkMode".into(), json!(a.network.clone().unwrap_or_else(|| "default".into())));
+    if !a.annotation.is_empty() {
+        hc.insert("Annotations".into(), json!(key_values(&a.annotation)));
+    }
+    if !a.cap_add.is_empty() {
+        hc.insert("CapAdd".into(), json!(a.cap_add));
+    }
+    if !a.cap_drop.is_empty() {
+        hc.insert("CapDrop".into(), json!(a.cap_drop));
+    }
+    if !a.log_opt.is_empty() {
+        hc.insert("LogConfig".into(), json!({"Type": "json-file", "Config": key_values(&a.log_opt)}));
+    }
+    if let Some(r) = &a.runtime {
+        hc.insert("Runtime".into(), json!(r));
+    }
+    let mut c = json!({
+        "Image": a.image,
+        "Env": env,
+        "Cmd": if a.command.is_empty() { Value::Null } else { json!(a.command) },
+        "Labels": key_values(&a.label),
+        "Tty": a.tty,
+        "OpenStdin": a.interactive,
+        "AttachStdin": a.interactive,
+        "AttachStdout": true,
+        "AttachStderr": true,
+        "HostConfig": hc,
+    });
+    if let Some(v) = &a.entrypoint {
+        c["Entrypoint"] = json!([v]);
+    }
+    for (k, v) in [("WorkingDir", &a.workdir), ("User", &a.user), ("Hostname", &a.hostname), ("StopSignal", &a.stop_signal)] {
+        if let Some(v) = v {
+            c[k] = json!(v);
+        }
+    }
+    if let Some(t) = a.stop_timeout {
+        c["StopTimeout"] = json!(t);
+    }
+    Ok(c)
+}
+
+async fn create(client: &Client, a: &CreateArgs) -> Result<String> {
+    let mut path = "/containers/create".to_string();
+    if let Some(n) = &a.name {
+        path.push_str(&format!("?name={}", n));
+    }
+    let resp = client.json(Method::POST, &path, Some(body(a)?)).await.map_err(|e| {
+        if let Some(f) = e.downcast_ref::<ApiFailure>() {
+            if f.status == StatusCode::NOT_FOUND && f.message.starts_with("No such image") {
+                return anyhow::anyhow!("Unable to find image '{}' locally; load it first (berth load) — pulling comes with registry support.\n{e}", a.image);
+            }
+        }
+        e
+    })?;
+    resp["Id"].as_str().map(String::from).context("the daemon answered create without an Id")
+}
+
+pub async fn create_cmd(client: &Client, a: CreateArgs) -> Result<i32> {
+    let id = create(client, &a).await?;
+    println!("{id}");
+    Ok(0)
+}
+
+
+/// Docker's `run` exit codes when the command could not be started: 127 not found, 126 not
+/// executable, 125 any other refusal.
+fn start_failure_code(msg: &str) -> i32 {
+    if msg.contains("executable file not found") || msg.contains("no such file or directory") {
+        127
+    } else if msg.contains("permission denied") {
+        126
+    } else {
+        125
+    }
+}
+
+pub async fn run(client: &Client, a: RunArgs) -> Result<i32> {
+    let c = &a.create;
+    let id = match create(client, c).await {
+        Ok(id) => id,
+        Err(e) => {
+            eprintln!("berth: {e:#}");
+            return Ok(125);
+        }
+    };
+    if a.detach {
+        if let Err(e) = client.call(Method::POST, &format!("/containers/{id}/start"), None).await {
+            eprintln!("berth: {e:#}");
+            return Ok(start_failure_code(&e.to_string()));
+        }
+        println!("{id}");
+        return Ok(0);
+    }
+    // Attach and register the wait before starting, so no output and no exit is missed.
+    let stream = client.attach(&format!("/containers/{id}/attach?stream=1&stdout=1&stderr=1")).await?;
+    let cond = if c.rm { "removed" } else { "next-exit" };
+    let wait = client.call(Method::POST, &format!("/containers/{id}/wait?condition={cond}"), None).await?;
+    if let Err(e) = client.call(Method::POST, &format!("/containers/{id}/start"), None).await {
+        eprintln!("berth: {e:#}");
+        if c.rm {
+            let _ = client.call(Method::DELETE, &format!("/containers/{id}?force=1"), None).await;
+        }
+        return Ok(start_failure_code(&e.to_string()));
+    }
+    demux(hyper_util::rt::TokioIo::new(stream)).await?;
+    let bytes = http_body_util::BodyExt::collect(wait.into_body()).await?.to_bytes();
+    let v: Value = serde_json::from_slice(&bytes).context("reading the wait result")?;
+    Ok(v["StatusCode"].as_i64().unwrap_or(125) as i32)
+}

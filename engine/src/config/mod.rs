@@ -1,0 +1,268 @@
+//! Daemon configuration: `/etc/berth/daemon.json` with Docker's key names, overridden by
+//! command-line flags, validated once at start. Unknown keys are an error: a typo in a
+//! device's config must not silently fall back to a default.
+
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+pub const DEFAULT_CONFIG_FILE: &str = "/etc/berth/daemon.json";
+pub const DEFAULT_DATA_ROOT: &str = "/var/lib/berth";
+pub const DEFAULT_EXEC_ROOT: &str = "/run/berth";
+
+/// The file as written: every key optional, nothing derived.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct FileConfig {
+    pub data_root: Option<PathBuf>,
+    pub exec_root: Option<PathBuf>,
+    pub hosts: Option<Vec<String>>,
+    pub storage_driver: Option<String>,
+    pub storage_opts: Option<Vec<String>>,
+    pub log_level: Option<String>,
+    pub log_driver: Option<String>,
+    pub log_opts: Option<BTreeMap<String, String>>,
+    pub default_runtime: Option<String>,
+    pub runtimes: Option<BTreeMap<String, RuntimeEntry>>,
+    pub exec_opts: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RuntimeEntry {
+    pub path: String,
+    #[serde(default)]
+    pub runtime_args: Vec<String>,
+}
+
+/// Values given on the command line; they override the file.
+#[derive(Debug, Default, Clone, clap::Args)]
+pub struct Flags {
+    /// Daemon configuration file
+    #[arg(long = "config-file", default_value = DEFAULT_CONFIG_FILE)]
+    pub config_file: PathBuf,
+    /// Root of persistent state
+    #[arg(long = "data-root")]
+    pub data_root: Option<PathBuf>,
+    /// Root of runtime state (sockets, bundles)
+    #[arg(long = "exec-root")]
+    pub exec_root: Option<PathBuf>,
+    /// Listen address(es), from the global `-H`: unix:///path, fd://
+    #[arg(skip)]
+    pub hosts: Vec<String>,
+    /// Storage driver (overlay2, vfs)
+    #[arg(short = 's', long = "storage-driver")]
+    pub storage_driver: Option<String>,
+    /// Log level (debug, info, warn, error)
+    #[arg(short = 'l', long = "log-level")]
+    pub log_level: Option<String>,
+    /// Default OCI runtime
+    #[arg(long = "default-runtime")]
+    pub default_runtime: Option<String>,
+    /// Runtime execution options (native.umask=normal|secure)
+    #[arg(long = "exec-opt")]
+    pub exec_opts: Vec<String>,
+}
+
+/// Where the json-file driver caps a container's log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LogLimits {
+    /// Bytes per file before rotation; `None`: unlimited.
+    pub max_size: Option<u64>,
+    /// Files kept, the current one included (>= 1).
+    pub max_file: u32,
+}
+
+impl LogLimits {
+    /// Reads `max-size`/`max-file` from log options; other keys are an error.
+    pub fn from_opts(opts: &BTreeMap<String, String>, base: LogLimits) -> Result<Self> {
+        let mut out = base;
+        for (k, v) in opts {
+            match k.as_str() {
+                "max-size" => out.max_size = if v == "-1" { None } else { Some(parse_size(v)?) },
+                "max-file" => {
+                    out.max_file = v.parse().ok().filter(|n| *n >= 1).with_context(|| format!("invalid max-file {v:?}: must be a number >= 1"))?
+                }
+                _ => bail!("unknown log opt '{k}' for json-file log driver"),
+            }
+        }
+        if out.max_file > 1 && out.max_size.is_none() {
+            bail!("max-file cannot be set without max-size");
+        }
+        Ok(out)
+    }
+}
+
+/// `10m`, `1g`, `512k`, `100` (bytes), as Docker's units.RAMInBytes.
+pub fn parse_size(s: &str) -> Result<u64> {
+    let s = s.trim().to_ascii_lowercase();
+    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num.parse().with_context(|| format!("invalid size {s:?}"))?;
+    let mult: u64 = match unit.trim_end_matches('b').trim_end_matches('i') {
+        "" => 1,
+        "k" => 1 << 10,
+        "m" => 1 << 20,
+        "g" => 1 << 30,
+        "t" => 1 << 40,
+        _ => bail!("invalid size {s:?}: unknown unit {unit:?}"),
+    };
+    Ok((n * mult as f64) as u64)
+}
+
+/// The runtime a container runs under.
+#[derive(Debug, Clone)]
+pub struct Runtime {
+    pub name: String,
+    pub path: String,
+    pub args: Vec<String>,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct DaemonConfig {
+    pub data_root: PathBuf,
+    pub exec_root: PathBuf,
+    pub hosts: Vec<String>,
+    pub storage_driver: Option<String>,
+    pub storage_opts: Vec<String>,
+    pub log_level: tracing::Level,
+    pub log_limits: LogLimits,
+    pub runtimes: BTreeMap<String, Runtime>,
+    pub default_runtime: String,
+    /// Default umask of container processes: 0027 (secure) unless `native.umask=normal`.
+    pub umask: u32,
+    pub config_file: Option<PathBuf>,
+}
+
+/// Parses `native.umask=normal|secure`.
+pub fn umask_option(value: &str) -> Result<u32> {
+    match value {
+        "normal" => Ok(0o022),
+        "secure" => Ok(0o027),
+        _ => bail!("invalid native.umask {value:?}: expected normal or secure"),
+    }
+}
+
+impl DaemonConfig {
+    /// Reads the file (a missing default file is fine, a missing named one is not) and applies
+    /// the flags.
+    pub fn load(flags: &Flags) -> Result<Self> {
+        let path = &flags.config_file;
+        let (file, used) = match std::fs::read(path) {
+            Ok(data) if data.iter().all(u8::is_ascii_whitespace) => (FileConfig::default(), Some(path.clone())),
+            Ok(data) => (
+                serde_json::from_slice::<FileConfig>(&data).with_context(|| format!("invalid configuration file {}", path.display()))?,
+                Some(path.clone()),
+            ),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && path == Path::new(DEFAULT_CONFIG_FILE) => (FileConfig::default(), None),
+            Err(e) => return Err(e).with_context(|| format!("reading configuration file {}", path.display())),
+        };
+        Self::merge(file, flags, used)
+    }
+
+    fn merge(file: FileConfig, flags: &Flags, config_file: Option<PathBuf>) -> Result<Self> {
+        let hosts = if !flags.hosts.is_empty() { flags.hosts.clone() } else { file.hosts.unwrap_or_default() };
+        let level = flags.log_level.clone().or(file.log_level).unwrap_or_else(|| "info".into());
+        let log_level = match level.as_str() {
+            "debug" | "trace" => tracing::Level::DEBUG,
+            "info" => tracing::Level::INFO,
+            "warn" => tracing::Level::WARN,
+            "error" | "fatal" => tracing::Level::ERROR,
+            _ => bail!("invalid log-level {level:?}"),
+        };
+        if let Some(d) = &file.log_driver {
+            if d != "json-file" {
+                bail!("log-driver {d:?} is not supported (only json-file)");
+            }
+        }
+        let log_limits = LogLimits::from_opts(&file.log_opts.unwrap_or_default(), LogLimits { max_size: None, max_file: 1 })
+            .context("invalid log-opts")?;
+        let mut runtimes = BTreeMap::new();
+        runtimes.insert("runc".to_string(), Runtime { name: "runc".into(), path: "runc".into(), args: vec![] });
+        for (name, r) in file.runtimes.unwrap_or_default() {
+            runtimes.insert(name.clone(), Runtime { name, path: r.path, args: r.runtime_args });
+        }
+        let default_runtime = flags.default_runtime.clone().or(file.default_runtime).unwrap_or_else(|| "runc".into());
+        if !runtimes.contains_key(&default_runtime) {
+            bail!("default-runtime {default_runtime:?} is not a configured runtime");
+        }
+        let mut umask = 0o027;
+        for opt in file.exec_opts.unwrap_or_default().iter().chain(&flags.exec_opts) {
+            match opt.split_once('=') {
+                Some(("native.umask", v)) => umask = umask_option(v)?,
+                _ => bail!("unsupported exec-opt {opt:?} (supported: native.umask=normal|secure)"),
+            }
+        }
+        let storage_driver = flags.storage_driver.clone().or(file.storage_driver);
+        if let Some(d) = &storage_driver {
+            if !["overlay2", "vfs"].contains(&d.as_str()) {
+                bail!("storage-driver {d:?} is not supported here (overlay2, vfs)");
+            }
+        }
+        let storage_opts = file.storage_opts.unwrap_or_default();
+        if let Some(o) = storage_opts.first() {
+            bail!("storage-opt {o:?} is not supported by the overlay2/vfs drivers");
+        }
+        let data_root = flags.data_root.clone().or(file.data_root).unwrap_or_else(|| DEFAULT_DATA_ROOT.into());
+        let exec_root = flags.exec_root.clone().or(file.exec_root).unwrap_or_else(|| DEFAULT_EXEC_ROOT.into());
+        if !data_root.is_absolute() || !exec_root.is_absolute() {
+            bail!("data-root and exec-root must be absolute paths");
+        }
+        Ok(DaemonConfig {
+            hosts: if hosts.is_empty() { vec![format!("unix://{}", exec_root.join("berth.sock").display())] } else { hosts },
+            data_root,
+            exec_root,
+            storage_driver,
+            storage_opts,
+            log_level,
+            log_limits,
+            runtimes,
+            default_runtime,
+            umask,
+            config_file,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(json: &str, flags: Flags) -> Result<DaemonConfig> {
+        DaemonConfig::merge(serde_json::from_str(json)?, &flags, None)
+    }
+
+    #[test]
+    fn unknown_keys_are_an_error() {
+        assert!(serde_json::from_str::<FileConfig>(r#"{"data-rooot":"/x"}"#).is_err());
+    }
+
+    #[test]
+    fn flags_override_file() {
+        let f = Flags { data_root: Some("/flag".into()), ..Default::default() };
+        let c = parse(r#"{"data-root":"/file","exec-opts":["native.umask=normal"]}"#, f).unwrap();
+        assert_eq!(c.data_root, PathBuf::from("/flag"));
+        assert_eq!(c.umask, 0o022);
+        assert_eq!(c.hosts, vec!["unix:///run/berth/berth.sock".to_string()]);
+    }
+
+    #[test]
+    fn defaults_and_log_opts() {
+        let c = parse(r#"{"log-opts":{"max-size":"10m","max-file":"3"}}"#, Flags::default()).unwrap();
+        assert_eq!(c.umask, 0o027);
+        assert_eq!(c.log_limits, LogLimits { max_size: Some(10 << 20), max_file: 3 });
+        assert!(parse(r#"{"log-opts":{"max-file":"3"}}"#, Flags::default()).is_err());
+        assert!(parse(r#"{"exec-opts":["native.umask=weird"]}"#, Flags::default()).is_err());
+        assert!(parse(r#"{"default-runtime":"crun"}"#, Flags::default()).is_err());
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("10m").unwrap(), 10 << 20);
+        assert_eq!(parse_size("1.5k").unwrap(), 1536);
+        assert_eq!(parse_size("100").unwrap(), 100);
+        assert!(parse_size("10x").is_err());
+    }
+}

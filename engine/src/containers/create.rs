@@ -1,0 +1,315 @@
+//! `POST /containers/create`: validate everything first (nothing is created for a bad
+//! request), merge the image's defaults, then make the root filesystem and the record.
+
+use super::model::{Container, ContainerConfig, HostConfig, State};
+use super::{names, ContainerError, Containers, Entry};
+use crate::config::{umask_option, LogLimits};
+use crate::util::id::{valid_name, ContainerId};
+use anyhow::{Context, Result};
+use berth_images::Reference;
+use serde::Deserialize;
+use serde_json::Value;
+use std::path::Path;
+use std::sync::Arc;
+
+/// The create request body.
+#[derive(Debug, Deserialize)]
+pub struct CreateRequest {
+    #[serde(flatten)]
+    pub config: ContainerConfig,
+    #[serde(rename = "HostConfig", default)]
+    pub host_config: Option<HostConfig>,
+    #[serde(rename = "NetworkingConfig", default)]
+    pub networking_config: Option<Value>,
+}
+
+/// HostConfig fields whose features come in later work: a request that sets one gets a
+/// clear 501 instead of a container that silently lacks it.
+const NOT_YET: &[(&str, &str)] = &[
+    ("Binds", "bind mounts and volumes (-v)"),
+    ("Mounts", "mounts (--mount)"),
+    ("PortBindings", "published ports (-p)"),
+    ("PublishAllPorts", "published ports (-P)"),
+    ("Links", "links (--link)"),
+    ("VolumesFrom", "--volumes-from"),
+    ("Tmpfs", "--tmpfs"),
+    ("Dns", "--dns"),
+    ("DnsSearch", "--dns-search"),
+    ("DnsOptions", "--dns-option"),
+    ("ExtraHosts", "--add-host"),
+    ("Memory", "memory limits (-m)"),
+    ("MemorySwap", "--memory-swap"),
+    ("MemoryReservation", "--memory-reservation"),
+    ("NanoCpus", "--cpus"),
+    ("CpuShares", "--cpu-shares"),
+    ("CpuQuota", "--cpu-quota"),
+    ("CpuPeriod", "--cpu-period"),
+    ("CpusetCpus", "--cpuset-cpus"),
+    ("CpusetMems", "--cpuset-mems"),
+    ("PidsLimit", "--pids-limit"),
+    ("BlkioWeight", "--blkio-weight"),
+    ("Devices", "--device"),
+    ("Ulimits", "--ulimit"),
+    ("Sysctls", "--sysctl"),
+    ("SecurityOpt", "--security-opt"),
+    ("Init", "--init"),
+    ("GroupAdd", "--group-add"),
+    ("OomScoreAdj", "--oom-score-adj"),
+    ("PidMode", "--pid"),
+    ("IpcMode", "--ipc"),
+    ("UTSMode", "--uts"),
+    ("KernelMemory", "--kernel-memory"),
+];
+
+fn is_set(v: &Value) -> bool {
+    match v {
+        Value::Null => false,
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
+        Value::String(s) => !s.is_empty() && s != "private" && s != "shareable",
+        Value::Array(a) => !a.is_empty(),
+        Value::Object(o) => !o.is_empty(),
+    }
+}
+
+/// Network modes available until the bridge lands.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NetMode {
+    None,
+    Host,
+}
+
+pub(crate) fn network_mode(hc: &HostConfig) -> Result<NetMode, ContainerError> {
+    match hc.network_mode.as_str() {
+        "" | "default" | "none" => Ok(NetMode::None),
+        "host" => Ok(NetMode::Host),
+        "bridge" => Err(ContainerError::NotImplemented(
+            "the bridge network (--network bridge); use --network none or --network host".into(),
+        )),
+        other => Err(ContainerError::NotImplemented(format!("network mode {other:?}"))),
+    }
+}
+
+fn merge_env(image: &[String], request: &[String]) -> Vec<String> {
+    let key = |e: &str| e.split('=').next().unwrap_or("").to_string();
+    let mut out: Vec<String> = image.to_vec();
+    for e in request {
+        let k = key(e);
+        out.retain(|x| key(x) != k);
+        out.push(e.clone());
+    }
+    out
+}
+
+impl Containers {
+    pub async fn create(self: &Arc<Self>, name: Option<&str>, req: CreateRequest) -> Result<ContainerId> {
+        let mut config = req.config;
+        let hc = req.host_config.unwrap_or_default();
+
+        // 1. Validate: 400/404/501 before anything exists.
+        if let Some(n) = name.filter(|n| !n.is_empty()) {
+            if !valid_name(n.strip_prefix('/').unwrap_or(n)) {
+                return Err(ContainerError::Invalid(format!("Invalid container name ({n}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")).into());
+            }
+        }
+        if config.tty {
+            return Err(ContainerError::NotImplemented("a TTY for the container (-t)".into()).into());
+        }
+        if config.open_stdin {
+            return Err(ContainerError::NotImplemented("interactive stdin (-i)".into()).into());
+        }
+        if hc.privileged {
+            return Err(ContainerError::NotImplemented("--privileged".into()).into());
+        }
+        for (key, flag) in NOT_YET {
+            if hc.extra.get(*key).is_some_and(is_set) {
+                return Err(ContainerError::NotImplemented(format!("{flag} (HostConfig.{key})")).into());
+            }
+        }
+        if let Some(rp) = &hc.restart_policy {
+            if !rp.name.is_empty() && rp.name != "no" {
+                return Err(ContainerError::NotImplemented(format!("restart policy {:?}", rp.name)).into());
+            }
+        }
+        let net = network_mode(&hc)?;
+        let mut log_limits = self.cfg.log_limits;
+        if let Some(lc) = &hc.log_config {
+            if !lc.typ.is_empty() && lc.typ != "json-file" {
+                return Err(ContainerError::Invalid(format!("logging driver {:?} is not supported (json-file only)", lc.typ)).into());
+            }
+            log_limits = LogLimits::from_opts(&lc.config, log_limits).map_err(|e| ContainerError::Invalid(format!("{e:#}")))?;
+        }
+        let runtime = hc.runtime.clone().filter(|r| !r.is_empty()).unwrap_or_else(|| self.cfg.default_runtime.clone());
+        if !self.cfg.runtimes.contains_key(&runtime) {
+            return Err(ContainerError::Invalid(format!("unknown or invalid runtime name: {runtime}")).into());
+        }
+        let mut umask = self.cfg.umask;
+        if let Some(v) = hc.annotations.as_ref().and_then(|a| a.get("native.umask")) {
+            umask = umask_option(v).map_err(|e| ContainerError::Invalid(e.to_string()))?;
+        }
+        crate::runtime::spec::capabilities(hc.cap_add.as_deref().unwrap_or(&[]), hc.cap_drop.as_deref().unwrap_or(&[]))
+            .map_err(|e| ContainerError::Invalid(e.to_string()))?;
+        for e in config.env.iter().flatten() {
+            if e.is_empty() || e.starts_with('=') {
+                return Err(ContainerError::Invalid(format!("invalid environment variable: {e:?}")).into());
+            }
+        }
+        if config.image.is_empty() {
+            return Err(ContainerError::Invalid("config.Image is required".into()).into());
+        }
+        let shown = config.image.parse::<Reference>().map(|r| r.familiar()).unwrap_or_else(|_| config.image.clone());
+        let image = self.images.resolve(&config.image).map_err(|_| crate::images::ImageError::NotFound(shown))?;
+        let image_config = self.images.config(&image.id)?.config;
+
+        // 2. Merge the image's defaults.
+        let entrypoint = config.entrypoint.clone().or(image_config.entrypoint.clone()).filter(|e| !(e.len() == 1 && e[0].is_empty()));
+        let cmd = match (&config.cmd, &config.entrypoint) {
+            (Some(c), _) if !c.is_empty() => Some(c.clone()),
+            (_, Some(_)) => None,
+            _ => image_config.cmd.clone(),
+        };
+        let mut argv: Vec<String> = entrypoint.clone().unwrap_or_default();
+        argv.extend(cmd.clone().unwrap_or_default());
+        if argv.is_empty() {
+            return Err(ContainerError::Invalid("No command specified".into()).into());
+        }
+        config.entrypoint = entrypoint;
+        config.cmd = cmd;
+        config.env = Some(merge_env(image_config.env.as_deref().unwrap_or(&[]), config.env.as_deref().unwrap_or(&[])));
+        if config.working_dir.is_empty() {
+            config.working_dir = image_config.working_dir.clone().unwrap_or_default();
+        }
+        if !config.working_dir.is_empty() && !config.working_dir.starts_with('/') {
+            return Err(ContainerError::Invalid(format!("the working directory '{}' is invalid, it needs to be an absolute path", config.working_dir)).into());
+        }
+        if config.user.is_empty() {
+            config.user = image_config.user.clone().unwrap_or_default();
+        }
+        let mut labels = image_config.labels.clone().unwrap_or_default();
+        labels.extend(config.labels.take().unwrap_or_default());
+        config.labels = Some(labels);
+        if config.stop_signal.is_none() {
+            config.stop_signal = image_config.stop_signal.clone();
+        }
+        if let Some(sig) = &config.stop_signal {
+            crate::runtime::signal::parse(sig).map_err(|e| ContainerError::Invalid(e.to_string()))?;
+        }
+        if config.exposed_ports.is_none() {
+            config.exposed_ports = image_config.exposed_ports.clone();
+        }
+
+        // 3. Take the name and the id.
+        let id = ContainerId::random().context("generating a container id")?;
+        if config.hostname.is_empty() {
+            config.hostname = if net == NetMode::Host { nix::unistd::gethostname()?.to_string_lossy().into_owned() } else { id.short().to_string() };
+        }
+        let name = self.reserve_name(name.map(|n| n.strip_prefix('/').unwrap_or(n)), &id)?;
+        let rec = Container {
+            id: id.clone(),
+            name: name.clone(),
+            created: crate::util::time::now(),
+            image_name: config.image.clone(),
+            image_id: image.id.clone(),
+            layers: image.layers.clone(),
+            path: argv[0].clone(),
+            args: argv[1..].to_vec(),
+            config,
+            host_config: hc,
+            state: State::Created,
+            started_at: None,
+            finished_at: None,
+            restart_count: 0,
+            log_path: self.data_dir(&id).join(format!("{id}-json.log")),
+            log_limits,
+            umask,
+            runtime,
+        };
+
+        // 4. Root filesystem, then the record (what is acknowledged is on disk).
+        let this = self.clone();
+        let rec2 = rec.clone();
+        let made = tokio::task::spawn_blocking(move || -> Result<()> {
+            std::fs::create_dir_all(this.data_dir(&rec2.id))?;
+            let hostname = rec2.config.hostname.clone();
+            this.driver.create_container(&rec2.id, &rec2.layers, &|dir| write_init_layer(dir, &hostname, net))?;
+            this.records.put(rec2.id.as_str(), &rec2)
+        })
+        .await?;
+        if let Err(e) = made {
+            self.table.lock().unwrap().reserved.remove(&name);
+            let this = self.clone();
+            let id2 = id.clone();
+            let _ = tokio::task::spawn_blocking(move || {
+                let _ = this.driver.remove_container(&id2);
+                let _ = std::fs::remove_dir_all(this.data_dir(&id2));
+            })
+            .await;
+            return Err(e.context(format!("creating container {name}")));
+        }
+        {
+            let mut t = self.table.lock().unwrap();
+            t.reserved.remove(&name);
+            t.by_id.insert(id.clone(), Entry::new(rec));
+        }
+        tracing::info!(container = %id.short(), %name, "created");
+        Ok(id)
+    }
+
+    fn reserve_name(&self, wanted: Option<&str>, id: &ContainerId) -> Result<String, ContainerError> {
+        let mut t = self.table.lock().unwrap();
+        let taken = |t: &super::Table, n: &str| -> Option<String> {
+            if t.reserved.contains(n) {
+                return Some("(being created)".into());
+            }
+            t.by_id.values().find(|e| e.rec.lock().unwrap().name == n).map(|e| e.id().to_string())
+        };
+        let name = match wanted.filter(|n| !n.is_empty()) {
+            Some(n) => {
+                if let Some(other) = taken(&t, n) {
+                    return Err(ContainerError::NameInUse { name: n.into(), id: other });
+                }
+                n.to_string()
+            }
+            None => (0..).map(|i| names::generate(id.as_str(), i)).find(|n| taken(&t, n).is_none()).unwrap_or_default(),
+        };
+        t.reserved.insert(name.clone());
+        Ok(name)
+    }
+
+    /// `rename`: a new unique name.
+    pub fn rename(&self, name: &str, new_name: &str) -> Result<()> {
+        let new_name = new_name.strip_prefix('/').unwrap_or(new_name);
+        if !valid_name(new_name) {
+            return Err(ContainerError::Invalid(format!("Invalid container name ({new_name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")).into());
+        }
+        let entry = self.lookup(name)?;
+        let t = self.table.lock().unwrap();
+        if let Some(other) = t.by_id.values().find(|e| e.rec.lock().unwrap().name == new_name) {
+            if !Arc::ptr_eq(other, &entry) {
+                return Err(ContainerError::NameInUse { name: new_name.into(), id: other.id().to_string() }.into());
+            }
+        }
+        if t.reserved.contains(new_name) {
+            return Err(ContainerError::NameInUse { name: new_name.into(), id: "(being created)".into() }.into());
+        }
+        self.update(&entry, |c| c.name = new_name.to_string())?;
+        Ok(())
+    }
+}
+
+/// The init layer: the files Docker bind-mounts (`/etc/hostname`, `/etc/hosts`,
+/// `/etc/resolv.conf`) and the mount points a read-only root needs.
+fn write_init_layer(dir: &Path, hostname: &str, net: NetMode) -> Result<()> {
+    for d in ["etc", "dev", "proc", "sys", "dev/pts", "dev/shm"] {
+        std::fs::create_dir_all(dir.join(d))?;
+    }
+    std::fs::write(dir.join("etc/hostname"), format!("{hostname}\n"))?;
+    let hosts = match net {
+        NetMode::Host => std::fs::read_to_string("/etc/hosts").unwrap_or_default(),
+        NetMode::None => "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n".to_string(),
+    };
+    std::fs::write(dir.join("etc/hosts"), hosts)?;
+    let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    std::fs::write(dir.join("etc/resolv.conf"), resolv)?;
+    Ok(())
+}

@@ -1,0 +1,189 @@
+//! Containers: the record, its state machine, and one file per operation adding to
+//! [`Containers`]' `impl`.
+//!
+//! Concurrency: the table and each record sit behind std mutexes that are never held across
+//! an `await`; lifecycle operations on one container are serialised by its `op` lock (a
+//! tokio mutex, since they wait on the runtime). Exit handling never takes the `op` lock, so
+//! `stop` can hold it while it waits for the exit.
+
+mod create;
+mod error;
+mod exit;
+pub mod model;
+mod names;
+mod remove;
+mod start;
+mod stop;
+pub mod user;
+mod wait;
+
+pub use create::CreateRequest;
+pub use error::ContainerError;
+pub use wait::WaitCondition;
+
+use crate::config::DaemonConfig;
+use crate::images::ImageStore;
+use crate::state::{Collection, Store};
+use crate::storage::Driver;
+use crate::util::id::ContainerId;
+use anyhow::Result;
+use model::{Container, State};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use tokio::sync::watch;
+
+/// What waiters watch: bumped on every start, exit and the removal.
+#[derive(Clone, Debug, Default)]
+pub struct RunState {
+    pub running: bool,
+    pub starts: u64,
+    pub exits: u64,
+    pub exit_code: i32,
+    pub removed: bool,
+}
+
+/// One container in the table.
+pub struct Entry {
+    rec: Mutex<Container>,
+    watch: watch::Sender<RunState>,
+    op: tokio::sync::Mutex<()>,
+}
+
+impl Entry {
+    fn new(rec: Container) -> Arc<Self> {
+        let st = RunState { running: rec.state.is_running(), exit_code: rec.state.exit_code(), ..Default::default() };
+        Arc::new(Entry { rec: Mutex::new(rec), watch: watch::channel(st).0, op: tokio::sync::Mutex::new(()) })
+    }
+
+    /// A copy of the record.
+    pub fn get(&self) -> Container {
+        self.rec.lock().unwrap().clone()
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<RunState> {
+        self.watch.subscribe()
+    }
+
+    pub fn id(&self) -> ContainerId {
+        self.rec.lock().unwrap().id.clone()
+    }
+}
+
+#[derive(Default)]
+struct Table {
+    by_id: BTreeMap<ContainerId, Arc<Entry>>,
+    /// Names taken by creates still in progress.
+    reserved: BTreeSet<String>,
+}
+
+pub struct Containers {
+    pub cfg: Arc<DaemonConfig>,
+    pub images: Arc<ImageStore>,
+    pub driver: Arc<dyn Driver>,
+    records: Collection<Container>,
+    table: Mutex<Table>,
+    /// This binary, run as `berth monitor`.
+    exe: PathBuf,
+}
+
+impl Containers {
+    pub fn open(cfg: Arc<DaemonConfig>, store: &Store, images: Arc<ImageStore>, driver: Arc<dyn Driver>) -> Result<Arc<Self>> {
+        let exe = std::env::current_exe()?;
+        let records: Collection<Container> = store.collection("containers")?;
+        let mut table = Table::default();
+        for (_, rec) in records.list()? {
+            table.by_id.insert(rec.id.clone(), Entry::new(rec));
+        }
+        std::fs::create_dir_all(cfg.data_root.join("containers"))?;
+        std::fs::create_dir_all(cfg.exec_root.join("containers"))?;
+        Ok(Arc::new(Containers { cfg, images, driver, records, table: Mutex::new(table), exe }))
+    }
+
+    fn data_dir(&self, id: &ContainerId) -> PathBuf {
+        self.cfg.data_root.join("containers").join(id.as_str())
+    }
+
+    fn bundle_dir(&self, id: &ContainerId) -> PathBuf {
+        self.cfg.exec_root.join("containers").join(id.as_str())
+    }
+
+    /// Finds a container as Docker does: exact id, then exact name, then a unique id prefix.
+    pub fn lookup(&self, name: &str) -> Result<Arc<Entry>, ContainerError> {
+        let t = self.table.lock().unwrap();
+        let name = name.strip_prefix('/').unwrap_or(name);
+        if let Ok(id) = name.parse::<ContainerId>() {
+            if let Some(e) = t.by_id.get(&id) {
+                return Ok(e.clone());
+            }
+        }
+        if let Some(e) = t.by_id.values().find(|e| e.rec.lock().unwrap().name == name) {
+            return Ok(e.clone());
+        }
+        if !name.is_empty() && name.bytes().all(|b| b.is_ascii_hexdigit()) {
+            let mut hits = t.by_id.iter().filter(|(id, _)| id.as_str().starts_with(name));
+            if let Some((_, e)) = hits.next() {
+                if hits.next().is_some() {
+                    return Err(ContainerError::Ambiguous(name.to_string()));
+                }
+                return Ok(e.clone());
+            }
+        }
+        Err(ContainerError::NotFound(name.to_string()))
+    }
+
+    /// Every container, newest first.
+    pub fn list(&self) -> Vec<Container> {
+        let mut v: Vec<Container> = self.table.lock().unwrap().by_id.values().map(|e| e.get()).collect();
+        v.sort_by(|a, b| b.created.cmp(&a.created));
+        v
+    }
+
+    /// Updates the record with `f`, persists it, then publishes it. The API answers only
+    /// after this returns, so an acknowledged change is on disk.
+    fn update(&self, entry: &Entry, f: impl FnOnce(&mut Container)) -> Result<Container> {
+        let mut rec = entry.rec.lock().unwrap();
+        let mut next = rec.clone();
+        f(&mut next);
+        self.records.put(next.id.as_str(), &next)?;
+        *rec = next.clone();
+        Ok(next)
+    }
+
+    /// Image ids used by containers, and the chain ids their root filesystems stand on.
+    pub fn image_users(&self) -> (BTreeMap<berth_images::Digest, (String, bool)>, BTreeSet<berth_images::Digest>) {
+        let mut users = BTreeMap::new();
+        let mut layers = BTreeSet::new();
+        for c in self.list() {
+            let running = c.state.is_running();
+            let e = users.entry(c.image_id.clone()).or_insert((c.id.short().to_string(), running));
+            if running {
+                *e = (c.id.short().to_string(), true);
+            }
+            layers.extend(c.layers.iter().cloned());
+        }
+        (users, layers)
+    }
+
+    /// Counts for `info`: (all, running, stopped).
+    pub fn counts(&self) -> (usize, usize, usize) {
+        let all = self.list();
+        let running = all.iter().filter(|c| c.state.is_running()).count();
+        (all.len(), running, all.len() - running)
+    }
+}
+
+impl State {
+    /// Docker's `Status` column: "Up 3 seconds", "Exited (0) 2 minutes ago", "Created".
+    pub fn describe(&self, started_at: Option<&str>, finished_at: Option<&str>) -> String {
+        let now = ::time::OffsetDateTime::now_utc().unix_timestamp();
+        let since = |t: Option<&str>| now - t.map(crate::util::time::unix).unwrap_or(now);
+        match self {
+            State::Created => "Created".into(),
+            State::Running { .. } => format!("Up {}", crate::util::time::human_duration(since(started_at))),
+            State::Exited { exit_code, .. } => {
+                format!("Exited ({exit_code}) {} ago", crate::util::time::human_duration(since(finished_at)))
+            }
+        }
+    }
+}

@@ -1,0 +1,215 @@
+//! The container record and its state machine.
+
+use crate::config::LogLimits;
+use crate::util::id::ContainerId;
+use berth_images::Digest;
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// Docker's "strslice": a JSON string or a list of strings.
+fn strslice<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum S {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match Option::<S>::deserialize(d)? {
+        None => None,
+        Some(S::One(s)) => Some(vec![s]),
+        Some(S::Many(v)) => Some(v),
+    })
+}
+
+fn null_default<'de, D: Deserializer<'de>, T: Default + Deserialize<'de>>(d: D) -> Result<T, D::Error> {
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+/// `Config` of a create request and of `inspect`. Fields berth does not act on are kept in
+/// `extra` and handed back by `inspect`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ContainerConfig {
+    #[serde(default, deserialize_with = "null_default")]
+    pub hostname: String,
+    #[serde(default, deserialize_with = "null_default")]
+    pub domainname: String,
+    #[serde(default, deserialize_with = "null_default")]
+    pub user: String,
+    #[serde(default)]
+    pub attach_stdin: bool,
+    #[serde(default)]
+    pub attach_stdout: bool,
+    #[serde(default)]
+    pub attach_stderr: bool,
+    #[serde(default)]
+    pub tty: bool,
+    #[serde(default)]
+    pub open_stdin: bool,
+    #[serde(default)]
+    pub stdin_once: bool,
+    #[serde(default)]
+    pub env: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "strslice")]
+    pub cmd: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "null_default")]
+    pub image: String,
+    #[serde(default, deserialize_with = "null_default")]
+    pub working_dir: String,
+    #[serde(default, deserialize_with = "strslice")]
+    pub entrypoint: Option<Vec<String>>,
+    #[serde(default)]
+    pub labels: Option<BTreeMap<String, String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_signal: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_timeout: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exposed_ports: Option<BTreeMap<String, Value>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volumes: Option<BTreeMap<String, Value>>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct RestartPolicy {
+    #[serde(default, deserialize_with = "null_default")]
+    pub name: String,
+    #[serde(default)]
+    pub maximum_retry_count: i64,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct LogConfig {
+    #[serde(rename = "Type", default, deserialize_with = "null_default")]
+    pub typ: String,
+    #[serde(rename = "Config", default, deserialize_with = "null_default")]
+    pub config: BTreeMap<String, String>,
+}
+
+/// `HostConfig` of a create request and of `inspect`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct HostConfig {
+    #[serde(default, deserialize_with = "null_default")]
+    pub network_mode: String,
+    #[serde(default)]
+    pub auto_remove: bool,
+    #[serde(default)]
+    pub readonly_rootfs: bool,
+    #[serde(default)]
+    pub privileged: bool,
+    #[serde(default)]
+    pub restart_policy: Option<RestartPolicy>,
+    #[serde(default)]
+    pub log_config: Option<LogConfig>,
+    #[serde(default)]
+    pub annotations: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    pub cap_add: Option<Vec<String>>,
+    #[serde(default)]
+    pub cap_drop: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<String>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// Where a container is in its life. Each variant holds exactly what is true in it: only a
+/// running container has pids.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "status", rename_all = "lowercase")]
+pub enum State {
+    Created,
+    Running {
+        /// The container's init process, as seen from the host.
+        pid: i32,
+        monitor_pid: i32,
+        /// The monitor's start time (clock ticks after boot, /proc/<pid>/stat field 22): tells
+        /// our monitor apart from an unrelated process that reused its pid.
+        monitor_start: u64,
+    },
+    Exited {
+        exit_code: i32,
+        #[serde(default)]
+        error: Option<String>,
+    },
+}
+
+impl State {
+    pub fn name(&self) -> &'static str {
+        match self {
+            State::Created => "created",
+            State::Running { .. } => "running",
+            State::Exited { .. } => "exited",
+        }
+    }
+
+    pub fn is_running(&self) -> bool {
+        matches!(self, State::Running { .. })
+    }
+
+    pub fn can_start(&self) -> bool {
+        !self.is_running()
+    }
+
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            State::Exited { exit_code, .. } => *exit_code,
+            _ => 0,
+        }
+    }
+}
+
+/// The persisted container record.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Container {
+    pub id: ContainerId,
+    pub name: String,
+    pub created: String,
+    /// The image as the user named it.
+    pub image_name: String,
+    pub image_id: Digest,
+    /// Chain ids of the image's layers, bottom first: what the root filesystem stands on.
+    pub layers: Vec<Digest>,
+    /// The image defaults merged with the request: what runs.
+    pub config: ContainerConfig,
+    pub host_config: HostConfig,
+    pub path: String,
+    pub args: Vec<String>,
+    pub state: State,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    #[serde(default)]
+    pub restart_count: u32,
+    pub log_path: PathBuf,
+    pub log_limits: LogLimits,
+    pub umask: u32,
+    pub runtime: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_docker_shapes() {
+        let c: ContainerConfig = serde_json::from_str(r#"{"Cmd":"echo hi","Entrypoint":null,"Env":null,"Hostname":"","Healthcheck":{"Test":["NONE"]}}"#).unwrap();
+        assert_eq!(c.cmd, Some(vec!["echo hi".to_string()]));
+        assert!(c.entrypoint.is_none());
+        assert!(c.extra.contains_key("Healthcheck"));
+    }
+
+    #[test]
+    fn state_round_trips() {
+        let s = State::Running { pid: 5, monitor_pid: 4, monitor_start: 99 };
+        let j = serde_json::to_string(&s).unwrap();
+        assert_eq!(serde_json::from_str::<State>(&j).unwrap(), s);
+        assert!(!s.can_start());
+        assert!(State::Exited { exit_code: 3, error: None }.can_start());
+    }
+}

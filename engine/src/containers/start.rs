@@ -1,0 +1,196 @@
+//! `start`: mount the root filesystem, write the bundle, hand the container to a new monitor.
+
+use super::create::{network_mode, NetMode};
+use super::model::{Container, State};
+use super::{ContainerError, Containers, Entry};
+use crate::monitor::{MonitorConfig, Ready};
+use crate::runtime::spec::{self, SpecInputs};
+use anyhow::{Context, Result};
+use std::path::{Component, Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long a monitor may take to get the container running.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+impl Containers {
+    pub async fn start(self: &Arc<Self>, name: &str) -> Result<()> {
+        let entry = self.lookup(name)?;
+        let _op = entry.op.lock().await;
+        self.start_locked(&entry).await
+    }
+
+    pub(super) async fn start_locked(self: &Arc<Self>, entry: &Arc<Entry>) -> Result<()> {
+        let c = entry.get();
+        if !c.state.can_start() {
+            return Err(ContainerError::NotModified("started").into());
+        }
+        let this = self.clone();
+        let c2 = c.clone();
+        let bundle = match tokio::task::spawn_blocking(move || this.prepare(&c2)).await? {
+            Ok(b) => b,
+            Err(e) => {
+                let msg = format!("{e:#}");
+                self.start_failed(entry, &c, &msg).await?;
+                return Err(ContainerError::StartFailed(msg).into());
+            }
+        };
+        let out = tokio::time::timeout(
+            START_TIMEOUT,
+            tokio::process::Command::new(&self.exe)
+                .arg("monitor")
+                .arg(&bundle)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .kill_on_drop(true)
+                .output(),
+        )
+        .await
+        .with_context(|| format!("container {} did not start within {START_TIMEOUT:?}", c.id.short()))?
+        .context("running the container monitor")?;
+        match Ready::parse(&String::from_utf8_lossy(&out.stdout)) {
+            Ready::Started { monitor_pid, container_pid } => {
+                let monitor_start = super::exit::process_start_time(monitor_pid).unwrap_or(0);
+                self.update(entry, |c| {
+                    c.state = State::Running { pid: container_pid, monitor_pid, monitor_start };
+                    c.started_at = Some(crate::util::time::now());
+                })?;
+                entry.watch.send_modify(|s| {
+                    s.running = true;
+                    s.starts += 1;
+                });
+                tracing::info!(container = %c.id.short(), pid = container_pid, "started");
+                self.watch_exit(entry.clone(), monitor_pid);
+                Ok(())
+            }
+            Ready::Failed(msg) => {
+                self.start_failed(entry, &c, &msg).await?;
+                Err(ContainerError::StartFailed(msg).into())
+            }
+        }
+    }
+
+    /// Records a failed start the way Docker shows it: exit code 127 for a missing command,
+    /// 126 for one that cannot be run, 128 otherwise, with the runtime's message.
+    async fn start_failed(self: &Arc<Self>, entry: &Entry, c: &Container, msg: &str) -> Result<()> {
+        let code = if msg.contains("executable file not found") || msg.contains("no such file or directory") {
+            127
+        } else if msg.contains("permission denied") {
+            126
+        } else {
+            128
+        };
+        let this = self.clone();
+        let id = c.id.clone();
+        tokio::task::spawn_blocking(move || this.driver.unmount(&id)).await??;
+        self.update(entry, |c| {
+            c.state = State::Exited { exit_code: code, error: Some(msg.to_string()) };
+            c.finished_at = Some(crate::util::time::now());
+        })?;
+        entry.watch.send_modify(|s| s.exit_code = code);
+        tracing::warn!(container = %c.id.short(), "start failed: {msg}");
+        Ok(())
+    }
+
+    /// Blocking part of start: mount, resolve the user, write config.json and monitor.json.
+    fn prepare(&self, c: &Container) -> Result<PathBuf> {
+        let rootfs = self.driver.mount(&c.id, &c.layers)?;
+        let user = super::user::resolve(&rootfs, &c.config.user)?;
+        if !c.config.working_dir.is_empty() {
+            let wd = secure_join(&rootfs, Path::new(&c.config.working_dir))?;
+            if !wd.exists() {
+                std::fs::create_dir_all(&wd).with_context(|| format!("creating the working directory {}", c.config.working_dir))?;
+                nix::unistd::chown(&wd, Some(user.uid.into()), Some(user.gid.into()))?;
+            }
+        }
+        let mut env = c.config.env.clone().unwrap_or_default();
+        let has = |env: &[String], k: &str| env.iter().any(|e| e.split('=').next() == Some(k));
+        if !has(&env, "PATH") {
+            env.insert(0, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+        }
+        if !has(&env, "HOSTNAME") {
+            env.insert(1.min(env.len()), format!("HOSTNAME={}", c.config.hostname));
+        }
+        if !has(&env, "HOME") {
+            env.push(format!("HOME={}", user.home));
+        }
+        let net = network_mode(&c.host_config)?;
+        let spec = spec::build(
+            c,
+            &SpecInputs { rootfs: &rootfs, user: &user, env: &env, hostname: &c.config.hostname, host_network: net == NetMode::Host, umask: c.umask },
+        )?;
+        let bundle = self.bundle_dir(&c.id);
+        std::fs::create_dir_all(&bundle)?;
+        berth_images::durable::write_file(&bundle.join("config.json"), &serde_json::to_vec(&spec)?)?;
+        let runtime = &self.cfg.runtimes[&c.runtime];
+        let mcfg = MonitorConfig {
+            id: c.id.to_string(),
+            runtime_path: runtime.path.clone(),
+            runtime_args: runtime.args.clone(),
+            runtime_root: crate::runtime::runtime_root(&self.cfg.exec_root, &runtime.name),
+            bundle: bundle.clone(),
+            log_path: c.log_path.clone(),
+            log_limits: c.log_limits,
+            exit_file: self.exit_file(&c.id),
+        };
+        // A stale exit file from the previous run must not be read as this run's.
+        berth_images::durable::remove_file(&mcfg.exit_file)?;
+        berth_images::durable::write_json(&bundle.join(MonitorConfig::FILE), &mcfg)?;
+        Ok(bundle)
+    }
+}
+
+/// `root` joined with `path`, resolving symlinks inside `root` the way the container will
+/// see them, so a hostile image cannot make the daemon create directories outside it.
+pub(crate) fn secure_join(root: &Path, path: &Path) -> Result<PathBuf> {
+    let mut parts: Vec<std::ffi::OsString> = path.components().filter_map(|c| match c {
+        Component::Normal(n) => Some(n.to_os_string()),
+        _ => None,
+    }).rev().collect();
+    let mut cur = PathBuf::new();
+    let mut links = 0;
+    while let Some(part) = parts.pop() {
+        if part == ".." {
+            cur.pop();
+            continue;
+        }
+        let next = cur.join(&part);
+        match std::fs::symlink_metadata(root.join(&next)) {
+            Ok(m) if m.file_type().is_symlink() => {
+                links += 1;
+                anyhow::ensure!(links <= 40, "too many levels of symbolic links in {}", path.display());
+                let target = std::fs::read_link(root.join(&next))?;
+                if target.is_absolute() {
+                    cur = PathBuf::new();
+                }
+                for c in target.components().rev() {
+                    match c {
+                        Component::Normal(n) => parts.push(n.to_os_string()),
+                        Component::ParentDir => parts.push("..".into()),
+                        _ => {}
+                    }
+                }
+            }
+            _ => cur = next,
+        }
+    }
+    Ok(root.join(cur))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secure_join_stays_inside() {
+        let root = std::env::temp_dir().join(format!("berth-sj-{}", std::process::id()));
+        std::fs::create_dir_all(root.join("a")).unwrap();
+        std::os::unix::fs::symlink("/etc", root.join("a/etc")).unwrap();
+        std::os::unix::fs::symlink("../../..", root.join("a/up")).unwrap();
+        assert_eq!(secure_join(&root, Path::new("/a/etc/x")).unwrap(), root.join("etc/x"));
+        assert_eq!(secure_join(&root, Path::new("/a/up/tmp")).unwrap(), root.join("tmp"));
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+}

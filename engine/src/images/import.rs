@@ -1,0 +1,51 @@
+//! `docker import`: an image from a root filesystem tar (plain or gzip).
+
+use super::{apply_changes, ImageStore};
+use anyhow::{Context, Result};
+use berth_images::config::{History, RootFs};
+use berth_images::archive::open_tar_file;
+use berth_images::digest::HashingReader;
+use berth_images::unpack::apply_layer;
+use berth_images::{Digest, ImageConfig, Reference};
+use std::path::Path;
+
+/// The architecture name images use for this machine.
+pub fn host_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "arm" => "arm",
+        other => other,
+    }
+}
+
+impl ImageStore {
+    /// Imports the root filesystem tar at `path` as a one-layer image.
+    pub fn import_rootfs(&self, path: &Path, tag: Option<Reference>, message: &str, changes: &[String]) -> Result<Digest> {
+        // First pass: the layer's digest names its directory, so it must be known up front.
+        let (diff_id, _) = HashingReader::new(open_tar_file(path)?).finish().context("reading the imported tar")?;
+        let size = self.ensure_layer(&diff_id, &diff_id, None, &mut |dir, wh| {
+            let mut r = HashingReader::new(open_tar_file(path)?);
+            let stats = apply_layer(&mut r, dir, wh)?;
+            let (again, _) = r.finish()?;
+            anyhow::ensure!(again == diff_id, "the imported tar changed while it was read");
+            Ok(stats.size)
+        })?;
+        let now = crate::util::time::now();
+        let mut config = ImageConfig {
+            architecture: host_arch().into(),
+            os: "linux".into(),
+            created: Some(now.clone()),
+            rootfs: RootFs { typ: "layers".into(), diff_ids: vec![diff_id.clone()] },
+            history: vec![History {
+                created: Some(now),
+                comment: Some(if message.is_empty() { "Imported from -".into() } else { message.into() }),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        apply_changes(&mut config.config, changes)?;
+        let bytes = serde_json::to_vec(&config)?;
+        self.commit(&bytes, vec![diff_id], size, tag.as_slice())
+    }
+}

@@ -1,0 +1,38 @@
+#![recursion_limit = "256"]
+//! berth: a container engine for edge devices. One binary, four roles (see README.md):
+//! the CLI, the daemon, a per-container monitor and (later) the watchdog supervisor.
+//!
+//! # Layout
+//! - [`config`]: `daemon.json` plus flags, validated once at start.
+//! - [`state`]: the record store every subsystem persists through (durable writes).
+//! - [`images`]: the daemon's image store: records, references, `load` and `import`.
+//! - [`storage`]: storage drivers (overlay2; vfs where overlayfs is missing).
+//! - [`containers`]: the container model (state machine enum) and its operations.
+//! - [`runtime`]: the OCI runtime (runc) command lines and the runtime spec.
+//! - [`monitor`]: the per-container monitor role: parent of the container, owner of its stdio
+//!   and logs, recorder of its exit status. It outlives the daemon.
+//! - [`logs`]: the json-file log format, written by monitors and read by the daemon.
+//! - [`api`]: the Docker-compatible HTTP API: listeners, routing, handlers, errors.
+//! - [`cli`]: the command-line client role.
+//! - [`daemon`]: wiring: start-up (open, restore), serving, shutdown.
+//! - [`util`]: ids, time formatting, the external-command runner.
+
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod containers;
+pub mod daemon;
+pub mod images;
+pub mod logs;
+pub mod monitor;
+pub mod runtime;
+pub mod state;
+pub mod storage;
+pub mod util;
+
+/// The engine version reported by `/version`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The highest Docker Engine API version served.
+pub const API_VERSION: &str = "1.45";
+/// The lowest Docker Engine API version accepted.
+pub const MIN_API_VERSION: &str = "1.24";

@@ -1,0 +1,84 @@
+//! Storage drivers: where image layers and container root filesystems live.
+//!
+//! Layers are named by chain id (a layer together with everything under it), containers by
+//! id. A driver never decides what exists: the image and container records do; the driver
+//! only makes and removes directories and mounts. The devicemapper thin-pool driver for
+//! devices comes in its own module with the VM rig.
+
+mod copy;
+mod overlay2;
+mod vfs;
+
+pub use overlay2::Overlay2;
+pub use vfs::Vfs;
+
+use crate::util::id::ContainerId;
+use anyhow::{bail, Context, Result};
+use berth_images::unpack::Whiteouts;
+use berth_images::Digest;
+use std::path::{Path, PathBuf};
+
+/// Fills a fresh layer directory; returns the bytes written.
+pub type ApplyFn<'a> = dyn FnMut(&Path, Whiteouts) -> Result<u64> + 'a;
+
+/// A storage driver. Calls block (mounts, file trees): run them off the async reactor.
+pub trait Driver: Send + Sync {
+    fn name(&self) -> &'static str;
+    fn has_layer(&self, chain: &Digest) -> bool;
+    /// Creates layer `chain` above `parent`. The layer appears only once `apply` succeeded and
+    /// its content is on disk; on error nothing is left behind.
+    fn create_layer(&self, chain: &Digest, parent: Option<&Digest>, apply: &mut ApplyFn<'_>) -> Result<()>;
+    fn remove_layer(&self, chain: &Digest) -> Result<()>;
+    /// Creates a container's writable layer above the image's `layers` (chain ids, bottom
+    /// first), with an init layer that `init` fills (`/etc/hosts` ...).
+    fn create_container(&self, id: &ContainerId, layers: &[Digest], init: &dyn Fn(&Path) -> Result<()>) -> Result<()>;
+    /// Mounts the container's root filesystem and returns where.
+    fn mount(&self, id: &ContainerId, layers: &[Digest]) -> Result<PathBuf>;
+    fn unmount(&self, id: &ContainerId) -> Result<()>;
+    fn remove_container(&self, id: &ContainerId) -> Result<()>;
+    /// `[key, value]` pairs for `info`'s DriverStatus.
+    fn status(&self) -> Vec<[String; 2]>;
+    /// Paths for `inspect`'s GraphDriver.Data.
+    fn container_paths(&self, id: &ContainerId) -> Vec<(String, String)>;
+}
+
+/// Picks the configured driver, or overlay2 when the kernel has overlayfs and vfs otherwise.
+pub fn open(data_root: &Path, name: Option<&str>) -> Result<Box<dyn Driver>> {
+    let overlay = overlay_supported();
+    match name {
+        Some("overlay2") if !overlay => bail!("storage-driver overlay2: the kernel has no overlay filesystem"),
+        Some("overlay2") => Ok(Box::new(Overlay2::open(&data_root.join("overlay2"))?)),
+        Some("vfs") => Ok(Box::new(Vfs::open(&data_root.join("vfs"))?)),
+        Some(other) => bail!("unknown storage driver {other:?}"),
+        None if overlay => Ok(Box::new(Overlay2::open(&data_root.join("overlay2"))?)),
+        None => {
+            tracing::warn!("overlayfs is not available: using the vfs driver (full copies per layer)");
+            Ok(Box::new(Vfs::open(&data_root.join("vfs"))?))
+        }
+    }
+}
+
+fn overlay_supported() -> bool {
+    std::fs::read_to_string("/proc/filesystems").map(|s| s.lines().any(|l| l.trim_end().ends_with("\toverlay"))).unwrap_or(false)
+}
+
+/// Flushes everything written to the filesystem holding `path`: one `syncfs` instead of a
+/// fsync per file of a freshly unpacked layer.
+pub(crate) fn sync_filesystem(path: &Path) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    let f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    // SAFETY: syncfs takes a valid open descriptor, which `f` holds for the call's duration.
+    if unsafe { libc::syncfs(f.as_raw_fd()) } != 0 {
+        return Err(std::io::Error::last_os_error()).with_context(|| format!("syncfs on {}", path.display()));
+    }
+    Ok(())
+}
+
+/// Removes a directory tree; a missing one is fine.
+pub(crate) fn remove_tree(path: &Path) -> Result<()> {
+    match std::fs::remove_dir_all(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("removing {}", path.display())),
+    }
+}

@@ -1,0 +1,24 @@
+//! OCI and Docker images for berth.
+//!
+//! # Layout
+//! - [`digest`]: the `sha256:<hex>` newtype and a hashing reader that verifies while it streams.
+//! - [`reference`]: image names (`busybox`, `registry:5000/a/b:tag`, `name@sha256:...`) and
+//!   Docker's normalisation (`docker.io/library/...`).
+//! - [`config`]: the image configuration JSON (Docker's superset of OCI's), and chain ids.
+//! - [`archive`]: reading `docker save` archives and OCI image layouts from a tar file.
+//! - [`unpack`]: applying a layer tar to a directory, refusing entries that escape it and
+//!   translating whiteouts into overlayfs' form.
+//! - [`durable`]: the one place where files that must survive a power cut are written.
+//!
+//! Nothing here knows about the daemon: the engine stores what this crate parses.
+
+pub mod archive;
+pub mod config;
+pub mod digest;
+pub mod durable;
+pub mod reference;
+pub mod unpack;
+
+pub use config::ImageConfig;
+pub use digest::Digest;
+pub use reference::Reference;
