@@ -8,16 +8,17 @@ fn main() {
     let code = match cli.command {
         // The monitor must stay small: no async runtime, no logging setup.
         Command::Monitor { bundle } => berth::monitor::run(&bundle),
-        Command::Daemon(mut flags) => match {
+        Command::Daemon(mut flags) => {
+            // `-H` is global: the CLI's target, or the daemon's listen addresses.
             flags.hosts = cli.host.clone();
-            berth::daemon::run(&flags)
-        } {
-            Ok(()) => 0,
-            Err(e) => {
-                eprintln!("berth daemon: {e:#}");
-                1
+            match berth::daemon::run(&flags) {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("berth daemon: {e:#}");
+                    1
+                }
             }
-        },
+        }
         _ => berth::cli::main(cli),
     };
     std::process::exit(code);

@@ -80,10 +80,7 @@ impl ArchiveIndex {
     }
 
     fn member(&self, name: &str) -> Result<Member> {
-        self.members
-            .get(&normalise(name))
-            .copied()
-            .with_context(|| format!("archive has no member {name:?}"))
+        self.members.get(&normalise(name)).copied().with_context(|| format!("archive has no member {name:?}"))
     }
 
     fn reader(&self, m: Member) -> Result<Raw<'_>> {
@@ -120,8 +117,7 @@ impl ArchiveIndex {
             repo_tags: Option<Vec<String>>,
             layers: Vec<String>,
         }
-        let manifest: Vec<Entry> =
-            serde_json::from_slice(&self.read_small("manifest.json")?).context("manifest.json is not valid")?;
+        let manifest: Vec<Entry> = serde_json::from_slice(&self.read_small("manifest.json")?).context("manifest.json is not valid")?;
         manifest
             .into_iter()
             .map(|e| {
@@ -167,8 +163,8 @@ impl ArchiveIndex {
             if desc.media_type.contains("index") || desc.media_type.contains("manifest.list") {
                 bail!("nested image indexes in an OCI layout are not supported yet ({})", desc.digest);
             }
-            let m: Manifest = serde_json::from_slice(&verified(&desc.digest)?)
-                .with_context(|| format!("manifest {} is not valid", desc.digest))?;
+            let m: Manifest =
+                serde_json::from_slice(&verified(&desc.digest)?).with_context(|| format!("manifest {} is not valid", desc.digest))?;
             let tags = match desc
                 .annotations
                 .get("io.containerd.image.name")
@@ -177,11 +173,7 @@ impl ArchiveIndex {
                 Some(n) => vec![n.parse().with_context(|| format!("OCI ref name {n:?}"))?],
                 None => vec![],
             };
-            let layers = m
-                .layers
-                .into_iter()
-                .map(|l| LayerSource { member: blob(&l.digest), blob_digest: Some(l.digest) })
-                .collect();
+            let layers = m.layers.into_iter().map(|l| LayerSource { member: blob(&l.digest), blob_digest: Some(l.digest) }).collect();
             out.push(self.image(&blob(&m.config.digest), Some(&m.config.digest), tags, layers)?);
         }
         Ok(out)
@@ -212,11 +204,8 @@ impl ArchiveIndex {
         let mut magic = [0u8; 2];
         let n = self.reader(m)?.read(&mut magic)?;
         let blob = HashingReader::new(self.reader(m)?);
-        let decoded = if n == 2 && magic == [0x1f, 0x8b] {
-            Decoded::Gzip(flate2::read::GzDecoder::new(blob))
-        } else {
-            Decoded::Plain(blob)
-        };
+        let decoded =
+            if n == 2 && magic == [0x1f, 0x8b] { Decoded::Gzip(flate2::read::GzDecoder::new(blob)) } else { Decoded::Plain(blob) };
         Ok(LayerReader { inner: HashingReader::new(decoded), expect_blob: layer.blob_digest.clone() })
     }
 }

@@ -215,22 +215,12 @@ pub fn apply_layer<R: Read>(reader: R, root: &Path, whiteouts: Whiteouts) -> Res
                 dir_times.push((target.clone(), mtime));
             }
             EntryType::Regular | EntryType::Continuous => {
-                let mut f = wr(
-                    &target,
-                    OpenOptions::new()
-                        .write(true)
-                        .create_new(true)
-                        .custom_flags(libc::O_NOFOLLOW)
-                        .mode(0o600)
-                        .open(&target),
-                )?;
+                let mut f =
+                    wr(&target, OpenOptions::new().write(true).create_new(true).custom_flags(libc::O_NOFOLLOW).mode(0o600).open(&target))?;
                 stats.size += io::copy(&mut entry, &mut f).map_err(UnpackError::Read)?;
             }
             EntryType::Symlink => {
-                let link = entry
-                    .link_name_bytes()
-                    .map(|l| PathBuf::from(OsStr::from_bytes(&l)))
-                    .unwrap_or_default();
+                let link = entry.link_name_bytes().map(|l| PathBuf::from(OsStr::from_bytes(&l))).unwrap_or_default();
                 if !symlink_stays_inside(&rel, &link) {
                     return Err(UnpackError::SymlinkEscapes { entry: shown, target: link.display().to_string() });
                 }
@@ -246,12 +236,7 @@ pub fn apply_layer<R: Read>(reader: R, root: &Path, whiteouts: Whiteouts) -> Res
                 let source = root.join(&link_rel);
                 match fs::symlink_metadata(&source) {
                     Ok(m) if !m.is_dir() => wr(&target, fs::hard_link(&source, &target))?,
-                    _ => {
-                        return Err(UnpackError::HardlinkOutside {
-                            entry: shown,
-                            target: link_rel.display().to_string(),
-                        })
-                    }
+                    _ => return Err(UnpackError::HardlinkOutside { entry: shown, target: link_rel.display().to_string() }),
                 }
             }
             EntryType::Char | EntryType::Block | EntryType::Fifo => {
@@ -271,13 +256,7 @@ pub fn apply_layer<R: Read>(reader: R, root: &Path, whiteouts: Whiteouts) -> Res
         if typ != EntryType::Link {
             errno(
                 &target,
-                nix::unistd::fchownat(
-                    None,
-                    &target,
-                    Some(uid.into()),
-                    Some(gid.into()),
-                    nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
-                ),
+                nix::unistd::fchownat(None, &target, Some(uid.into()), Some(gid.into()), nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW),
             )?;
             if typ != EntryType::Symlink {
                 // After chown: chown clears setuid/setgid bits.
@@ -298,10 +277,7 @@ pub fn apply_layer<R: Read>(reader: R, root: &Path, whiteouts: Whiteouts) -> Res
 
 fn set_mtime(path: &Path, secs: i64) -> Result<(), UnpackError> {
     let t = nix::sys::time::TimeSpec::new(secs, 0);
-    errno(
-        path,
-        nix::sys::stat::utimensat(None, path, &t, &t, nix::sys::stat::UtimensatFlags::NoFollowSymlink),
-    )
+    errno(path, nix::sys::stat::utimensat(None, path, &t, &t, nix::sys::stat::UtimensatFlags::NoFollowSymlink))
 }
 
 fn xattr_set(path: &Path, name: &str, value: &[u8]) -> io::Result<()> {
@@ -381,10 +357,7 @@ mod tests {
         let d = scratch("through");
         fs::create_dir_all(d.join("outside")).unwrap();
         let out = d.join("outside");
-        let t = tar_of(&[
-            ("evil", EntryType::Symlink, out.to_str().unwrap(), b""),
-            ("evil/passwd", EntryType::Regular, "", b"pwned"),
-        ]);
+        let t = tar_of(&[("evil", EntryType::Symlink, out.to_str().unwrap(), b""), ("evil/passwd", EntryType::Regular, "", b"pwned")]);
         let e = apply_layer(&t[..], &d.join("root"), Whiteouts::Overlay).unwrap_err();
         assert!(matches!(e, UnpackError::ThroughSymlink { .. }), "{e}");
         assert!(!out.join("passwd").exists());
@@ -409,10 +382,7 @@ mod tests {
         fs::create_dir_all(d.join("root/etc/sub")).unwrap();
         fs::write(d.join("root/etc/gone"), b"x").unwrap();
         fs::write(d.join("root/etc/sub/y"), b"y").unwrap();
-        let t = tar_of(&[
-            ("etc/.wh.gone", EntryType::Regular, "", b""),
-            ("etc/sub/.wh..wh..opq", EntryType::Regular, "", b""),
-        ]);
+        let t = tar_of(&[("etc/.wh.gone", EntryType::Regular, "", b""), ("etc/sub/.wh..wh..opq", EntryType::Regular, "", b"")]);
         apply_layer(&t[..], &d.join("root"), Whiteouts::Apply).unwrap();
         assert!(!d.join("root/etc/gone").exists());
         assert!(d.join("root/etc/sub").is_dir());

@@ -1,1 +1,349 @@
+//! Test harness for berth's integration suites: starts a real `berth daemon` with roots of
+//! its own, and speaks to it the ways users do: the berth CLI, the docker CLI, raw HTTP.
+//!
+//! Every daemon gets a fresh directory under the system temp dir; dropping a [`Daemon`]
+//! force-removes its containers, stops it, unmounts what is left under its root and deletes
+//! the directory, also when the test panicked.
 
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// Tests that need root (runc, mounts) return early, saying so, when not root.
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+#[macro_export]
+macro_rules! require_root {
+    () => {
+        if !$crate::is_root() {
+            eprintln!("skipped: this test needs root (runc, mounts)");
+            return;
+        }
+    };
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// The berth binary under test: `BERTH_BIN`, else next to the test executable's target dir.
+pub fn berth_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("BERTH_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe.parent().unwrap().parent().unwrap().join("berth");
+    assert!(bin.exists(), "{} not found: run `cargo build --bins` before the tests (ci/test.sh does)", bin.display());
+    bin
+}
+
+/// The busybox docker-archive fixture, built once per target dir.
+pub fn busybox_tar() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap().join("berth-fixtures");
+    let tar = dir.join("busybox-image.tar");
+    if !tar.exists() {
+        std::fs::create_dir_all(&dir).unwrap();
+        let out = Command::new("bash").arg(workspace_root().join("tests/fixtures/busybox-image.sh")).arg(&tar).output().unwrap();
+        assert!(out.status.success(), "fixture build failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    tar
+}
+
+/// What a command printed and how it ended.
+#[derive(Debug)]
+pub struct Out {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Out {
+    /// Panics with both streams unless the command succeeded.
+    pub fn ok(self) -> Self {
+        assert_eq!(self.code, 0, "command failed:\nstdout: {}\nstderr: {}", self.stdout, self.stderr);
+        self
+    }
+}
+
+/// An HTTP answer.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: String,
+    pub body: Vec<u8>,
+}
+
+impl Resp {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+fn dechunk(mut data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let Some(nl) = data.windows(2).position(|w| w == b"\r\n") else { return out };
+        let size = usize::from_str_radix(std::str::from_utf8(&data[..nl]).unwrap_or("0").trim(), 16).unwrap_or(0);
+        if size == 0 {
+            return out;
+        }
+        let start = nl + 2;
+        let end = (start + size).min(data.len());
+        out.extend_from_slice(&data[start..end]);
+        data = &data[(end + 2).min(data.len())..];
+    }
+}
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A running daemon with its own data-root and exec-root.
+pub struct Daemon {
+    pub root: PathBuf,
+    child: Option<Child>,
+}
+
+impl Daemon {
+    pub fn start() -> Self {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let root = std::env::temp_dir().join(format!("berth-test-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::write(root.join("daemon.json"), "{}").unwrap();
+        let mut d = Daemon { root, child: None };
+        d.spawn();
+        d
+    }
+
+    pub fn data_root(&self) -> PathBuf {
+        self.root.join("data")
+    }
+
+    pub fn sock(&self) -> PathBuf {
+        self.root.join("run/berth.sock")
+    }
+
+    pub fn host(&self) -> String {
+        format!("unix://{}", self.sock().display())
+    }
+
+    /// Starts the daemon on this root (again) and waits until it answers.
+    pub fn spawn(&mut self) {
+        assert!(self.child.is_none(), "daemon already running");
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.root.join("daemon.log")).unwrap();
+        let child = Command::new(berth_bin())
+            .args(["-H", &self.host(), "daemon", "--log-level", "debug"])
+            .arg("--config-file")
+            .arg(self.root.join("daemon.json"))
+            .arg("--data-root")
+            .arg(self.data_root())
+            .arg("--exec-root")
+            .arg(self.root.join("run"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("starting berth daemon");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Some(c) = self.child.as_mut() {
+                if let Ok(Some(status)) = c.try_wait() {
+                    panic!("daemon exited ({status}) at start:\n{}", self.log());
+                }
+            }
+            if self.try_api("GET", "/_ping", None, b"").map(|r| r.status == 200).unwrap_or(false) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("daemon did not answer within 15s:\n{}", self.log());
+    }
+
+    /// The daemon's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.root.join("daemon.log")).unwrap_or_default()
+    }
+
+    fn signal_and_wait(&mut self, sig: i32) {
+        if let Some(mut c) = self.child.take() {
+            // SAFETY: kill with a pid we spawned and a valid signal number.
+            unsafe { libc::kill(c.id() as i32, sig) };
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM, as systemd stops a service.
+    pub fn stop(&mut self) {
+        self.signal_and_wait(libc::SIGTERM);
+    }
+
+    /// SIGKILL: no clean-up at all.
+    pub fn kill9(&mut self) {
+        self.signal_and_wait(libc::SIGKILL);
+    }
+
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+
+    fn run(&self, program: &Path, args: &[&str], env: &[(&str, String)]) -> Out {
+        let mut cmd = Command::new(program);
+        cmd.args(args).stdin(Stdio::null());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap_or_else(|e| panic!("running {}: {e}", program.display()));
+        Out {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into(),
+            stderr: String::from_utf8_lossy(&out.stderr).into(),
+        }
+    }
+
+    /// The berth CLI against this daemon.
+    pub fn berth(&self, args: &[&str]) -> Out {
+        self.run(&berth_bin(), args, &[("BERTH_HOST", self.host())])
+    }
+
+    /// The real docker CLI against this daemon.
+    pub fn docker(&self, args: &[&str]) -> Out {
+        self.run(
+            Path::new("docker"),
+            args,
+            &[("DOCKER_HOST", self.host()), ("DOCKER_CONFIG", self.root.join("docker-config").display().to_string())],
+        )
+    }
+
+    pub fn load_busybox(&self) {
+        let tar = busybox_tar();
+        self.berth(&["load", "-i", tar.to_str().unwrap()]).ok();
+    }
+
+    fn try_api(&self, method: &str, path: &str, content_type: Option<&str>, body: &[u8]) -> std::io::Result<Resp> {
+        let mut s = UnixStream::connect(self.sock())?;
+        s.set_read_timeout(Some(Duration::from_secs(120)))?;
+        let mut req = format!("{method} {path} HTTP/1.1\r\nHost: berth\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+        if let Some(ct) = content_type {
+            req.push_str(&format!("Content-Type: {ct}\r\n"));
+        }
+        req.push_str("\r\n");
+        s.write_all(req.as_bytes())?;
+        // A server may answer (413) and close before a large body is written: read its answer.
+        if let Err(e) = s.write_all(body) {
+            if e.kind() != std::io::ErrorKind::BrokenPipe && e.kind() != std::io::ErrorKind::ConnectionReset {
+                return Err(e);
+            }
+        }
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw)?;
+        let split = raw.windows(4).position(|w| w == b"\r\n\r\n").ok_or_else(|| std::io::Error::other("no header end"))?;
+        let headers = String::from_utf8_lossy(&raw[..split]).into_owned();
+        let status = headers.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+        let mut body = raw[split + 4..].to_vec();
+        if headers.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+            body = dechunk(&body);
+        }
+        Ok(Resp { status, headers, body })
+    }
+
+    /// One raw HTTP request.
+    pub fn api(&self, method: &str, path: &str, content_type: Option<&str>, body: &[u8]) -> Resp {
+        self.try_api(method, path, content_type, body).unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+    }
+
+    /// Names of the images the daemon lists, as `repo:tag`.
+    pub fn image_tags(&self) -> Vec<String> {
+        let r = self.api("GET", "/images/json", None, b"");
+        r.json()
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|i| i["RepoTags"].as_array().cloned().unwrap_or_default())
+            .map(|t| t.as_str().unwrap().to_string())
+            .collect()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            if let Ok(r) = self.try_api("GET", "/containers/json?all=1", None, b"") {
+                if let Ok(serde_json::Value::Array(list)) = serde_json::from_slice::<serde_json::Value>(&r.body) {
+                    for c in list {
+                        let _ = self.try_api("DELETE", &format!("/containers/{}?force=1", c["Id"].as_str().unwrap_or("")), None, b"");
+                    }
+                }
+            }
+            self.stop();
+        }
+        // Whatever is still mounted under the root (a test that killed the daemon).
+        let root = self.root.display().to_string();
+        if let Ok(m) = std::fs::read_to_string("/proc/self/mountinfo") {
+            let mut points: Vec<&str> = m.lines().filter_map(|l| l.split(' ').nth(4)).filter(|p| p.starts_with(&root)).collect();
+            points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+            for p in points {
+                let c = std::ffi::CString::new(p).unwrap();
+                // SAFETY: a valid C string path; MNT_DETACH never blocks.
+                unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+            }
+        }
+        if std::env::var_os("BERTH_KEEP_TEST_ROOT").is_none() {
+            let _ = std::fs::remove_dir_all(&self.root);
+        }
+    }
+}
+
+/// A docker-archive tar with one image whose single layer is `layer` (an uncompressed tar),
+/// tagged `tag`: for feeding the daemon layers an attacker made.
+pub fn docker_archive(layer: &[u8], tag: &str) -> Vec<u8> {
+    use sha2::{Digest, Sha256};
+    let diff_id = format!("sha256:{}", hex::encode(Sha256::digest(layer)));
+    let config = serde_json::json!({
+        "architecture": "amd64", "os": "linux", "config": {"Cmd": ["sh"]},
+        "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+    })
+    .to_string();
+    let config_name = format!("{}.json", hex::encode(Sha256::digest(config.as_bytes())));
+    let manifest = serde_json::json!([{"Config": config_name, "RepoTags": [tag], "Layers": ["layer/layer.tar"]}]).to_string();
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, data) in [("layer/layer.tar", layer), (config_name.as_str(), config.as_bytes()), ("manifest.json", manifest.as_bytes())] {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append_data(&mut h, name, data).unwrap();
+    }
+    b.into_inner().unwrap()
+}
+
+/// A layer tar built from raw entries, names and link targets written as given (the tar
+/// crate's own checks would refuse the hostile ones). `(name, type, link target, content)`.
+pub fn raw_layer(entries: &[(&str, tar::EntryType, &str, &[u8])]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, typ, link, data) in entries {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(*typ);
+        h.set_mode(0o755);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(1_700_000_000);
+        h.set_size(data.len() as u64);
+        h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+        h.as_old_mut().linkname[..link.len()].copy_from_slice(link.as_bytes());
+        h.set_cksum();
+        b.append(&h, *data).unwrap();
+    }
+    b.into_inner().unwrap()
+}

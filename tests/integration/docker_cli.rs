@@ -1,1 +1,167 @@
+//! The real `docker` CLI and the berth CLI against a real daemon, runc and overlayfs.
 
+use berth_tests::{busybox_tar, require_root, Daemon};
+use std::time::{Duration, Instant};
+
+fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[test]
+fn docker_cli_lifecycle() {
+    require_root!();
+    let d = Daemon::start();
+    let tar = busybox_tar();
+
+    let v = d.docker(&["version", "--format", "{{.Server.APIVersion}}"]).ok();
+    assert_eq!(v.stdout.trim(), "1.45");
+    let info = d.docker(&["info", "--format", "{{.Driver}} {{.LoggingDriver}} {{.Containers}}"]).ok();
+    assert_eq!(info.stdout.trim(), "overlay2 json-file 0");
+
+    let load = d.docker(&["load", "-i", tar.to_str().unwrap()]).ok();
+    assert!(load.stdout.contains("Loaded image: busybox:latest"), "{}", load.stdout);
+    let images = d.docker(&["images", "--format", "{{.Repository}}:{{.Tag}}"]).ok();
+    assert!(images.stdout.lines().any(|l| l == "busybox:latest"), "{}", images.stdout);
+
+    let hi = d.docker(&["run", "--rm", "busybox", "echo", "hi"]).ok();
+    assert_eq!(hi.stdout, "hi\n");
+    let all = d.docker(&["ps", "-a", "-q"]).ok();
+    assert_eq!(all.stdout.trim(), "", "--rm left a container behind");
+
+    let id = d.docker(&["run", "-d", "--name", "x", "busybox", "sh", "-c", "echo ready; sleep 1000"]).ok().stdout.trim().to_string();
+    assert_eq!(id.len(), 64, "{id}");
+    let ps = d.docker(&["ps", "--format", "{{.ID}} {{.Names}} {{.Status}}"]).ok();
+    assert!(ps.stdout.starts_with(&format!("{} x Up", &id[..12])), "{}", ps.stdout);
+    eventually("the container's output in docker logs", || d.docker(&["logs", "x"]).stdout == "ready\n");
+    assert_eq!(d.docker(&["inspect", "-f", "{{.State.Running}}", "x"]).ok().stdout.trim(), "true");
+
+    // sleep as PID 1 ignores SIGTERM: after 1 s it gets SIGKILL.
+    d.docker(&["stop", "-t", "1", "x"]).ok();
+    assert_eq!(d.docker(&["inspect", "-f", "{{.State.Running}} {{.State.ExitCode}}", "x"]).ok().stdout.trim(), "false 137");
+    assert_eq!(d.docker(&["wait", "x"]).ok().stdout.trim(), "137");
+    d.docker(&["rm", "x"]).ok();
+    assert!(!d.docker(&["ps", "-a", "--format", "{{.Names}}"]).ok().stdout.contains('x'));
+
+    let three = d.docker(&["run", "busybox", "sh", "-c", "exit 3"]);
+    assert_eq!(three.code, 3, "{three:?}");
+    let missing = d.docker(&["run", "busybox", "no-such-command"]);
+    assert_eq!(missing.code, 127, "{missing:?}");
+    assert!(missing.stderr.contains("executable file not found"), "{}", missing.stderr);
+}
+
+#[test]
+fn docker_cli_reports_missing_objects() {
+    require_root!();
+    let d = Daemon::start();
+    let out = d.docker(&["inspect", "nothing-here"]);
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("No such object: nothing-here"), "{}", out.stderr);
+    let out = d.docker(&["rm", "nothing-here"]);
+    assert!(out.stderr.contains("No such container: nothing-here"), "{}", out.stderr);
+    let out = d.docker(&["run", "--rm", "--network", "bridge", "busybox", "true"]);
+    assert_ne!(out.code, 0);
+}
+
+#[test]
+fn berth_cli_runs_hello_and_keeps_docker_semantics() {
+    require_root!();
+    let d = Daemon::start();
+    d.load_busybox();
+    let hello = d.berth(&["run", "--rm", "busybox", "echo", "hello"]).ok();
+    assert_eq!(hello.stdout, "hello\n");
+
+    // stderr stays stderr, stdout stays stdout.
+    let both = d.berth(&["run", "--rm", "busybox", "sh", "-c", "echo out; echo err >&2"]).ok();
+    assert_eq!(both.stdout, "out\n");
+    assert_eq!(both.stderr, "err\n");
+
+    // Environment, working directory, user, hostname, umask.
+    let env = d
+        .berth(&[
+            "run",
+            "--rm",
+            "-e",
+            "A=1",
+            "-w",
+            "/tmp/wd",
+            "-u",
+            "postgres",
+            "-h",
+            "boat",
+            "busybox",
+            "sh",
+            "-c",
+            "echo $A $(pwd) $(id -u) $(hostname) $(umask)",
+        ])
+        .ok();
+    assert_eq!(env.stdout.trim(), "1 /tmp/wd 70 boat 0027");
+    let normal = d.berth(&["run", "--rm", "--annotation", "native.umask=normal", "busybox", "sh", "-c", "umask"]).ok();
+    assert_eq!(normal.stdout.trim(), "0022");
+
+    // --read-only: the root filesystem refuses writes; /tmp is not special.
+    let ro = d.berth(&["run", "--rm", "--read-only", "busybox", "touch", "/x"]);
+    assert_ne!(ro.code, 0);
+    assert!(ro.stderr.contains("Read-only file system"), "{}", ro.stderr);
+
+    // Default capabilities: no CAP_SYS_ADMIN, so mounting fails; --cap-add gives it.
+    let caps = d.berth(&["run", "--rm", "busybox", "sh", "-c", "grep CapEff /proc/self/status"]).ok();
+    assert!(caps.stdout.contains("00000000a80425fb"), "{}", caps.stdout);
+
+    // --entrypoint replaces the image's command; labels are kept.
+    d.berth(&["create", "--name", "lab", "-l", "tier=edge", "--entrypoint", "echo", "busybox", "a", "b"]).ok();
+    let insp = d.berth(&["inspect", "-f", "{{.Config.Labels.tier}} {{.Path}} {{json .Args}}", "lab"]).ok();
+    assert_eq!(insp.stdout.trim(), "edge echo [\"a\",\"b\"]");
+    let started = d.berth(&["start", "-a", "lab"]).ok();
+    assert_eq!(started.stdout, "a b\n");
+    d.berth(&["rename", "lab", "lab2"]).ok();
+    assert_eq!(d.berth(&["logs", "lab2"]).ok().stdout, "a b\n");
+    d.berth(&["rm", "lab2"]).ok();
+}
+
+#[test]
+fn logs_tail_timestamps_and_rotation() {
+    require_root!();
+    let d = Daemon::start();
+    d.load_busybox();
+    d.berth(&[
+        "run",
+        "--name",
+        "l",
+        "--log-opt",
+        "max-size=2k",
+        "--log-opt",
+        "max-file=2",
+        "busybox",
+        "sh",
+        "-c",
+        "for i in $(seq 1 200); do echo line $i; done",
+    ])
+    .ok();
+    let tail = d.berth(&["logs", "--tail", "3", "l"]).ok();
+    assert_eq!(tail.stdout, "line 198\nline 199\nline 200\n");
+    let ts = d.berth(&["logs", "-t", "--tail", "1", "l"]).ok();
+    let (stamp, rest) = ts.stdout.split_once(' ').unwrap();
+    assert!(stamp.ends_with('Z') && stamp.contains('T'), "{stamp}");
+    assert_eq!(rest, "line 200\n");
+    // Rotation kept at most two files of about 2 KiB: the oldest lines are gone.
+    let all = d.berth(&["logs", "l"]).ok();
+    assert!(!all.stdout.contains("line 1\n"), "rotation kept everything");
+    assert!(all.stdout.len() < 4096 + 200, "{} bytes of logs", all.stdout.len());
+    let files: Vec<_> = std::fs::read_dir(d.data_root().join("containers"))
+        .unwrap()
+        .flat_map(|e| std::fs::read_dir(e.unwrap().path()).unwrap())
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("-json.log"))
+        .collect();
+    assert_eq!(files.len(), 2, "{files:?}");
+    // since in the future: nothing.
+    let none = d.berth(&["logs", "--since", "2099-01-01T00:00:00Z", "l"]).ok();
+    assert_eq!(none.stdout, "");
+}

@@ -93,7 +93,8 @@ pub fn inspect(ctx: &Ctx, name: &str) -> ApiResult {
     if hc["NetworkMode"] == "" {
         hc["NetworkMode"] = json!("none");
     }
-    hc["LogConfig"] = json!({"Type": "json-file", "Config": c.host_config.log_config.as_ref().map(|l| l.config.clone()).unwrap_or_default()});
+    hc["LogConfig"] =
+        json!({"Type": "json-file", "Config": c.host_config.log_config.as_ref().map(|l| l.config.clone()).unwrap_or_default()});
     let mut config = serde_json::to_value(&c.config).map_err(anyhow::Error::from)?;
     config["Image"] = json!(c.image_name);
     let graph: serde_json::Map<String, Value> = ctx.d.driver.container_paths(&c.id).into_iter().map(|(k, v)| (k, json!(v))).collect();

@@ -30,11 +30,7 @@ impl ApiError {
             return hyper::Response::builder().status(self.status).body(empty()).unwrap();
         }
         let body = serde_json::json!({ "message": self.message }).to_string();
-        hyper::Response::builder()
-            .status(self.status)
-            .header("Content-Type", "application/json")
-            .body(full(body + "\n"))
-            .unwrap()
+        hyper::Response::builder().status(self.status).header("Content-Type", "application/json").body(full(body + "\n")).unwrap()
     }
 }
 

@@ -2,7 +2,7 @@
 
 use super::error::{ApiError, ApiResult};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use std::collections::HashMap;
 
@@ -15,16 +15,14 @@ pub fn percent_decode(s: &str, plus_is_space: bool) -> String {
     let mut i = 0;
     while i < b.len() {
         match b[i] {
-            b'%' if i + 3 <= b.len() => {
-                match u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz"), 16) {
-                    Ok(v) => {
-                        out.push(v);
-                        i += 3;
-                        continue;
-                    }
-                    Err(_) => out.push(b'%'),
+            b'%' if i + 3 <= b.len() => match u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz"), 16) {
+                Ok(v) => {
+                    out.push(v);
+                    i += 3;
+                    continue;
                 }
-            }
+                Err(_) => out.push(b'%'),
+            },
             b'+' if plus_is_space => out.push(b' '),
             c => out.push(c),
         }
@@ -85,19 +83,40 @@ impl Query {
     }
 }
 
-/// Reads a JSON body (at most [`MAX_JSON_BODY`]); an empty body parses as `null`.
-pub async fn read_json<T: serde::de::DeserializeOwned>(body: Incoming) -> ApiResult<T> {
-    let bytes: Bytes = Limited::new(body, MAX_JSON_BODY)
-        .collect()
-        .await
-        .map_err(|e| {
-            if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
-                ApiError::new(hyper::StatusCode::PAYLOAD_TOO_LARGE, format!("request body is larger than {MAX_JSON_BODY} bytes"))
-            } else {
-                ApiError::bad_request(format!("reading the request body: {e}"))
+/// How much of a refused body is read and thrown away so the client gets to read the answer
+/// (closing on a client still writing makes it see a reset instead of the 413).
+const DRAIN_LIMIT: usize = 64 << 20;
+
+async fn drain(mut body: Incoming) {
+    let mut seen = 0usize;
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        while let Some(Ok(frame)) = body.frame().await {
+            seen += frame.data_ref().map(|d| d.len()).unwrap_or(0);
+            if seen > DRAIN_LIMIT {
+                break;
             }
-        })?
-        .to_bytes();
+        }
+    })
+    .await;
+}
+
+/// Reads a JSON body (at most [`MAX_JSON_BODY`]); an empty body parses as `null`.
+pub async fn read_json<T: serde::de::DeserializeOwned>(mut body: Incoming) -> ApiResult<T> {
+    let mut buf = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| ApiError::bad_request(format!("reading the request body: {e}")))?;
+        if let Some(d) = frame.data_ref() {
+            if buf.len() + d.len() > MAX_JSON_BODY {
+                drain(body).await;
+                return Err(ApiError::new(
+                    hyper::StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("request body is larger than {MAX_JSON_BODY} bytes"),
+                ));
+            }
+            buf.extend_from_slice(d);
+        }
+    }
+    let bytes = Bytes::from(buf);
     let data: &[u8] = if bytes.iter().all(|b| b.is_ascii_whitespace()) { b"null" } else { &bytes };
     serde_json::from_slice(data).map_err(|e| ApiError::bad_request(format!("invalid JSON in request body: {e}")))
 }
@@ -106,7 +125,11 @@ pub async fn read_json<T: serde::de::DeserializeOwned>(body: Incoming) -> ApiRes
 /// returned guard drops.
 pub async fn spool(body: Incoming, dir: &std::path::Path, prefix: &str) -> ApiResult<Spooled> {
     use tokio::io::AsyncWriteExt;
-    let path = dir.join(format!("{prefix}-{}-{}", std::process::id(), crate::util::id::ContainerId::random().map_err(anyhow::Error::from)?.short()));
+    let path = dir.join(format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        crate::util::id::ContainerId::random().map_err(anyhow::Error::from)?.short()
+    ));
     let guard = Spooled(path.clone());
     let mut f = tokio::fs::File::create(&path).await.map_err(|e| anyhow::anyhow!("creating {}: {e}", path.display()))?;
     let mut body = body;

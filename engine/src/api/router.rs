@@ -44,10 +44,18 @@ async fn route(d: Arc<Daemon>, req: Request<Incoming>) -> Response {
     let (version, path) = strip_version(&raw_path);
     let version = version.unwrap_or(crate::API_VERSION).to_string();
     if version_cmp(&version, crate::API_VERSION).is_gt() {
-        return ApiError::bad_request(format!("client version {version} is too new. Maximum supported API version is {}", crate::API_VERSION)).into_response();
+        return ApiError::bad_request(format!(
+            "client version {version} is too new. Maximum supported API version is {}",
+            crate::API_VERSION
+        ))
+        .into_response();
     }
     if version_cmp(&version, crate::MIN_API_VERSION).is_lt() {
-        return ApiError::bad_request(format!("client version {version} is too old. Minimum supported API version is {}, please upgrade your client to a newer version", crate::MIN_API_VERSION)).into_response();
+        return ApiError::bad_request(format!(
+            "client version {version} is too old. Minimum supported API version is {}, please upgrade your client to a newer version",
+            crate::MIN_API_VERSION
+        ))
+        .into_response();
     }
     let segs: Vec<String> = path.split('/').map(|s| percent_decode(s, false)).collect();
     let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
@@ -88,16 +96,33 @@ async fn dispatch(ctx: &Ctx, method: &Method, segs: &[&str], req: Request<Incomi
         (&M::POST, ["images", name @ .., "tag"]) if !name.is_empty() => images::tag(ctx, &name.join("/")),
         (&M::DELETE, ["images", name @ ..]) if !name.is_empty() => images::remove(ctx, &name.join("/")),
 
+        // No networks or volumes exist until those subsystems land; `docker inspect NAME`
+        // walks through these after containers and images and needs a 404 to say so.
+        (&M::GET, ["networks", id]) => Err(ApiError::new(StatusCode::NOT_FOUND, format!("network {id} not found"))),
+        (&M::GET, ["volumes", name]) => Err(ApiError::new(StatusCode::NOT_FOUND, format!("get {name}: no such volume"))),
+        (&M::GET, ["plugins", name, "json"]) => Err(ApiError::new(StatusCode::NOT_FOUND, format!("plugin \"{name}\" not found"))),
+
         // docker-py's network tests leave swarm mode in teardown; Docker answers 503 when
         // the node is not part of a swarm, and clients treat that as "nothing to leave".
-        (_, ["swarm", ..] | ["nodes", ..] | ["services", ..] | ["tasks", ..] | ["secrets", ..] | ["configs", ..]) => Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "This node is not a swarm manager. berth does not support swarm mode.",
-        )),
+        (_, ["swarm", ..] | ["nodes", ..] | ["services", ..] | ["tasks", ..] | ["secrets", ..] | ["configs", ..]) => {
+            Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "This node is not a swarm manager. berth does not support swarm mode."))
+        }
         (
             _,
-            ["containers", ..] | ["images", ..] | ["networks", ..] | ["volumes", ..] | ["exec", ..] | ["build", ..] | ["commit", ..]
-            | ["auth", ..] | ["events", ..] | ["system", ..] | ["session", ..] | ["distribution", ..] | ["plugins", ..] | ["grpc", ..],
+            ["containers", ..]
+            | ["images", ..]
+            | ["networks", ..]
+            | ["volumes", ..]
+            | ["exec", ..]
+            | ["build", ..]
+            | ["commit", ..]
+            | ["auth", ..]
+            | ["events", ..]
+            | ["system", ..]
+            | ["session", ..]
+            | ["distribution", ..]
+            | ["plugins", ..]
+            | ["grpc", ..],
         ) => Err(ApiError::not_implemented(format!("{method} /{}", segs.join("/")))),
         _ => Err(ApiError::new(StatusCode::NOT_FOUND, "page not found")),
     }

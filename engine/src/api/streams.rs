@@ -43,7 +43,14 @@ fn content_type(version: &str) -> &'static str {
 
 /// Sends new records until `done` holds (checked before each read, so the records written
 /// before the exit are always sent) or the client goes away.
-async fn follow(mut f: Follower, filter: Filter, timestamps: bool, mut rx: watch::Receiver<RunState>, done: impl Fn(&RunState) -> bool, tx: mpsc::Sender<Bytes>) {
+async fn follow(
+    mut f: Follower,
+    filter: Filter,
+    timestamps: bool,
+    mut rx: watch::Receiver<RunState>,
+    done: impl Fn(&RunState) -> bool,
+    tx: mpsc::Sender<Bytes>,
+) {
     let mut gone = false;
     loop {
         let finished = gone || {
@@ -81,15 +88,17 @@ pub async fn logs(ctx: &Ctx, name: &str) -> ApiResult {
     let filter = Filter {
         stdout: q.bool("stdout"),
         stderr: q.bool("stderr"),
-        since: q.get("since").filter(|s| !s.is_empty() && *s != "0").map(|s| point(s)).transpose()?,
-        until: q.get("until").filter(|s| !s.is_empty() && *s != "0").map(|s| point(s)).transpose()?,
+        since: q.get("since").filter(|s| !s.is_empty() && *s != "0").map(point).transpose()?,
+        until: q.get("until").filter(|s| !s.is_empty() && *s != "0").map(point).transpose()?,
     };
     if !filter.stdout && !filter.stderr {
         return Err(ApiError::bad_request("Bad parameters: you must choose at least one stream"));
     }
     let tail = match q.get("tail").unwrap_or("all") {
         "all" | "" => None,
-        n => Some(n.parse::<i64>().map_err(|_| ApiError::bad_request(format!("invalid tail {n:?}")))?).filter(|n| *n >= 0).map(|n| n as usize),
+        n => Some(n.parse::<i64>().map_err(|_| ApiError::bad_request(format!("invalid tail {n:?}")))?)
+            .filter(|n| *n >= 0)
+            .map(|n| n as usize),
     };
     let timestamps = q.bool("timestamps");
     let follow_on = q.bool("follow");
@@ -120,7 +129,8 @@ pub async fn logs(ctx: &Ctx, name: &str) -> ApiResult {
 }
 
 fn point(s: &str) -> ApiResult<i128> {
-    crate::util::time::parse_point(s, ::time::OffsetDateTime::now_utc()).ok_or_else(|| ApiError::bad_request(format!("invalid time value {s:?}")))
+    crate::util::time::parse_point(s, ::time::OffsetDateTime::now_utc())
+        .ok_or_else(|| ApiError::bad_request(format!("invalid time value {s:?}")))
 }
 
 pub fn attach(ctx: &Ctx, name: &str, req: Request<Incoming>) -> ApiResult {

@@ -37,10 +37,17 @@ impl Client {
         }
     }
 
-    async fn send(&self, method: Method, path: &str, body: ResBody, content_type: Option<&str>, upgrade: bool) -> Result<Response<Incoming>> {
-        let stream = tokio::net::UnixStream::connect(&self.socket).await.with_context(|| {
-            format!("Cannot connect to the berth daemon at unix://{}. Is the daemon running?", self.socket.display())
-        })?;
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: ResBody,
+        content_type: Option<&str>,
+        upgrade: bool,
+    ) -> Result<Response<Incoming>> {
+        let stream = tokio::net::UnixStream::connect(&self.socket)
+            .await
+            .with_context(|| format!("Cannot connect to the berth daemon at unix://{}. Is the daemon running?", self.socket.display()))?;
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
         tokio::spawn(async move {
             let _ = conn.with_upgrades().await;

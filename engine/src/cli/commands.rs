@@ -89,7 +89,8 @@ pub async fn dispatch(client: &Client, cmd: Command) -> Result<i32> {
                 let v: Value = serde_json::from_slice(&wait.into_body().collect().await?.to_bytes())?;
                 return Ok(v["StatusCode"].as_i64().unwrap_or(1) as i32);
             }
-            each(&containers, |n| async move { client.call(Method::POST, &format!("/containers/{}/start", enc(&n)), None).await.map(drop) }).await
+            each(&containers, |n| async move { client.call(Method::POST, &format!("/containers/{}/start", enc(&n)), None).await.map(drop) })
+                .await
         }
         Command::Stop { time, signal, containers } => {
             let mut q = String::new();
@@ -100,7 +101,11 @@ pub async fn dispatch(client: &Client, cmd: Command) -> Result<i32> {
                 q.push_str(&format!("signal={}", enc(s)));
             }
             let q = &q;
-            each(&containers, |n| async move { client.call(Method::POST, &format!("/containers/{}/stop?{q}", enc(&n)), None).await.map(drop) }).await
+            each(
+                &containers,
+                |n| async move { client.call(Method::POST, &format!("/containers/{}/stop?{q}", enc(&n)), None).await.map(drop) },
+            )
+            .await
         }
         Command::Restart { time, signal, containers } => {
             let mut q = String::new();
@@ -111,16 +116,24 @@ pub async fn dispatch(client: &Client, cmd: Command) -> Result<i32> {
                 q.push_str(&format!("signal={}", enc(s)));
             }
             let q = &q;
-            each(&containers, |n| async move { client.call(Method::POST, &format!("/containers/{}/restart?{q}", enc(&n)), None).await.map(drop) }).await
+            each(&containers, |n| async move {
+                client.call(Method::POST, &format!("/containers/{}/restart?{q}", enc(&n)), None).await.map(drop)
+            })
+            .await
         }
         Command::Kill { signal, containers } => {
             let s = &signal;
-            each(&containers, |n| async move { client.call(Method::POST, &format!("/containers/{}/kill?signal={}", enc(&n), enc(s)), None).await.map(drop) })
-                .await
+            each(&containers, |n| async move {
+                client.call(Method::POST, &format!("/containers/{}/kill?signal={}", enc(&n), enc(s)), None).await.map(drop)
+            })
+            .await
         }
         Command::Rm { force, volumes, containers } => {
             each(&containers, |n| async move {
-                client.call(Method::DELETE, &format!("/containers/{}?force={}&v={}", enc(&n), force as u8, volumes as u8), None).await.map(drop)
+                client
+                    .call(Method::DELETE, &format!("/containers/{}?force={}&v={}", enc(&n), force as u8, volumes as u8), None)
+                    .await
+                    .map(drop)
             })
             .await
         }
@@ -143,7 +156,9 @@ pub async fn dispatch(client: &Client, cmd: Command) -> Result<i32> {
         }
         Command::Ps { all, quiet, last, latest, no_trunc, filter } => {
             let limit = if latest { 1 } else { last.unwrap_or(-1) };
-            let list = client.json(Method::GET, &format!("/containers/json?all={}&limit={limit}&filters={}", all as u8, filters(&filter)?), None).await?;
+            let list = client
+                .json(Method::GET, &format!("/containers/json?all={}&limit={limit}&filters={}", all as u8, filters(&filter)?), None)
+                .await?;
             let list = list.as_array().cloned().unwrap_or_default();
             if quiet {
                 for c in &list {
@@ -170,7 +185,13 @@ pub async fn dispatch(client: &Client, cmd: Command) -> Result<i32> {
             Ok(0)
         }
         Command::Logs { follow, tail, timestamps, since, until, container } => {
-            let mut path = format!("/containers/{}/logs?stdout=1&stderr=1&follow={}&timestamps={}&tail={}", enc(&container), follow as u8, timestamps as u8, enc(&tail));
+            let mut path = format!(
+                "/containers/{}/logs?stdout=1&stderr=1&follow={}&timestamps={}&tail={}",
+                enc(&container),
+                follow as u8,
+                timestamps as u8,
+                enc(&tail)
+            );
             if let Some(s) = since {
                 path.push_str(&format!("&since={}", enc(&s)));
             }
@@ -282,7 +303,10 @@ pub async fn dispatch(client: &Client, cmd: Command) -> Result<i32> {
         Command::Rmi { force, no_prune, images } => {
             let mut code = 0;
             for i in &images {
-                match client.json(Method::DELETE, &format!("/images/{}?force={}&noprune={}", enc(i), force as u8, no_prune as u8), None).await {
+                match client
+                    .json(Method::DELETE, &format!("/images/{}?force={}&noprune={}", enc(i), force as u8, no_prune as u8), None)
+                    .await
+                {
                     Ok(v) => {
                         for item in v.as_array().cloned().unwrap_or_default() {
                             if let Some(t) = item["Untagged"].as_str() {
@@ -302,7 +326,12 @@ pub async fn dispatch(client: &Client, cmd: Command) -> Result<i32> {
             Ok(code)
         }
         Command::Version => {
-            println!("Client:\n Version:      {}\n API version:  {}\n OS/Arch:      linux/{}", crate::VERSION, crate::API_VERSION, crate::images::host_arch());
+            println!(
+                "Client:\n Version:      {}\n API version:  {}\n OS/Arch:      linux/{}",
+                crate::VERSION,
+                crate::API_VERSION,
+                crate::images::host_arch()
+            );
             let v = client.json(Method::GET, "/version", None).await?;
             println!(
                 "\nServer:\n Engine:\n  Version:      {}\n  API version:  {} (minimum version {})\n  OS/Arch:      {}/{}\n  Kernel:       {}",
@@ -318,7 +347,10 @@ pub async fn dispatch(client: &Client, cmd: Command) -> Result<i32> {
         Command::Info => {
             let v = client.json(Method::GET, "/info", None).await?;
             println!("Server:");
-            println!(" Containers: {}\n  Running: {}\n  Paused: {}\n  Stopped: {}", v["Containers"], v["ContainersRunning"], v["ContainersPaused"], v["ContainersStopped"]);
+            println!(
+                " Containers: {}\n  Running: {}\n  Paused: {}\n  Stopped: {}",
+                v["Containers"], v["ContainersRunning"], v["ContainersPaused"], v["ContainersStopped"]
+            );
             println!(" Images: {}", v["Images"]);
             println!(" Server Version: {}", v["ServerVersion"].as_str().unwrap_or(""));
             println!(" Storage Driver: {}", v["Driver"].as_str().unwrap_or(""));
@@ -326,10 +358,19 @@ pub async fn dispatch(client: &Client, cmd: Command) -> Result<i32> {
                 println!("  {}: {}", kv[0].as_str().unwrap_or(""), kv[1].as_str().unwrap_or(""));
             }
             println!(" Logging Driver: {}", v["LoggingDriver"].as_str().unwrap_or(""));
-            println!(" Cgroup Driver: {}\n Cgroup Version: {}", v["CgroupDriver"].as_str().unwrap_or(""), v["CgroupVersion"].as_str().unwrap_or(""));
+            println!(
+                " Cgroup Driver: {}\n Cgroup Version: {}",
+                v["CgroupDriver"].as_str().unwrap_or(""),
+                v["CgroupVersion"].as_str().unwrap_or("")
+            );
             println!(" Default Runtime: {}", v["DefaultRuntime"].as_str().unwrap_or(""));
             println!(" Live Restore Enabled: {}", v["LiveRestoreEnabled"]);
-            println!(" Kernel Version: {}\n Operating System: {}\n Architecture: {}", v["KernelVersion"].as_str().unwrap_or(""), v["OperatingSystem"].as_str().unwrap_or(""), v["Architecture"].as_str().unwrap_or(""));
+            println!(
+                " Kernel Version: {}\n Operating System: {}\n Architecture: {}",
+                v["KernelVersion"].as_str().unwrap_or(""),
+                v["OperatingSystem"].as_str().unwrap_or(""),
+                v["Architecture"].as_str().unwrap_or("")
+            );
             println!(" CPUs: {}\n Total Memory: {}", v["NCPU"], human_size(v["MemTotal"].as_u64().unwrap_or(0)));
             println!(" Berth Root Dir: {}", v["DockerRootDir"].as_str().unwrap_or(""));
             println!(" State Store: {}", v["BerthState"]["Path"].as_str().unwrap_or(""));

@@ -159,7 +159,10 @@ async fn create(client: &Client, a: &CreateArgs) -> Result<String> {
     let resp = client.json(Method::POST, &path, Some(body(a)?)).await.map_err(|e| {
         if let Some(f) = e.downcast_ref::<ApiFailure>() {
             if f.status == StatusCode::NOT_FOUND && f.message.starts_with("No such image") {
-                return anyhow::anyhow!("Unable to find image '{}' locally; load it first (berth load) — pulling comes with registry support.\n{e}", a.image);
+                return anyhow::anyhow!(
+                    "Unable to find image '{}' locally; load it first (berth load) — pulling comes with registry support.\n{e}",
+                    a.image
+                );
             }
         }
         e
@@ -172,7 +175,6 @@ pub async fn create_cmd(client: &Client, a: CreateArgs) -> Result<i32> {
     println!("{id}");
     Ok(0)
 }
-
 
 /// Docker's `run` exit codes when the command could not be started: 127 not found, 126 not
 /// executable, 125 any other refusal.

@@ -82,7 +82,8 @@ impl LogLimits {
             match k.as_str() {
                 "max-size" => out.max_size = if v == "-1" { None } else { Some(parse_size(v)?) },
                 "max-file" => {
-                    out.max_file = v.parse().ok().filter(|n| *n >= 1).with_context(|| format!("invalid max-file {v:?}: must be a number >= 1"))?
+                    out.max_file =
+                        v.parse().ok().filter(|n| *n >= 1).with_context(|| format!("invalid max-file {v:?}: must be a number >= 1"))?
                 }
                 _ => bail!("unknown log opt '{k}' for json-file log driver"),
             }

@@ -83,9 +83,9 @@ pub(crate) fn network_mode(hc: &HostConfig) -> Result<NetMode, ContainerError> {
     match hc.network_mode.as_str() {
         "" | "default" | "none" => Ok(NetMode::None),
         "host" => Ok(NetMode::Host),
-        "bridge" => Err(ContainerError::NotImplemented(
-            "the bridge network (--network bridge); use --network none or --network host".into(),
-        )),
+        "bridge" => {
+            Err(ContainerError::NotImplemented("the bridge network (--network bridge); use --network none or --network host".into()))
+        }
         other => Err(ContainerError::NotImplemented(format!("network mode {other:?}"))),
     }
 }
@@ -109,7 +109,9 @@ impl Containers {
         // 1. Validate: 400/404/501 before anything exists.
         if let Some(n) = name.filter(|n| !n.is_empty()) {
             if !valid_name(n.strip_prefix('/').unwrap_or(n)) {
-                return Err(ContainerError::Invalid(format!("Invalid container name ({n}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")).into());
+                return Err(
+                    ContainerError::Invalid(format!("Invalid container name ({n}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")).into()
+                );
             }
         }
         if config.tty {
@@ -180,7 +182,11 @@ impl Containers {
             config.working_dir = image_config.working_dir.clone().unwrap_or_default();
         }
         if !config.working_dir.is_empty() && !config.working_dir.starts_with('/') {
-            return Err(ContainerError::Invalid(format!("the working directory '{}' is invalid, it needs to be an absolute path", config.working_dir)).into());
+            return Err(ContainerError::Invalid(format!(
+                "the working directory '{}' is invalid, it needs to be an absolute path",
+                config.working_dir
+            ))
+            .into());
         }
         if config.user.is_empty() {
             config.user = image_config.user.clone().unwrap_or_default();
@@ -201,7 +207,8 @@ impl Containers {
         // 3. Take the name and the id.
         let id = ContainerId::random().context("generating a container id")?;
         if config.hostname.is_empty() {
-            config.hostname = if net == NetMode::Host { nix::unistd::gethostname()?.to_string_lossy().into_owned() } else { id.short().to_string() };
+            config.hostname =
+                if net == NetMode::Host { nix::unistd::gethostname()?.to_string_lossy().into_owned() } else { id.short().to_string() };
         }
         let name = self.reserve_name(name.map(|n| n.strip_prefix('/').unwrap_or(n)), &id)?;
         let rec = Container {
@@ -280,7 +287,10 @@ impl Containers {
     pub fn rename(&self, name: &str, new_name: &str) -> Result<()> {
         let new_name = new_name.strip_prefix('/').unwrap_or(new_name);
         if !valid_name(new_name) {
-            return Err(ContainerError::Invalid(format!("Invalid container name ({new_name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")).into());
+            return Err(ContainerError::Invalid(format!(
+                "Invalid container name ({new_name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+            ))
+            .into());
         }
         let entry = self.lookup(name)?;
         let t = self.table.lock().unwrap();

@@ -198,7 +198,9 @@ mod tests {
 
     #[test]
     fn accepts_docker_shapes() {
-        let c: ContainerConfig = serde_json::from_str(r#"{"Cmd":"echo hi","Entrypoint":null,"Env":null,"Hostname":"","Healthcheck":{"Test":["NONE"]}}"#).unwrap();
+        let c: ContainerConfig =
+            serde_json::from_str(r#"{"Cmd":"echo hi","Entrypoint":null,"Env":null,"Hostname":"","Healthcheck":{"Test":["NONE"]}}"#)
+                .unwrap();
         assert_eq!(c.cmd, Some(vec!["echo hi".to_string()]));
         assert!(c.entrypoint.is_none());
         assert!(c.extra.contains_key("Healthcheck"));

@@ -1,12 +1,12 @@
 //! Generated container names: `adjective_noun`, like Docker's, from berth's own lists.
 
 const ADJECTIVES: &[&str] = &[
-    "agile", "bold", "brave", "calm", "clever", "eager", "fair", "gentle", "happy", "keen", "kind", "lively", "lucid",
-    "merry", "nimble", "patient", "quiet", "rapid", "sharp", "steady", "sturdy", "swift", "tidy", "vivid", "wise",
+    "agile", "bold", "brave", "calm", "clever", "eager", "fair", "gentle", "happy", "keen", "kind", "lively", "lucid", "merry", "nimble",
+    "patient", "quiet", "rapid", "sharp", "steady", "sturdy", "swift", "tidy", "vivid", "wise",
 ];
 const NOUNS: &[&str] = &[
-    "anchor", "beacon", "buoy", "capstan", "compass", "current", "dock", "harbor", "hull", "jetty", "keel", "lantern",
-    "mast", "mooring", "pier", "quay", "rudder", "sail", "sextant", "tide", "tiller", "wharf", "windlass",
+    "anchor", "beacon", "buoy", "capstan", "compass", "current", "dock", "harbor", "hull", "jetty", "keel", "lantern", "mast", "mooring",
+    "pier", "quay", "rudder", "sail", "sextant", "tide", "tiller", "wharf", "windlass",
 ];
 
 /// A name derived from the id's bytes; `attempt` > 0 appends a number to dodge collisions.

@@ -119,7 +119,14 @@ impl Containers {
         let net = network_mode(&c.host_config)?;
         let spec = spec::build(
             c,
-            &SpecInputs { rootfs: &rootfs, user: &user, env: &env, hostname: &c.config.hostname, host_network: net == NetMode::Host, umask: c.umask },
+            &SpecInputs {
+                rootfs: &rootfs,
+                user: &user,
+                env: &env,
+                hostname: &c.config.hostname,
+                host_network: net == NetMode::Host,
+                umask: c.umask,
+            },
         )?;
         let bundle = self.bundle_dir(&c.id);
         std::fs::create_dir_all(&bundle)?;
@@ -145,10 +152,14 @@ impl Containers {
 /// `root` joined with `path`, resolving symlinks inside `root` the way the container will
 /// see them, so a hostile image cannot make the daemon create directories outside it.
 pub(crate) fn secure_join(root: &Path, path: &Path) -> Result<PathBuf> {
-    let mut parts: Vec<std::ffi::OsString> = path.components().filter_map(|c| match c {
-        Component::Normal(n) => Some(n.to_os_string()),
-        _ => None,
-    }).rev().collect();
+    let mut parts: Vec<std::ffi::OsString> = path
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(n.to_os_string()),
+            _ => None,
+        })
+        .rev()
+        .collect();
     let mut cur = PathBuf::new();
     let mut links = 0;
     while let Some(part) = parts.pop() {

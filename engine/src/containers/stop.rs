@@ -35,7 +35,8 @@ impl Containers {
         let State::Running { pid, .. } = c.state else {
             return Err(ContainerError::NotModified("stopped").into());
         };
-        let sig_name = signal.filter(|s| !s.is_empty()).map(String::from).or(c.config.stop_signal.clone()).unwrap_or_else(|| "SIGTERM".into());
+        let sig_name =
+            signal.filter(|s| !s.is_empty()).map(String::from).or(c.config.stop_signal.clone()).unwrap_or_else(|| "SIGTERM".into());
         let sig = crate::runtime::signal::parse(&sig_name).map_err(|e| ContainerError::Invalid(e.to_string()))?;
         let t = timeout.or(c.config.stop_timeout).unwrap_or(10);
         let waiter = entry.waiter(WaitCondition::NotRunning);

@@ -29,9 +29,11 @@ pub fn resolve(rootfs: &Path, spec: &str) -> Result<ResolvedUser> {
         None => (spec, None),
     };
     let user_part = if user_part.is_empty() { "0" } else { user_part };
-    let entry = passwd.lines().map(|l| l.split(':').collect::<Vec<_>>()).filter(|f| f.len() >= 7).find(|f| {
-        f[0] == user_part || (user_part.parse::<u32>().is_ok() && f[2] == user_part)
-    });
+    let entry = passwd
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .filter(|f| f.len() >= 7)
+        .find(|f| f[0] == user_part || (user_part.parse::<u32>().is_ok() && f[2] == user_part));
     let (uid, mut gid, home, name) = match (&entry, user_part.parse::<u32>()) {
         (Some(f), _) => (f[2].parse()?, f[3].parse()?, f[5].to_string(), Some(f[0].to_string())),
         (None, Ok(uid)) => (uid, 0, "/".to_string(), None),

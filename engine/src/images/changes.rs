@@ -62,12 +62,15 @@ pub fn apply_changes(config: &mut RunConfig, changes: &[String]) -> Result<()> {
             }
             "VOLUME" => {
                 let vols = config.volumes.get_or_insert_with(Default::default);
-                let list: Vec<String> = if arg.starts_with('[') { serde_json::from_str(arg)? } else { arg.split_whitespace().map(String::from).collect() };
+                let list: Vec<String> =
+                    if arg.starts_with('[') { serde_json::from_str(arg)? } else { arg.split_whitespace().map(String::from).collect() };
                 for v in list {
                     vols.insert(v, serde_json::json!({}));
                 }
             }
-            other => bail!("{other} is not a valid change command (CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, STOPSIGNAL, USER, VOLUME, WORKDIR)"),
+            other => {
+                bail!("{other} is not a valid change command (CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, STOPSIGNAL, USER, VOLUME, WORKDIR)")
+            }
         }
     }
     Ok(())
@@ -80,7 +83,11 @@ mod tests {
     #[test]
     fn applies_dockerfile_changes() {
         let mut c = RunConfig::default();
-        apply_changes(&mut c, &["CMD [\"sh\",\"-c\",\"x\"]".into(), "ENV A=1 B=2".into(), "ENV A=3".into(), "WORKDIR /w".into(), "EXPOSE 80".into()]).unwrap();
+        apply_changes(
+            &mut c,
+            &["CMD [\"sh\",\"-c\",\"x\"]".into(), "ENV A=1 B=2".into(), "ENV A=3".into(), "WORKDIR /w".into(), "EXPOSE 80".into()],
+        )
+        .unwrap();
         assert_eq!(c.cmd.unwrap(), vec!["sh", "-c", "x"]);
         assert_eq!(c.env.unwrap(), vec!["B=2", "A=3"]);
         assert_eq!(c.working_dir.as_deref(), Some("/w"));

@@ -32,8 +32,7 @@ impl ImageStore {
         let by_ref: Option<Reference> = name.parse::<Reference>().ok().filter(|r| {
             self.index.lock().unwrap().refs.get(r) == Some(&img.id) && !name.starts_with("sha256:") && !img.id.hex().starts_with(name)
         });
-        let tags: Vec<Reference> =
-            self.index.lock().unwrap().refs.iter().filter(|(_, d)| **d == img.id).map(|(r, _)| r.clone()).collect();
+        let tags: Vec<Reference> = self.index.lock().unwrap().refs.iter().filter(|(_, d)| **d == img.id).map(|(r, _)| r.clone()).collect();
         let user = users(&img.id);
         let mut out = Vec::new();
 
@@ -70,9 +69,18 @@ impl ImageStore {
             untag(&[r], &mut out)?;
         } else {
             if let Some(u) = &user {
-                let how = if u.running { "cannot be forced) - image is being used by running" } else { "must be forced) - image is being used by stopped" };
+                let how = if u.running {
+                    "cannot be forced) - image is being used by running"
+                } else {
+                    "must be forced) - image is being used by stopped"
+                };
                 if u.running || !force {
-                    return Err(ImageError::Conflict(format!("conflict: unable to delete {} ({how} container {}", img.id.short(), u.container)).into());
+                    return Err(ImageError::Conflict(format!(
+                        "conflict: unable to delete {} ({how} container {}",
+                        img.id.short(),
+                        u.container
+                    ))
+                    .into());
                 }
                 untag(&tags, &mut out)?;
                 return Ok(out);

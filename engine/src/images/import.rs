@@ -2,8 +2,8 @@
 
 use super::{apply_changes, ImageStore};
 use anyhow::{Context, Result};
-use berth_images::config::{History, RootFs};
 use berth_images::archive::open_tar_file;
+use berth_images::config::{History, RootFs};
 use berth_images::digest::HashingReader;
 use berth_images::unpack::apply_layer;
 use berth_images::{Digest, ImageConfig, Reference};

@@ -48,6 +48,9 @@ pub fn run(bundle: &Path) -> i32 {
         }
         Ok(ForkResult::Child) => {
             drop(ready_r);
+            // The daemon reads the first process's stdout to its end: the monitor must not
+            // hold it. Its own diagnostics go to monitor.log in the bundle.
+            detach_stdio(&bundle.join("monitor.log"));
             let code = match supervise(&cfg, ready_w) {
                 Ok(()) => 0,
                 Err(e) => {
@@ -61,6 +64,19 @@ pub fn run(bundle: &Path) -> i32 {
             println!("err fork: {e}");
             1
         }
+    }
+}
+
+fn detach_stdio(log: &Path) {
+    use std::os::fd::AsRawFd;
+    let null = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null");
+    let err = std::fs::OpenOptions::new().create(true).append(true).open(log);
+    if let Ok(null) = &null {
+        let _ = nix::unistd::dup2(null.as_raw_fd(), 0);
+        let _ = nix::unistd::dup2(null.as_raw_fd(), 1);
+    }
+    if let Ok(err) = err.as_ref().or(null.as_ref()) {
+        let _ = nix::unistd::dup2(err.as_raw_fd(), 2);
     }
 }
 
@@ -181,15 +197,12 @@ fn start_and_wait(cfg: &MonitorConfig, ready: &mut Option<File>) -> Result<()> {
             Ok(_) | Err(nix::errno::Errno::EINTR) => {}
             Err(e) => bail!("poll: {e}"),
         }
-        let ready_pipes: Vec<usize> = pipes
-            .iter()
-            .zip(&fds[1..])
-            .filter(|(_, fd)| fd.revents().is_some_and(|r| !r.is_empty()))
-            .map(|((i, _), _)| *i)
-            .collect();
+        let ready_pipes: Vec<usize> =
+            pipes.iter().zip(&fds[1..]).filter(|(_, fd)| fd.revents().is_some_and(|r| !r.is_empty())).map(|((i, _), _)| *i).collect();
         while let Ok(Some(_)) = sigfd.read_signal() {}
         for i in ready_pipes {
-            let (slot, split, stream) = if i == 0 { (&mut out_r, &mut out_split, "stdout") } else { (&mut err_r, &mut err_split, "stderr") };
+            let (slot, split, stream) =
+                if i == 0 { (&mut out_r, &mut out_split, "stdout") } else { (&mut err_r, &mut err_split, "stderr") };
             let mut buf = [0u8; 8192];
             let n = slot.as_mut().map(|f| f.read(&mut buf)).unwrap_or(Ok(0)).unwrap_or(0);
             if n == 0 {
@@ -238,9 +251,9 @@ fn start_and_wait(cfg: &MonitorConfig, ready: &mut Option<File>) -> Result<()> {
 fn runtime_error(log: &Path) -> Option<String> {
     let text = std::fs::read_to_string(log).ok()?;
     text.lines()
+        .rev()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .filter(|v| v["level"] == "error" || v["level"] == "fatal")
-        .filter_map(|v| v["msg"].as_str().map(String::from))
-        .last()
+        .find_map(|v| v["msg"].as_str().map(String::from))
         .map(|m| format!("OCI runtime create failed: {m}"))
 }

@@ -111,12 +111,7 @@ impl Driver for Overlay2 {
         }
         let mut lower = vec![self.init_dir(id).join("diff").display().to_string()];
         lower.extend(layers.iter().rev().map(|c| self.short_link(c).display().to_string()));
-        let opts = format!(
-            "lowerdir={},upperdir={},workdir={}",
-            lower.join(":"),
-            dir.join("diff").display(),
-            dir.join("work").display()
-        );
+        let opts = format!("lowerdir={},upperdir={},workdir={}", lower.join(":"), dir.join("diff").display(), dir.join("work").display());
         mount(Some("overlay"), &merged, Some("overlay"), MsFlags::empty(), Some(opts.as_str()))
             .with_context(|| format!("mounting overlay for container {} ({opts})", id.short()))?;
         Ok(merged)

@@ -67,10 +67,11 @@ impl fmt::Debug for ContainerId {
     }
 }
 
-/// A container name as Docker allows it: `[a-zA-Z0-9][a-zA-Z0-9_.-]+`.
+/// A container name: `[a-zA-Z0-9][a-zA-Z0-9_.-]*`. Docker's pattern asks for two characters
+/// at least; berth also takes one (`--name x`), which nothing else can mistake for an id.
 pub fn valid_name(name: &str) -> bool {
     let b = name.as_bytes();
-    b.len() >= 2
+    !b.is_empty()
         && b.len() <= 255
         && b[0].is_ascii_alphanumeric()
         && b[1..].iter().all(|c| c.is_ascii_alphanumeric() || b"_.-".contains(c))
@@ -92,7 +93,8 @@ mod tests {
     #[test]
     fn names_follow_docker_rules() {
         assert!(valid_name("web_1.a-b"));
-        assert!(!valid_name("x"));
+        assert!(valid_name("x"));
+        assert!(!valid_name(""));
         assert!(!valid_name("-x"));
         assert!(!valid_name("a/b"));
     }
