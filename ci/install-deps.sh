@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs what berth needs on a bare Debian machine (run as root): the OCI runtime, the static
+# busybox the test fixture is built from, and the tools the tests drive. Idempotent.
+set -euo pipefail
+
+need=()
+command -v runc >/dev/null || need+=(runc)
+[ -x /bin/busybox ] && file -L /bin/busybox 2>/dev/null | grep -q 'statically linked' || need+=(busybox-static)
+command -v python3 >/dev/null || need+=(python3)
+command -v file >/dev/null || need+=(file)
+command -v curl >/dev/null || need+=(curl)
+command -v docker >/dev/null || need+=(docker.io)
+
+if [ ${#need[@]} -gt 0 ]; then
+  echo "ci/install-deps: installing ${need[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  # docker.io brings a dockerd we never start: keep package scripts from starting services.
+  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  rm -f /usr/sbin/policy-rc.d
+fi
+
+if ! command -v cargo >/dev/null; then
+  for c in "$HOME/.cargo/bin/cargo" /root/.cargo/bin/cargo; do
+    [ -x "$c" ] && export PATH="$(dirname "$c"):$PATH" && break
+  done
+fi
+command -v cargo >/dev/null || { echo "ci/install-deps: cargo not found; install a Rust toolchain (rustup) first" >&2; exit 1; }
+rustup component list --installed 2>/dev/null | grep -q clippy || rustup component add clippy rustfmt >/dev/null 2>&1 || true
+echo "ci/install-deps: ok (runc $(runc --version | head -1 | awk '{print $3}'), $(cargo --version))" >&2

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# README command 2: the test run CI does (.ci/run calls this). Needs root: the integration
+# suites run real containers with runc and mount overlayfs.
+#
+#   ci/test.sh            lint, unit tests, integration suites (docker CLI, API errors, restart)
+#
+# Slower suites (VM rig, crash torture, arm64) will run behind flags named here as they land.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash ci/install-deps.sh
+export PATH="$HOME/.cargo/bin:$PATH"
+
+for arg in "$@"; do
+  case "$arg" in
+    *) echo "ci/test.sh: unknown option $arg" >&2; exit 2 ;;
+  esac
+done
+
+echo "== fmt" && cargo fmt --all -- --check
+echo "== clippy" && cargo clippy --workspace --all-targets -- -D warnings
+echo "== build" && cargo build --bins
+echo "== tests" && cargo test --workspace

@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# berth's benchmarks (not tests: they print figures, they assert nothing). Needs root.
+#
+#   tests/bench/run.sh [RUNS]      (default 20 runs per measurement)
+#
+# Prints, each against a baseline measured in the same run:
+#   - `berth run --rm busybox true` vs a bare `runc run` of the same root filesystem (medians)
+#   - the daemon's idle RSS, one monitor's RSS, time from exec to the API answering
+#   - the size of the release binary
+# dockerd is not installed as a baseline here; the figures the brief quotes for it (212 ms to
+# API, 110 MiB, 12.9 MiB per shim) are printed for reference.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+RUNS="${1:-20}"
+export PATH="$HOME/.cargo/bin:$PATH"
+cargo build --release --bins -q
+BERTH="$PWD/target/release/berth"
+WORK="$(mktemp -d /tmp/berth-bench.XXXXXX)"
+SOCK="$WORK/run/berth.sock"
+export BERTH_HOST="unix://$SOCK"
+DAEMON_PID=""
+cleanup() {
+  [ -n "$DAEMON_PID" ] && kill "$DAEMON_PID" 2>/dev/null && wait "$DAEMON_PID" 2>/dev/null || true
+  for c in $(ls "$WORK/runc-root" 2>/dev/null); do runc --root "$WORK/runc-root" delete -f "$c" >/dev/null 2>&1 || true; done
+  grep -o " $WORK[^ ]*" /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+TAR="$(bash tests/fixtures/busybox-image.sh "$WORK/busybox.tar" 2>/dev/null | tail -1)"
+echo '{}' > "$WORK/daemon.json"
+
+now_ns() { date +%s%N; }
+median() { sort -n | awk '{a[NR]=$1} END {m=(NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2; printf "%.1f", m/1e6}'; }
+rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
+
+# --- API up: from exec to the first answered /_ping
+start_daemon() {
+  "$BERTH" -H "unix://$SOCK" daemon --config-file "$WORK/daemon.json" --data-root "$WORK/data" --exec-root "$WORK/run" >>"$WORK/daemon.log" 2>&1 &
+  DAEMON_PID=$!
+}
+API_MS=$(python3 - "$BERTH" "$SOCK" "$WORK" <<'PY'
+import os, socket, subprocess, sys, time
+berth, sock, work = sys.argv[1:]
+t0 = time.monotonic()
+p = subprocess.Popen([berth, "-H", "unix://" + sock, "daemon", "--config-file", work + "/daemon.json",
+                      "--data-root", work + "/data", "--exec-root", work + "/run"],
+                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+while True:
+    try:
+        s = socket.socket(socket.AF_UNIX); s.connect(sock)
+        s.sendall(b"GET /_ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        if s.recv(12).startswith(b"HTTP/1.1 200"):
+            break
+    except OSError:
+        time.sleep(0.001)
+print("%.1f" % ((time.monotonic() - t0) * 1000))
+p.terminate(); p.wait()
+PY
+)
+start_daemon
+for _ in $(seq 1 200); do "$BERTH" version >/dev/null 2>&1 && break; sleep 0.02; done
+"$BERTH" load -i "$TAR" >/dev/null
+
+# --- baseline: the same root filesystem under a bare `runc run`
+BUNDLE="$WORK/bundle"; mkdir -p "$BUNDLE/rootfs"
+python3 - "$TAR" "$BUNDLE/rootfs" <<'PY'
+import io, json, sys, tarfile
+outer = tarfile.open(sys.argv[1])
+layer = json.load(outer.extractfile("manifest.json"))[0]["Layers"][0]
+tarfile.open(fileobj=io.BytesIO(outer.extractfile(layer).read())).extractall(sys.argv[2])
+PY
+(cd "$BUNDLE" && runc spec && python3 - <<'PY'
+import json
+c = json.load(open("config.json"))
+c["process"]["terminal"] = False
+c["process"]["args"] = ["true"]
+json.dump(c, open("config.json", "w"))
+PY
+)
+for i in $(seq 1 3); do runc --root "$WORK/runc-root" run --bundle "$BUNDLE" "warm$i" >/dev/null; done
+for i in $(seq 1 3); do "$BERTH" run --rm busybox true; done
+
+RUNC=$(for i in $(seq 1 "$RUNS"); do s=$(now_ns); runc --root "$WORK/runc-root" run --bundle "$BUNDLE" "b$i" >/dev/null; echo $(( $(now_ns) - s )); done | median)
+BERTH_MS=$(for i in $(seq 1 "$RUNS"); do s=$(now_ns); "$BERTH" run --rm busybox true; echo $(( $(now_ns) - s )); done | median)
+
+sleep 1
+IDLE_RSS=$(rss_kib "$DAEMON_PID")
+"$BERTH" run -d --name rss busybox sleep 1000 >/dev/null
+MON_PID=$(pgrep -f "berth monitor $WORK/run/containers" | head -1)
+MON_RSS=$(rss_kib "$MON_PID")
+"$BERTH" rm -f rss >/dev/null
+SIZE=$(stat -c %s "$BERTH")
+
+echo "bench: runs per measurement: $RUNS"
+echo "bench: run --rm true   berth ${BERTH_MS} ms   bare runc run ${RUNC} ms   ratio $(awk -v a="$BERTH_MS" -v b="$RUNC" 'BEGIN{printf "%.2f", a/b}')   (target <= 1.25, issue 3: <= 1.3)"
+echo "bench: daemon idle RSS $(awk -v k="$IDLE_RSS" 'BEGIN{printf "%.1f", k/1024}') MiB   (target <= 8 MiB; dockerd here: 110 MiB)"
+echo "bench: monitor RSS     $(awk -v k="$MON_RSS" 'BEGIN{printf "%.2f", k/1024}') MiB   (target <= 1 MiB; containerd-shim here: 12.9 MiB)"
+echo "bench: API up after    ${API_MS} ms   (target <= 50 ms; dockerd here: 212 ms)"
+echo "bench: release binary  $(awk -v s="$SIZE" 'BEGIN{printf "%.2f", s/1048576}') MiB (x86_64, glibc, not yet static)"
