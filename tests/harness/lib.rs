@@ -43,17 +43,26 @@ pub fn berth_bin() -> PathBuf {
     bin
 }
 
-/// The busybox docker-archive fixture, built once per target dir.
+/// The busybox docker-archive fixture, built once per target dir. Tests run in parallel
+/// threads (and test binaries may run side by side): each build goes to a name of its own
+/// and is renamed into place, so nobody reads a half-written tar.
 pub fn busybox_tar() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap().join("berth-fixtures");
-    let tar = dir.join("busybox-image.tar");
-    if !tar.exists() {
-        std::fs::create_dir_all(&dir).unwrap();
-        let out = Command::new("bash").arg(workspace_root().join("tests/fixtures/busybox-image.sh")).arg(&tar).output().unwrap();
-        assert!(out.status.success(), "fixture build failed: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    tar
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let exe = std::env::current_exe().unwrap();
+            let dir = exe.parent().unwrap().parent().unwrap().join("berth-fixtures");
+            let tar = dir.join("busybox-image.tar");
+            if !tar.exists() {
+                std::fs::create_dir_all(&dir).unwrap();
+                let tmp = dir.join(format!("busybox-image.{}.tar", std::process::id()));
+                let out = Command::new("bash").arg(workspace_root().join("tests/fixtures/busybox-image.sh")).arg(&tmp).output().unwrap();
+                assert!(out.status.success(), "fixture build failed: {}", String::from_utf8_lossy(&out.stderr));
+                std::fs::rename(&tmp, &tar).unwrap();
+            }
+            tar
+        })
+        .clone()
 }
 
 /// What a command printed and how it ended.
