@@ -32,7 +32,7 @@ fn pidfd_open(pid: i32) -> std::io::Result<OwnedFd> {
 }
 
 /// Resolves once process `pid` (started at `start`) is gone.
-async fn process_gone(pid: i32, start: u64) {
+pub(super) async fn process_gone(pid: i32, start: u64) {
     match pidfd_open(pid) {
         Ok(fd) => {
             // The pid may have been reused between our check and the open.
@@ -60,12 +60,25 @@ impl Containers {
         self.data_dir(id).join("exit.json")
     }
 
-    /// Watches the container's monitor and records the exit when it goes.
-    pub(super) fn watch_exit(self: &Arc<Self>, entry: Arc<Entry>, monitor_pid: i32) {
+    /// Watches the container's monitor and records the exit when the monitor says it is
+    /// recorded (`notify` reaches EOF) or, without that pipe (after a daemon restart), when
+    /// the monitor is gone.
+    pub(super) fn watch_exit(self: &Arc<Self>, entry: Arc<Entry>, monitor_pid: i32, notify: Option<OwnedFd>) {
         let this = self.clone();
         let start = process_start_time(monitor_pid).unwrap_or(0);
+        *entry.last_monitor.lock().unwrap() = Some((monitor_pid, start));
         tokio::spawn(async move {
-            process_gone(monitor_pid, start).await;
+            let pipe = notify.and_then(|fd| tokio::net::unix::pipe::Receiver::from_owned_fd(fd).ok());
+            match pipe {
+                Some(mut rx) => {
+                    let mut buf = [0u8; 16];
+                    tokio::select! {
+                        _ = async { while let Ok(n) = tokio::io::AsyncReadExt::read(&mut rx, &mut buf).await { if n == 0 { break } } } => {},
+                        _ = process_gone(monitor_pid, start) => {},
+                    }
+                }
+                None => process_gone(monitor_pid, start).await,
+            }
             if let Err(e) = this.record_exit(&entry).await {
                 tracing::error!(container = %entry.id().short(), "recording the exit failed: {e:#}");
             }
@@ -123,7 +136,7 @@ impl Containers {
             match c.state {
                 State::Running { monitor_pid, monitor_start, .. } if process_start_time(monitor_pid) == Some(monitor_start) => {
                     tracing::info!(container = %c.id.short(), monitor = monitor_pid, "re-adopted running container");
-                    self.watch_exit(entry.clone(), monitor_pid);
+                    self.watch_exit(entry.clone(), monitor_pid, None);
                 }
                 State::Running { .. } => self.record_exit(&entry).await?,
                 _ => {

@@ -48,12 +48,19 @@ pub struct Entry {
     rec: Mutex<Container>,
     watch: watch::Sender<RunState>,
     op: tokio::sync::Mutex<()>,
+    /// The last monitor (pid, start time): it may still be cleaning up after the exit.
+    last_monitor: Mutex<Option<(i32, u64)>>,
 }
 
 impl Entry {
     fn new(rec: Container) -> Arc<Self> {
         let st = RunState { running: rec.state.is_running(), exit_code: rec.state.exit_code(), ..Default::default() };
-        Arc::new(Entry { rec: Mutex::new(rec), watch: watch::channel(st).0, op: tokio::sync::Mutex::new(()) })
+        Arc::new(Entry {
+            rec: Mutex::new(rec),
+            watch: watch::channel(st).0,
+            op: tokio::sync::Mutex::new(()),
+            last_monitor: Mutex::new(None),
+        })
     }
 
     /// A copy of the record.

@@ -28,6 +28,8 @@ impl Containers {
         }
         self.records.delete(c.id.as_str())?;
         self.table.lock().unwrap().by_id.remove(&c.id);
+        // Gone for good once the record is: waiters (`run --rm`) need not wait for the files.
+        entry.watch.send_modify(|s| s.removed = true);
         let this = self.clone();
         let id = c.id.clone();
         let cleanup = tokio::task::spawn_blocking(move || -> Result<()> {
@@ -37,7 +39,6 @@ impl Containers {
             Ok(())
         })
         .await?;
-        entry.watch.send_modify(|s| s.removed = true);
         tracing::info!(container = %c.id.short(), "removed");
         if let Err(e) = cleanup {
             tracing::warn!(container = %c.id.short(), "leftover files after removal: {e:#}");

@@ -26,6 +26,11 @@ impl Containers {
         if !c.state.can_start() {
             return Err(ContainerError::NotModified("started").into());
         }
+        // The previous run's monitor may still be running `runc delete` for this id.
+        let previous = entry.last_monitor.lock().unwrap().take();
+        if let Some((pid, start)) = previous {
+            let _ = tokio::time::timeout(START_TIMEOUT, super::exit::process_gone(pid, start)).await;
+        }
         let this = self.clone();
         let c2 = c.clone();
         let bundle = match tokio::task::spawn_blocking(move || this.prepare(&c2)).await? {
@@ -36,12 +41,15 @@ impl Containers {
                 return Err(ContainerError::StartFailed(msg).into());
             }
         };
+        // The monitor's stdin is the write end of a pipe: it closes it once the exit is
+        // recorded, which tells us sooner than its own exit (that waits for `runc delete`).
+        let (notify_r, notify_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("creating the exit pipe")?;
         let out = tokio::time::timeout(
             START_TIMEOUT,
             tokio::process::Command::new(&self.exe)
                 .arg("monitor")
                 .arg(&bundle)
-                .stdin(Stdio::null())
+                .stdin(Stdio::from(notify_w))
                 .stdout(Stdio::piped())
                 .stderr(Stdio::null())
                 .kill_on_drop(true)
@@ -62,7 +70,7 @@ impl Containers {
                     s.starts += 1;
                 });
                 tracing::info!(container = %c.id.short(), pid = container_pid, "started");
-                self.watch_exit(entry.clone(), monitor_pid);
+                self.watch_exit(entry.clone(), monitor_pid, Some(notify_r));
                 Ok(())
             }
             Ready::Failed(msg) => {

@@ -10,7 +10,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, ForkResult, Pid};
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -48,10 +48,17 @@ pub fn run(bundle: &Path) -> i32 {
         }
         Ok(ForkResult::Child) => {
             drop(ready_r);
+            // stdin is the daemon's exit-notification pipe: keep it (out of runc's reach)
+            // until the exit is recorded.
+            let notify = nix::unistd::dup(0).ok().map(|fd| {
+                let _ = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC));
+                // SAFETY: dup just returned this descriptor; nothing else owns it.
+                unsafe { OwnedFd::from_raw_fd(fd) }
+            });
             // The daemon reads the first process's stdout to its end: the monitor must not
             // hold it. Its own diagnostics go to monitor.log in the bundle.
             detach_stdio(&bundle.join("monitor.log"));
-            let code = match supervise(&cfg, ready_w) {
+            let code = match supervise(&cfg, ready_w, notify) {
                 Ok(()) => 0,
                 Err(e) => {
                     eprintln!("berth monitor {}: {e:#}", cfg.id);
@@ -86,16 +93,16 @@ fn report(ready: &mut Option<File>, msg: &str) {
     }
 }
 
-fn supervise(cfg: &MonitorConfig, ready_w: OwnedFd) -> Result<()> {
+fn supervise(cfg: &MonitorConfig, ready_w: OwnedFd, notify: Option<OwnedFd>) -> Result<()> {
     let mut ready = Some(File::from(ready_w));
-    let result = start_and_wait(cfg, &mut ready);
+    let result = start_and_wait(cfg, &mut ready, notify);
     if let Err(e) = &result {
         report(&mut ready, &format!("err {e:#}"));
     }
     result
 }
 
-fn start_and_wait(cfg: &MonitorConfig, ready: &mut Option<File>) -> Result<()> {
+fn start_and_wait(cfg: &MonitorConfig, ready: &mut Option<File>, notify: Option<OwnedFd>) -> Result<()> {
     nix::unistd::setsid().context("setsid")?;
     nix::sys::prctl::set_child_subreaper(true).context("becoming a child subreaper")?;
     for sig in [Signal::SIGHUP, Signal::SIGINT, Signal::SIGTERM, Signal::SIGPIPE] {
@@ -226,8 +233,11 @@ fn start_and_wait(cfg: &MonitorConfig, ready: &mut Option<File>) -> Result<()> {
     });
     let _ = log.sync();
 
-    let code = exit.unwrap_or(255);
-    let mut error = None;
+    // The exit is durable before anyone hears of it; then the daemon is told (closing the
+    // pipe) and runc's cleanup runs while the daemon already answers waiters.
+    let status = ExitStatus { exit_code: exit.unwrap_or(255), finished_at: crate::util::time::now(), error: None };
+    berth_images::durable::write_json(&cfg.exit_file, &status).context("writing the exit file")?;
+    drop(notify);
     let delete = Command::new(&cfg.runtime_path)
         .args(&cfg.runtime_args)
         .arg("--root")
@@ -238,13 +248,10 @@ fn start_and_wait(cfg: &MonitorConfig, ready: &mut Option<File>) -> Result<()> {
         .stderr(Stdio::piped())
         .output();
     match delete {
-        Ok(o) if o.status.success() => {}
-        Ok(o) => error = Some(format!("runc delete: {}", String::from_utf8_lossy(&o.stderr).trim())),
-        Err(e) => error = Some(format!("runc delete: {e}")),
+        Ok(o) if o.status.success() => Ok(()),
+        Ok(o) => bail!("runc delete: {}", String::from_utf8_lossy(&o.stderr).trim()),
+        Err(e) => bail!("runc delete: {e}"),
     }
-    let status = ExitStatus { exit_code: code, finished_at: crate::util::time::now(), error };
-    berth_images::durable::write_json(&cfg.exit_file, &status).context("writing the exit file")?;
-    Ok(())
 }
 
 /// The last error runc logged.
