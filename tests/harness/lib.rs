@@ -122,13 +122,24 @@ pub struct Daemon {
     child: Option<Child>,
 }
 
+/// A fresh directory for one daemon's roots.
+pub fn scratch_root() -> PathBuf {
+    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+    let root = std::env::temp_dir().join(format!("berth-test-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(&root).unwrap();
+    root
+}
+
 impl Daemon {
     pub fn start() -> Self {
-        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-        let root = std::env::temp_dir().join(format!("berth-test-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
-        std::fs::create_dir_all(&root).unwrap();
-        std::fs::write(root.join("daemon.json"), "{}").unwrap();
+        Self::start_with_config("{}")
+    }
+
+    /// A daemon whose `daemon.json` is `config`.
+    pub fn start_with_config(config: &str) -> Self {
+        let root = scratch_root();
+        std::fs::write(root.join("daemon.json"), config).unwrap();
         let mut d = Daemon { root, child: None };
         d.spawn();
         d

@@ -1,0 +1,201 @@
+//! The daemon's configuration and listeners: daemon.json validation, the socket's mode,
+//! systemd socket activation, the vfs driver, daemon-wide options; plus the stop and lookup
+//! rules that depend on them.
+
+use berth_tests::{berth_bin, busybox_tar, require_root, scratch_root, Daemon};
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+#[test]
+fn unknown_or_invalid_config_keys_stop_the_daemon_at_start() {
+    require_root!();
+    for (config, expect) in [
+        (r#"{"data-rooot": "/x"}"#, "unknown field `data-rooot`"),
+        (r#"{"exec-opts": ["native.umask=weird"]}"#, "invalid native.umask"),
+        (r#"{"log-driver": "syslog"}"#, "not supported"),
+        (r#"{"storage-driver": "zfs"}"#, "not supported"),
+        ("{not json", "invalid configuration file"),
+    ] {
+        let root = scratch_root();
+        std::fs::write(root.join("daemon.json"), config).unwrap();
+        let out = Command::new(berth_bin())
+            .args(["-H", &format!("unix://{}/s.sock", root.display()), "daemon", "--config-file"])
+            .arg(root.join("daemon.json"))
+            .arg("--data-root")
+            .arg(root.join("data"))
+            .arg("--exec-root")
+            .arg(root.join("run"))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{config}: {err}");
+        assert!(err.contains(expect), "{config}: expected {expect:?} in {err}");
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+}
+
+#[test]
+fn socket_is_group_only() {
+    require_root!();
+    let d = Daemon::start();
+    let mode = std::fs::metadata(d.sock()).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o660);
+}
+
+#[test]
+fn systemd_socket_activation() {
+    require_root!();
+    if Command::new("systemd-socket-activate").arg("--help").stdout(Stdio::null()).status().is_err() {
+        eprintln!("skipped: systemd-socket-activate is not installed");
+        return;
+    }
+    let root = scratch_root();
+    let sock = root.join("activated.sock");
+    std::fs::write(root.join("daemon.json"), "{}").unwrap();
+    let mut child = Command::new("systemd-socket-activate")
+        .arg("-l")
+        .arg(&sock)
+        .arg(berth_bin())
+        .args(["-H", "fd://", "daemon", "--config-file"])
+        .arg(root.join("daemon.json"))
+        .arg("--data-root")
+        .arg(root.join("data"))
+        .arg("--exec-root")
+        .arg(root.join("run"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut answered = false;
+    while Instant::now() < deadline && !answered {
+        let out = Command::new(berth_bin()).args(["-H", &format!("unix://{}", sock.display()), "version"]).output().unwrap();
+        answered = out.status.success() && String::from_utf8_lossy(&out.stdout).contains("API version:  1.45");
+        if !answered {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    // SAFETY: kill with a pid we spawned.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let _ = child.wait();
+    std::fs::remove_dir_all(&root).unwrap();
+    assert!(answered, "the daemon never answered on the activated socket");
+}
+
+#[test]
+fn vfs_driver_runs_containers_and_applies_whiteouts() {
+    require_root!();
+    let d = Daemon::start_with_config(r#"{"storage-driver": "vfs", "exec-opts": ["native.umask=normal"]}"#);
+    assert_eq!(d.berth(&["info"]).ok().stdout.lines().find(|l| l.contains("Storage Driver")).unwrap().trim(), "Storage Driver: vfs");
+    d.load_busybox();
+    // Daemon-wide umask from exec-opts; the container's annotation still wins.
+    assert_eq!(d.berth(&["run", "--rm", "busybox", "sh", "-c", "umask"]).ok().stdout.trim(), "0022");
+    assert_eq!(d.berth(&["run", "--rm", "--annotation", "native.umask=secure", "busybox", "sh", "-c", "umask"]).ok().stdout.trim(), "0027");
+    check_layered_image(&d);
+}
+
+#[test]
+fn overlay2_driver_applies_whiteouts() {
+    require_root!();
+    let d = Daemon::start();
+    d.load_busybox();
+    check_layered_image(&d);
+}
+
+/// A two-layer image (busybox, then a layer that deletes /etc/hostname and adds a file) runs
+/// with the deletion and the addition applied.
+fn check_layered_image(d: &Daemon) {
+    let base = std::fs::read(busybox_tar()).unwrap();
+    let mut ar = tar::Archive::new(&base[..]);
+    let mut layer = Vec::new();
+    for e in ar.entries().unwrap() {
+        let mut e = e.unwrap();
+        if e.path().unwrap().ends_with("layer.tar") {
+            std::io::Read::read_to_end(&mut e, &mut layer).unwrap();
+        }
+    }
+    let top = berth_tests::raw_layer(&[
+        ("etc/", tar::EntryType::Directory, "", b""),
+        ("etc/.wh.os-release", tar::EntryType::Regular, "", b""),
+        ("etc/added", tar::EntryType::Regular, "", b"new\n"),
+        ("var/www/", tar::EntryType::Directory, "", b""),
+        ("var/www/.wh..wh..opq", tar::EntryType::Regular, "", b""),
+        ("var/www/fresh.html", tar::EntryType::Regular, "", b"fresh\n"),
+    ]);
+    let archive = two_layer_archive(&layer, &top, "layered:1");
+    let r = d.api("POST", "/images/load", Some("application/x-tar"), &archive);
+    assert_eq!(r.status, 200);
+    assert!(!r.text().contains("error"), "{}", r.text());
+    let out = d
+        .berth(&[
+            "run",
+            "--rm",
+            "layered:1",
+            "sh",
+            "-c",
+            "cat /etc/added; ls /etc/passwd; test -e /etc/os-release || echo deleted; ls /var/www",
+        ])
+        .ok();
+    // The whiteout deleted os-release; the opaque marker hid the lower index.html.
+    assert_eq!(out.stdout, "new\n/etc/passwd\ndeleted\nfresh.html\n");
+    // /etc/hostname is the init layer's (the container's own), not the image's deleted one.
+    let out = d.berth(&["run", "--rm", "-h", "box", "layered:1", "cat", "/etc/hostname"]).ok();
+    assert_eq!(out.stdout, "box\n");
+}
+
+fn two_layer_archive(bottom: &[u8], top: &[u8], tag: &str) -> Vec<u8> {
+    use sha2::{Digest, Sha256};
+    let id = |b: &[u8]| format!("sha256:{}", hex::encode(Sha256::digest(b)));
+    let config = serde_json::json!({
+        "architecture": "amd64", "os": "linux", "config": {"Cmd": ["sh"]},
+        "rootfs": {"type": "layers", "diff_ids": [id(bottom), id(top)]},
+    })
+    .to_string();
+    let config_name = format!("{}.json", hex::encode(Sha256::digest(config.as_bytes())));
+    let manifest = serde_json::json!([{"Config": config_name, "RepoTags": [tag], "Layers": ["a/layer.tar", "b/layer.tar"]}]).to_string();
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, data) in
+        [("a/layer.tar", bottom), ("b/layer.tar", top), (config_name.as_str(), config.as_bytes()), ("manifest.json", manifest.as_bytes())]
+    {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append_data(&mut h, name, data).unwrap();
+    }
+    b.into_inner().unwrap()
+}
+
+#[test]
+fn stop_with_negative_timeout_waits_for_the_container() {
+    require_root!();
+    let d = Daemon::start();
+    d.load_busybox();
+    // The container ignores SIGTERM and ends by itself after ~1.5 s: `-t -1` must not kill it.
+    d.berth(&["run", "-d", "--name", "patient", "busybox", "sh", "-c", "trap '' TERM; sleep 1.5; exit 4"]).ok();
+    std::thread::sleep(Duration::from_millis(200));
+    d.berth(&["stop", "-t", "-1", "patient"]).ok();
+    assert_eq!(d.berth(&["inspect", "-f", "{{.State.ExitCode}}", "patient"]).ok().stdout.trim(), "4");
+    // With the default timeout a SIGTERM-ignoring container is killed.
+    d.berth(&["run", "-d", "--name", "stubborn", "--stop-timeout", "1", "busybox", "sh", "-c", "trap '' TERM; sleep 100"]).ok();
+    std::thread::sleep(Duration::from_millis(200));
+    d.berth(&["stop", "stubborn"]).ok();
+    assert_eq!(d.berth(&["inspect", "-f", "{{.State.ExitCode}}", "stubborn"]).ok().stdout.trim(), "137");
+}
+
+#[test]
+fn ambiguous_id_prefixes_are_refused() {
+    require_root!();
+    let d = Daemon::start();
+    d.load_busybox();
+    // 17 ids over 16 hex digits: two share their first digit.
+    let ids: Vec<String> = (0..17).map(|_| d.berth(&["create", "busybox", "true"]).ok().stdout.trim().to_string()).collect();
+    let digit = (0..16).map(|n| format!("{n:x}")).find(|h| ids.iter().filter(|i| i.starts_with(h.as_str())).count() >= 2).unwrap();
+    let r = d.api("GET", &format!("/containers/{digit}/json"), None, b"");
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.text().contains("multiple containers"), "{}", r.text());
+    // A unique prefix, an exact name and an exact id all work.
+    let unique = &ids[0][..12];
+    assert_eq!(d.api("GET", &format!("/containers/{unique}/json"), None, b"").json()["Id"], ids[0].as_str());
+}
