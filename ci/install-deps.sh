@@ -9,6 +9,7 @@ command -v runc >/dev/null || need+=(runc)
 command -v python3 >/dev/null || need+=(python3)
 command -v file >/dev/null || need+=(file)
 command -v curl >/dev/null || need+=(curl)
+command -v skopeo >/dev/null || need+=(skopeo)
 command -v docker >/dev/null || need+=(docker.io)
 
 if [ ${#need[@]} -gt 0 ]; then

@@ -165,11 +165,13 @@ impl ArchiveIndex {
             }
             let m: Manifest =
                 serde_json::from_slice(&verified(&desc.digest)?).with_context(|| format!("manifest {} is not valid", desc.digest))?;
-            let tags = match desc
+            // containerd's annotation holds the full name; the OCI one often only a tag
+            // ("latest"), which names nothing on its own: such an image loads untagged.
+            let name = desc
                 .annotations
                 .get("io.containerd.image.name")
-                .or_else(|| desc.annotations.get("org.opencontainers.image.ref.name"))
-            {
+                .or_else(|| desc.annotations.get("org.opencontainers.image.ref.name").filter(|n| n.contains(':') || n.contains('/')));
+            let tags = match name {
                 Some(n) => vec![n.parse().with_context(|| format!("OCI ref name {n:?}"))?],
                 None => vec![],
             };
