@@ -199,3 +199,61 @@ fn ambiguous_id_prefixes_are_refused() {
     let unique = &ids[0][..12];
     assert_eq!(d.api("GET", &format!("/containers/{unique}/json"), None, b"").json()["Id"], ids[0].as_str());
 }
+
+#[test]
+fn configured_runtime_is_the_one_that_runs() {
+    require_root!();
+    let root = scratch_root();
+    let wrapper = root.join("logging-runc");
+    let marker = root.join("runtime-was-used");
+    std::fs::write(&wrapper, format!("#!/bin/sh\necho \"$@\" >> {}\nexec runc \"$@\"\n", marker.display())).unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let config = serde_json::json!({"runtimes": {"logged": {"path": wrapper}}, "default-runtime": "logged"}).to_string();
+    let d = Daemon::start_with_config(&config);
+    d.load_busybox();
+    assert_eq!(d.berth(&["run", "--rm", "busybox", "echo", "via-wrapper"]).ok().stdout, "via-wrapper\n");
+    let calls = std::fs::read_to_string(&marker).unwrap();
+    assert!(calls.contains("run --detach") && calls.contains("delete --force"), "{calls}");
+    // An unknown runtime on create is a 400 before anything exists.
+    let r = d.api("POST", "/containers/create", Some("application/json"), br#"{"Image":"busybox","HostConfig":{"Runtime":"nope"}}"#);
+    assert_eq!(r.status, 400);
+    std::fs::remove_dir_all(&root).unwrap();
+}
+
+#[test]
+fn network_modes_env_files() {
+    require_root!();
+    let d = Daemon::start();
+    d.load_busybox();
+    let count = |args: &[&str]| -> usize {
+        let mut a = vec!["run", "--rm"];
+        a.extend_from_slice(args);
+        a.extend_from_slice(&["busybox", "sh", "-c", "tail -n +3 /proc/net/dev | wc -l"]);
+        d.berth(&a).ok().stdout.trim().parse().unwrap()
+    };
+    // none: a network namespace of its own with only the loopback device.
+    assert_eq!(count(&[]), 1);
+    assert_eq!(count(&["--network", "none"]), 1);
+    let host_ifaces = std::fs::read_to_string("/proc/net/dev").unwrap().lines().count() - 2;
+    assert_eq!(count(&["--network", "host"]), host_ifaces);
+    let host_name = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    assert_eq!(d.berth(&["run", "--rm", "--network", "host", "busybox", "hostname"]).ok().stdout, host_name);
+
+    let env_file = d.root.join("env.list");
+    std::fs::write(&env_file, "# comment\nFROM_FILE=yes\n\nSPACED=a b\n").unwrap();
+    let out = d
+        .berth(&[
+            "run",
+            "--rm",
+            "--env-file",
+            env_file.to_str().unwrap(),
+            "-e",
+            "FROM_FILE=overridden",
+            "busybox",
+            "sh",
+            "-c",
+            "echo $FROM_FILE/$SPACED/$PATH",
+        ])
+        .ok();
+    assert_eq!(out.stdout.trim(), "overridden/a b//usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+}
