@@ -4,9 +4,21 @@ use berth::cli::{Cli, Command};
 use clap::Parser;
 
 fn main() {
+    // The monitor runs once per container for the container's whole life: it skips clap
+    // (whose command tree would be built, and kept resident, for one positional argument).
+    let mut args = std::env::args_os();
+    if args.nth(1).as_deref() == Some(std::ffi::OsStr::new("monitor")) {
+        let code = match (args.next(), args.next()) {
+            (Some(bundle), None) => berth::monitor::run(std::path::Path::new(&bundle)),
+            _ => {
+                eprintln!("usage: berth monitor <bundle>");
+                2
+            }
+        };
+        std::process::exit(code);
+    }
     let cli = Cli::parse();
     let code = match cli.command {
-        // The monitor must stay small: no async runtime, no logging setup.
         Command::Monitor { bundle } => berth::monitor::run(&bundle),
         Command::Daemon(mut flags) => {
             // `-H` is global: the CLI's target, or the daemon's listen addresses.

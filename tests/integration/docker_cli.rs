@@ -118,10 +118,13 @@ fn berth_cli_runs_hello_and_keeps_docker_semantics() {
     d.berth(&["create", "--name", "lab", "-l", "tier=edge", "--entrypoint", "echo", "busybox", "a", "b"]).ok();
     let insp = d.berth(&["inspect", "-f", "{{.Config.Labels.tier}} {{.Path}} {{json .Args}}", "lab"]).ok();
     assert_eq!(insp.stdout.trim(), "edge echo [\"a\",\"b\"]");
-    let started = d.berth(&["start", "-a", "lab"]).ok();
-    assert_eq!(started.stdout, "a b\n");
+    // Back-to-back starts: each waits for the previous run's unmount and `runc delete`.
+    for _ in 0..5 {
+        let started = d.berth(&["start", "-a", "lab"]).ok();
+        assert_eq!(started.stdout, "a b\n");
+    }
     d.berth(&["rename", "lab", "lab2"]).ok();
-    assert_eq!(d.berth(&["logs", "lab2"]).ok().stdout, "a b\n");
+    assert_eq!(d.berth(&["logs", "lab2"]).ok().stdout, "a b\n".repeat(5));
     d.berth(&["rm", "lab2"]).ok();
 }
 

@@ -100,11 +100,6 @@ impl Containers {
                 error: Some("the container's monitor ended without recording an exit status (daemon or host restarted?)".into()),
             },
         };
-        let this = self.clone();
-        let id = c.id.clone();
-        if let Err(e) = tokio::task::spawn_blocking(move || this.driver.unmount(&id)).await? {
-            tracing::warn!(container = %c.id.short(), "unmount after exit: {e:#}");
-        }
         self.update(entry, |c| {
             c.state = State::Exited { exit_code: status.exit_code, error: status.error.clone() };
             c.finished_at = Some(status.finished_at.clone());
@@ -115,7 +110,18 @@ impl Containers {
             s.exit_code = status.exit_code;
         });
         tracing::info!(container = %c.id.short(), code = status.exit_code, "exited");
-        if c.host_config.auto_remove {
+        // Waiters have their answer; the root filesystem comes off after it, and the next
+        // start waits for that (`pending_unmount`). Removal unmounts by itself.
+        if !c.host_config.auto_remove {
+            let this = self.clone();
+            let id = c.id.clone();
+            let unmount = tokio::task::spawn_blocking(move || {
+                if let Err(e) = this.driver.unmount(&id) {
+                    tracing::warn!(container = %id.short(), "unmount after exit: {e:#}");
+                }
+            });
+            *entry.pending_unmount.lock().unwrap() = Some(unmount);
+        } else {
             let this = self.clone();
             let id = c.id.to_string();
             tokio::spawn(async move {

@@ -50,6 +50,8 @@ pub struct Entry {
     op: tokio::sync::Mutex<()>,
     /// The last monitor (pid, start time): it may still be cleaning up after the exit.
     last_monitor: Mutex<Option<(i32, u64)>>,
+    /// The unmount that follows an exit; the next start or removal waits for it.
+    pending_unmount: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl Entry {
@@ -60,6 +62,7 @@ impl Entry {
             watch: watch::channel(st).0,
             op: tokio::sync::Mutex::new(()),
             last_monitor: Mutex::new(None),
+            pending_unmount: Mutex::new(None),
         })
     }
 
@@ -74,6 +77,26 @@ impl Entry {
 
     pub fn id(&self) -> ContainerId {
         self.rec.lock().unwrap().id.clone()
+    }
+
+    /// Waits for the unmount that followed the last exit. Called with the `op` lock held,
+    /// before mounting or removing.
+    async fn settle_unmount(&self) {
+        let unmount = self.pending_unmount.lock().unwrap().take();
+        if let Some(u) = unmount {
+            let _ = u.await;
+        }
+    }
+
+    /// Waits for everything the previous run left in flight, its monitor's `runc delete`
+    /// included: a new run under the same runtime id must not meet the old one. Removal
+    /// needs only [`Entry::settle_unmount`]: the id dies with the record.
+    async fn settle(&self) {
+        self.settle_unmount().await;
+        let previous = self.last_monitor.lock().unwrap().take();
+        if let Some((pid, start)) = previous {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(60), exit::process_gone(pid, start)).await;
+        }
     }
 }
 

@@ -26,6 +26,7 @@ impl Containers {
                 .await
                 .map_err(|_| anyhow::anyhow!("container {} did not exit after SIGKILL", c.id.short()))?;
         }
+        entry.settle_unmount().await;
         self.records.delete(c.id.as_str())?;
         self.table.lock().unwrap().by_id.remove(&c.id);
         // Gone for good once the record is: waiters (`run --rm`) need not wait for the files.

@@ -26,11 +26,7 @@ impl Containers {
         if !c.state.can_start() {
             return Err(ContainerError::NotModified("started").into());
         }
-        // The previous run's monitor may still be running `runc delete` for this id.
-        let previous = entry.last_monitor.lock().unwrap().take();
-        if let Some((pid, start)) = previous {
-            let _ = tokio::time::timeout(START_TIMEOUT, super::exit::process_gone(pid, start)).await;
-        }
+        entry.settle().await;
         let this = self.clone();
         let c2 = c.clone();
         let bundle = match tokio::task::spawn_blocking(move || this.prepare(&c2)).await? {
@@ -136,9 +132,11 @@ impl Containers {
                 umask: c.umask,
             },
         )?;
+        // The bundle lives under exec-root (a tmpfs on devices) and is written anew at every
+        // start: nothing in it must survive a power cut, so it is not fsynced.
         let bundle = self.bundle_dir(&c.id);
         std::fs::create_dir_all(&bundle)?;
-        berth_images::durable::write_file(&bundle.join("config.json"), &serde_json::to_vec(&spec)?)?;
+        std::fs::write(bundle.join("config.json"), serde_json::to_vec(&spec)?).context("writing config.json")?;
         let runtime = &self.cfg.runtimes[&c.runtime];
         let mcfg = MonitorConfig {
             id: c.id.to_string(),
@@ -152,7 +150,7 @@ impl Containers {
         };
         // A stale exit file from the previous run must not be read as this run's.
         berth_images::durable::remove_file(&mcfg.exit_file)?;
-        berth_images::durable::write_json(&bundle.join(MonitorConfig::FILE), &mcfg)?;
+        std::fs::write(bundle.join(MonitorConfig::FILE), serde_json::to_vec(&mcfg)?).context("writing monitor.json")?;
         Ok(bundle)
     }
 }
