@@ -325,20 +325,24 @@ impl Drop for Daemon {
     }
 }
 
-/// A docker-archive tar with one image whose single layer is `layer` (an uncompressed tar),
+/// A docker-archive tar with one image made of `layers` (uncompressed tars, bottom first),
 /// tagged `tag`: for feeding the daemon layers an attacker made.
-pub fn docker_archive(layer: &[u8], tag: &str) -> Vec<u8> {
+pub fn docker_archive_layers(layers: &[&[u8]], tag: &str) -> Vec<u8> {
     use sha2::{Digest, Sha256};
-    let diff_id = format!("sha256:{}", hex::encode(Sha256::digest(layer)));
+    let diff_ids: Vec<String> = layers.iter().map(|l| format!("sha256:{}", hex::encode(Sha256::digest(l)))).collect();
     let config = serde_json::json!({
         "architecture": "amd64", "os": "linux", "config": {"Cmd": ["sh"]},
-        "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
     })
     .to_string();
     let config_name = format!("{}.json", hex::encode(Sha256::digest(config.as_bytes())));
-    let manifest = serde_json::json!([{"Config": config_name, "RepoTags": [tag], "Layers": ["layer/layer.tar"]}]).to_string();
+    let names: Vec<String> = (0..layers.len()).map(|i| format!("layer{i}/layer.tar")).collect();
+    let manifest = serde_json::json!([{"Config": config_name, "RepoTags": [tag], "Layers": names}]).to_string();
+    let mut members: Vec<(&str, &[u8])> = names.iter().map(String::as_str).zip(layers.iter().copied()).collect();
+    members.push((&config_name, config.as_bytes()));
+    members.push(("manifest.json", manifest.as_bytes()));
     let mut b = tar::Builder::new(Vec::new());
-    for (name, data) in [("layer/layer.tar", layer), (config_name.as_str(), config.as_bytes()), ("manifest.json", manifest.as_bytes())] {
+    for (name, data) in members {
         let mut h = tar::Header::new_gnu();
         h.set_size(data.len() as u64);
         h.set_mode(0o644);
@@ -346,6 +350,11 @@ pub fn docker_archive(layer: &[u8], tag: &str) -> Vec<u8> {
         b.append_data(&mut h, name, data).unwrap();
     }
     b.into_inner().unwrap()
+}
+
+/// [`docker_archive_layers`] with one layer.
+pub fn docker_archive(layer: &[u8], tag: &str) -> Vec<u8> {
+    docker_archive_layers(&[layer], tag)
 }
 
 /// A layer tar built from raw entries, names and link targets written as given (the tar

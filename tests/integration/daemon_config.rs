@@ -123,7 +123,7 @@ fn check_layered_image(d: &Daemon) {
         ("var/www/.wh..wh..opq", tar::EntryType::Regular, "", b""),
         ("var/www/fresh.html", tar::EntryType::Regular, "", b"fresh\n"),
     ]);
-    let archive = two_layer_archive(&layer, &top, "layered:1");
+    let archive = berth_tests::docker_archive_layers(&[&layer, &top], "layered:1");
     let r = d.api("POST", "/images/load", Some("application/x-tar"), &archive);
     assert_eq!(r.status, 200);
     assert!(!r.text().contains("error"), "{}", r.text());
@@ -142,29 +142,6 @@ fn check_layered_image(d: &Daemon) {
     // /etc/hostname is the init layer's (the container's own), not the image's deleted one.
     let out = d.berth(&["run", "--rm", "-h", "box", "layered:1", "cat", "/etc/hostname"]).ok();
     assert_eq!(out.stdout, "box\n");
-}
-
-fn two_layer_archive(bottom: &[u8], top: &[u8], tag: &str) -> Vec<u8> {
-    use sha2::{Digest, Sha256};
-    let id = |b: &[u8]| format!("sha256:{}", hex::encode(Sha256::digest(b)));
-    let config = serde_json::json!({
-        "architecture": "amd64", "os": "linux", "config": {"Cmd": ["sh"]},
-        "rootfs": {"type": "layers", "diff_ids": [id(bottom), id(top)]},
-    })
-    .to_string();
-    let config_name = format!("{}.json", hex::encode(Sha256::digest(config.as_bytes())));
-    let manifest = serde_json::json!([{"Config": config_name, "RepoTags": [tag], "Layers": ["a/layer.tar", "b/layer.tar"]}]).to_string();
-    let mut b = tar::Builder::new(Vec::new());
-    for (name, data) in
-        [("a/layer.tar", bottom), ("b/layer.tar", top), (config_name.as_str(), config.as_bytes()), ("manifest.json", manifest.as_bytes())]
-    {
-        let mut h = tar::Header::new_gnu();
-        h.set_size(data.len() as u64);
-        h.set_mode(0o644);
-        h.set_cksum();
-        b.append_data(&mut h, name, data).unwrap();
-    }
-    b.into_inner().unwrap()
 }
 
 #[test]

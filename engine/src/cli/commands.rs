@@ -92,35 +92,8 @@ pub async fn dispatch(client: &Client, cmd: Command) -> Result<i32> {
             each(&containers, |n| async move { client.call(Method::POST, &format!("/containers/{}/start", enc(&n)), None).await.map(drop) })
                 .await
         }
-        Command::Stop { time, signal, containers } => {
-            let mut q = String::new();
-            if let Some(t) = time {
-                q.push_str(&format!("t={t}&"));
-            }
-            if let Some(s) = &signal {
-                q.push_str(&format!("signal={}", enc(s)));
-            }
-            let q = &q;
-            each(
-                &containers,
-                |n| async move { client.call(Method::POST, &format!("/containers/{}/stop?{q}", enc(&n)), None).await.map(drop) },
-            )
-            .await
-        }
-        Command::Restart { time, signal, containers } => {
-            let mut q = String::new();
-            if let Some(t) = time {
-                q.push_str(&format!("t={t}&"));
-            }
-            if let Some(s) = &signal {
-                q.push_str(&format!("signal={}", enc(s)));
-            }
-            let q = &q;
-            each(&containers, |n| async move {
-                client.call(Method::POST, &format!("/containers/{}/restart?{q}", enc(&n)), None).await.map(drop)
-            })
-            .await
-        }
+        Command::Stop(a) => stop_or_restart(client, "stop", a).await,
+        Command::Restart(a) => stop_or_restart(client, "restart", a).await,
         Command::Kill { signal, containers } => {
             let s = &signal;
             each(&containers, |n| async move {
@@ -378,6 +351,19 @@ pub async fn dispatch(client: &Client, cmd: Command) -> Result<i32> {
         }
         Command::Daemon(_) | Command::Monitor { .. } | Command::Run(_) | Command::Create(_) => unreachable!("dispatched by main"),
     }
+}
+
+async fn stop_or_restart(client: &Client, verb: &str, a: super::StopArgs) -> Result<i32> {
+    let mut q = String::new();
+    if let Some(t) = a.time {
+        q.push_str(&format!("t={t}&"));
+    }
+    if let Some(s) = &a.signal {
+        q.push_str(&format!("signal={}", enc(s)));
+    }
+    let q = &q;
+    each(&a.containers, |n| async move { client.call(Method::POST, &format!("/containers/{}/{verb}?{q}", enc(&n)), None).await.map(drop) })
+        .await
 }
 
 /// Prints Docker's JSON message stream (`stream`, `status`, `error`); 1 if it carried an error.

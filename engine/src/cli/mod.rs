@@ -46,16 +46,7 @@ pub enum Command {
         containers: Vec<String>,
     },
     /// Stop one or more running containers
-    Stop {
-        /// Seconds to wait before killing (negative: wait forever)
-        #[arg(short = 't', long = "time", visible_alias = "timeout", allow_negative_numbers = true)]
-        time: Option<i64>,
-        /// Signal to send
-        #[arg(short = 's', long)]
-        signal: Option<String>,
-        #[arg(required = true)]
-        containers: Vec<String>,
-    },
+    Stop(StopArgs),
     /// Kill one or more running containers
     Kill {
         #[arg(short = 's', long, default_value = "KILL")]
@@ -64,14 +55,7 @@ pub enum Command {
         containers: Vec<String>,
     },
     /// Restart one or more containers
-    Restart {
-        #[arg(short = 't', long = "time", visible_alias = "timeout", allow_negative_numbers = true)]
-        time: Option<i64>,
-        #[arg(short = 's', long)]
-        signal: Option<String>,
-        #[arg(required = true)]
-        containers: Vec<String>,
-    },
+    Restart(StopArgs),
     /// Remove one or more containers
     Rm {
         #[arg(short = 'f', long)]
@@ -170,6 +154,19 @@ pub enum Command {
     Version,
     /// Show daemon-wide information
     Info,
+}
+
+/// `stop` and `restart` take the same flags.
+#[derive(Debug, clap::Args)]
+pub struct StopArgs {
+    /// Seconds to wait before killing (negative: wait forever)
+    #[arg(short = 't', long = "time", visible_alias = "timeout", allow_negative_numbers = true)]
+    pub time: Option<i64>,
+    /// Signal to send
+    #[arg(short = 's', long)]
+    pub signal: Option<String>,
+    #[arg(required = true)]
+    pub containers: Vec<String>,
 }
 
 /// Runs the parsed command; returns the process exit code.

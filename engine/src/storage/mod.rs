@@ -74,6 +74,19 @@ pub(crate) fn sync_filesystem(path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Removes the `tmp-*` directories a crash left under a driver's root: work in progress that
+/// never became a layer or a container.
+pub(crate) fn remove_stale_tmp(root: &Path) -> Result<()> {
+    for e in std::fs::read_dir(root).with_context(|| format!("listing {}", root.display()))? {
+        let e = e?;
+        if e.file_name().to_string_lossy().starts_with("tmp-") {
+            tracing::info!(path = %e.path().display(), "removing an unfinished layer");
+            remove_tree(&e.path())?;
+        }
+    }
+    Ok(())
+}
+
 /// Removes a directory tree; a missing one is fine.
 pub(crate) fn remove_tree(path: &Path) -> Result<()> {
     match std::fs::remove_dir_all(path) {

@@ -20,12 +20,7 @@ pub struct Vfs {
 impl Vfs {
     pub fn open(root: &Path) -> Result<Self> {
         fs::create_dir_all(root.join("dir")).with_context(|| format!("creating {}", root.display()))?;
-        for e in fs::read_dir(root)? {
-            let e = e?;
-            if e.file_name().to_string_lossy().starts_with("tmp-") {
-                remove_tree(&e.path())?;
-            }
-        }
+        super::remove_stale_tmp(root)?;
         Ok(Vfs { root: root.to_path_buf() })
     }
 
