@@ -17,6 +17,19 @@ pub struct Daemon {
     pub driver: Arc<dyn Driver>,
     pub images: Arc<ImageStore>,
     pub containers: Arc<Containers>,
+    pub recovery: std::sync::Mutex<Recovery>,
+}
+
+/// What the last start-up recovery did, for `info` and the log.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Recovery {
+    pub at: String,
+    pub millis: u64,
+    /// One line per interrupted operation: what was rolled forward or back.
+    pub intents: Vec<String>,
+    /// Leftovers removed and records marked by reconciliation.
+    pub reconciled: Vec<String>,
 }
 
 impl Daemon {
@@ -39,7 +52,32 @@ impl Daemon {
         let driver: Arc<dyn Driver> = Arc::from(crate::storage::open(&cfg.data_root, cfg.storage_driver.as_deref())?);
         let images = Arc::new(ImageStore::open(&cfg.data_root, &store, driver.clone())?);
         let containers = Containers::open(cfg.clone(), &store, images.clone(), driver.clone())?;
-        Ok(Daemon { cfg, id, store, driver, images, containers })
+        Ok(Daemon { cfg, id, store, driver, images, containers, recovery: Default::default() })
+    }
+
+    /// Start-up, before serving: finish or undo interrupted operations (the journal),
+    /// re-adopt running containers, then remove what no record owns.
+    pub async fn recover(&self) -> Result<()> {
+        let t0 = std::time::Instant::now();
+        let mut summary = Recovery { at: crate::util::time::now(), ..Default::default() };
+        for (pending, intent) in self.store.open_intents()? {
+            let what = match &intent.op {
+                crate::state::Op::CreateLayers { .. } | crate::state::Op::RemoveLayers { .. } => self.images.recover(&intent.op),
+                _ => self.containers.recover(&intent.op).await,
+            }
+            .with_context(|| format!("recovering {:?} (begun {})", intent.op, intent.started))?;
+            self.store.finish(&pending)?;
+            tracing::warn!("recovery: {what}");
+            summary.intents.push(what);
+        }
+        self.containers.restore().await.context("re-adopting containers")?;
+        let layers = self.images.layer_ids()?;
+        summary.reconciled.extend(self.images.reconcile()?);
+        summary.reconciled.extend(self.containers.reconcile(&layers).await?);
+        summary.millis = t0.elapsed().as_millis() as u64;
+        tracing::info!(intents = summary.intents.len(), reconciled = summary.reconciled.len(), ms = summary.millis, "state recovered");
+        *self.recovery.lock().unwrap() = summary;
+        Ok(())
     }
 }
 
@@ -66,7 +104,7 @@ pub fn run(flags: &Flags) -> Result<()> {
     rt.block_on(async {
         let listeners = crate::api::listen::open(&cfg.hosts)?;
         let d = Arc::new(tokio::task::spawn_blocking(move || Daemon::open(cfg)).await??);
-        d.containers.restore().await.context("restoring containers")?;
+        d.recover().await.context("recovering the state at start")?;
         tracing::info!(driver = d.driver.name(), root = %d.cfg.data_root.display(), "berth daemon ready");
         crate::api::serve(d, listeners, shutdown_signal()).await;
         Ok(())

@@ -86,6 +86,7 @@ pub fn inspect(ctx: &Ctx, name: &str) -> ApiResult {
     };
     let error = match &c.state {
         State::Exited { error: Some(e), .. } => e.clone(),
+        State::Dead { error } => error.clone(),
         _ => String::new(),
     };
     let zero = crate::util::time::ZERO;
@@ -109,7 +110,7 @@ pub fn inspect(ctx: &Ctx, name: &str) -> ApiResult {
             "Paused": false,
             "Restarting": false,
             "OOMKilled": false,
-            "Dead": false,
+            "Dead": matches!(c.state, State::Dead { .. }),
             "Pid": pid,
             "ExitCode": c.state.exit_code(),
             "Error": error,

@@ -116,6 +116,11 @@ pub async fn info(ctx: &Ctx) -> ApiResult {
         "InitCommit": {"ID": ""},
         "SecurityOptions": [],
         "Warnings": [],
-        "BerthState": {"Path": d.store.path(), "Schema": "records-v1 (file per record)"},
+        "BerthState": {
+            "Path": d.store.path(),
+            "Size": d.store.size(),
+            "Schema": d.store.schema(),
+            "LastRecovery": d.recovery.lock().unwrap().clone(),
+        },
     }))
 }

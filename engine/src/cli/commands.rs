@@ -346,7 +346,16 @@ pub async fn dispatch(client: &Client, cmd: Command) -> Result<i32> {
             );
             println!(" CPUs: {}\n Total Memory: {}", v["NCPU"], human_size(v["MemTotal"].as_u64().unwrap_or(0)));
             println!(" Berth Root Dir: {}", v["DockerRootDir"].as_str().unwrap_or(""));
-            println!(" State Store: {}", v["BerthState"]["Path"].as_str().unwrap_or(""));
+            let st = &v["BerthState"];
+            println!(" State Store: {} ({} bytes, schema {})", st["Path"].as_str().unwrap_or(""), st["Size"], st["Schema"]);
+            let rec = &st["LastRecovery"];
+            println!(
+                "  Last Recovery: {} in {} ms, {} interrupted operation(s), {} leftover(s) reconciled",
+                rec["At"].as_str().unwrap_or(""),
+                rec["Millis"],
+                rec["Intents"].as_array().map(|a| a.len()).unwrap_or(0),
+                rec["Reconciled"].as_array().map(|a| a.len()).unwrap_or(0)
+            );
             Ok(0)
         }
         Command::Daemon(_) | Command::Monitor { .. } | Command::Run(_) | Command::Create(_) => unreachable!("dispatched by main"),

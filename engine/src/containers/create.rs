@@ -4,6 +4,8 @@
 use super::model::{Container, ContainerConfig, HostConfig, State};
 use super::{names, ContainerError, Containers, Entry};
 use crate::config::{umask_option, LogLimits};
+use crate::state::Op;
+use crate::util::failpoint;
 use crate::util::id::{valid_name, ContainerId};
 use anyhow::{Context, Result};
 use berth_images::Reference;
@@ -232,25 +234,29 @@ impl Containers {
             runtime,
         };
 
-        // 4. Root filesystem, then the record (what is acknowledged is on disk).
+        // 4. Journal, root filesystem, then the record with the journal's end: what is
+        // acknowledged is on disk, and a crash before it is undone at start-up.
         let this = self.clone();
         let rec2 = rec.clone();
         let made = tokio::task::spawn_blocking(move || -> Result<()> {
-            std::fs::create_dir_all(this.data_dir(&rec2.id))?;
-            let hostname = rec2.config.hostname.clone();
-            this.driver.create_container(&rec2.id, &rec2.layers, &|dir| write_init_layer(dir, &hostname, net))?;
-            this.records.put(rec2.id.as_str(), &rec2)
+            let intent = this.store.begin(Op::CreateContainer { id: rec2.id.to_string() })?;
+            failpoint::hit("container.create.after-intent");
+            let result = (|| {
+                std::fs::create_dir_all(this.data_dir(&rec2.id))?;
+                let hostname = rec2.config.hostname.clone();
+                this.driver.create_container(&rec2.id, &rec2.layers, &|dir| write_init_layer(dir, &hostname, net))?;
+                failpoint::hit("container.create.after-rootfs");
+                this.store.commit(&intent, |tx| tx.put(rec2.id.as_str(), &rec2))
+            })();
+            if result.is_err() {
+                this.remove_files(&rec2.id);
+                this.store.finish(&intent)?;
+            }
+            result
         })
         .await?;
         if let Err(e) = made {
             self.table.lock().unwrap().reserved.remove(&name);
-            let this = self.clone();
-            let id2 = id.clone();
-            let _ = tokio::task::spawn_blocking(move || {
-                let _ = this.driver.remove_container(&id2);
-                let _ = std::fs::remove_dir_all(this.data_dir(&id2));
-            })
-            .await;
             return Err(e.context(format!("creating container {name}")));
         }
         {

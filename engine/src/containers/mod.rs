@@ -11,6 +11,7 @@ mod error;
 mod exit;
 pub mod model;
 mod names;
+mod recover;
 mod remove;
 mod start;
 mod stop;
@@ -23,6 +24,7 @@ pub use wait::WaitCondition;
 
 use crate::config::DaemonConfig;
 use crate::images::ImageStore;
+use crate::state::intent::Pending;
 use crate::state::{Collection, Store};
 use crate::storage::Driver;
 use crate::util::id::ContainerId;
@@ -111,6 +113,7 @@ pub struct Containers {
     pub cfg: Arc<DaemonConfig>,
     pub images: Arc<ImageStore>,
     pub driver: Arc<dyn Driver>,
+    store: Store,
     records: Collection<Container>,
     table: Mutex<Table>,
     /// This binary, run as `berth monitor`.
@@ -120,14 +123,14 @@ pub struct Containers {
 impl Containers {
     pub fn open(cfg: Arc<DaemonConfig>, store: &Store, images: Arc<ImageStore>, driver: Arc<dyn Driver>) -> Result<Arc<Self>> {
         let exe = std::env::current_exe()?;
-        let records: Collection<Container> = store.collection("containers")?;
+        let records: Collection<Container> = store.collection()?;
         let mut table = Table::default();
         for (_, rec) in records.list()? {
             table.by_id.insert(rec.id.clone(), Entry::new(rec));
         }
         std::fs::create_dir_all(cfg.data_root.join("containers"))?;
         std::fs::create_dir_all(cfg.exec_root.join("containers"))?;
-        Ok(Arc::new(Containers { cfg, images, driver, records, table: Mutex::new(table), exe }))
+        Ok(Arc::new(Containers { cfg, images, driver, store: store.clone(), records, table: Mutex::new(table), exe }))
     }
 
     fn data_dir(&self, id: &ContainerId) -> PathBuf {
@@ -180,6 +183,16 @@ impl Containers {
         Ok(next)
     }
 
+    /// As [`Containers::update`], committed together with the end of `intent`.
+    fn commit_update(&self, entry: &Entry, intent: &Pending, f: impl FnOnce(&mut Container)) -> Result<Container> {
+        let mut rec = entry.rec.lock().unwrap();
+        let mut next = rec.clone();
+        f(&mut next);
+        self.store.commit(intent, |tx| tx.put(next.id.as_str(), &next))?;
+        *rec = next.clone();
+        Ok(next)
+    }
+
     /// Image ids used by containers, and the chain ids their root filesystems stand on.
     pub fn image_users(&self) -> (BTreeMap<berth_images::Digest, (String, bool)>, BTreeSet<berth_images::Digest>) {
         let mut users = BTreeMap::new();
@@ -214,6 +227,7 @@ impl State {
             State::Exited { exit_code, .. } => {
                 format!("Exited ({exit_code}) {} ago", crate::util::time::human_duration(since(finished_at)))
             }
+            State::Dead { .. } => "Dead".into(),
         }
     }
 }

@@ -122,7 +122,6 @@ pub struct HostConfig {
 /// Where a container is in its life. Each variant holds exactly what is true in it: only a
 /// running container has pids.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-#[serde(tag = "status", rename_all = "lowercase")]
 pub enum State {
     Created,
     Running {
@@ -135,8 +134,12 @@ pub enum State {
     },
     Exited {
         exit_code: i32,
-        #[serde(default)]
         error: Option<String>,
+    },
+    /// Something it needs is gone (its root filesystem after a crash): shown, never dropped
+    /// silently; it can only be removed.
+    Dead {
+        error: String,
     },
 }
 
@@ -146,6 +149,7 @@ impl State {
             State::Created => "created",
             State::Running { .. } => "running",
             State::Exited { .. } => "exited",
+            State::Dead { .. } => "dead",
         }
     }
 
@@ -154,7 +158,7 @@ impl State {
     }
 
     pub fn can_start(&self) -> bool {
-        !self.is_running()
+        matches!(self, State::Created | State::Exited { .. })
     }
 
     pub fn exit_code(&self) -> i32 {
@@ -176,20 +180,27 @@ pub struct Container {
     pub image_id: Digest,
     /// Chain ids of the image's layers, bottom first: what the root filesystem stands on.
     pub layers: Vec<Digest>,
-    /// The image defaults merged with the request: what runs.
+    /// The image defaults merged with the request: what runs. Docker-shaped documents that
+    /// grow with the API, stored as JSON text.
+    #[serde(with = "crate::state::codec::as_json")]
     pub config: ContainerConfig,
+    #[serde(with = "crate::state::codec::as_json")]
     pub host_config: HostConfig,
     pub path: String,
     pub args: Vec<String>,
     pub state: State,
     pub started_at: Option<String>,
     pub finished_at: Option<String>,
-    #[serde(default)]
     pub restart_count: u32,
     pub log_path: PathBuf,
     pub log_limits: LogLimits,
     pub umask: u32,
     pub runtime: String,
+}
+
+impl crate::state::Record for Container {
+    const TABLE: &'static str = "containers";
+    const VERSION: u8 = 1;
 }
 
 #[cfg(test)]
@@ -209,8 +220,8 @@ mod tests {
     #[test]
     fn state_round_trips() {
         let s = State::Running { pid: 5, monitor_pid: 4, monitor_start: 99 };
-        let j = serde_json::to_string(&s).unwrap();
-        assert_eq!(serde_json::from_str::<State>(&j).unwrap(), s);
+        let b = postcard::to_allocvec(&s).unwrap();
+        assert_eq!(postcard::from_bytes::<State>(&b).unwrap(), s);
         assert!(!s.can_start());
         assert!(State::Exited { exit_code: 3, error: None }.can_start());
     }

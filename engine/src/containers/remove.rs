@@ -3,6 +3,8 @@
 
 use super::wait::WaitCondition;
 use super::{ContainerError, Containers};
+use crate::state::Op;
+use crate::util::failpoint;
 use anyhow::Result;
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,23 +29,39 @@ impl Containers {
                 .map_err(|_| anyhow::anyhow!("container {} did not exit after SIGKILL", c.id.short()))?;
         }
         entry.settle_unmount().await;
-        self.records.delete(c.id.as_str())?;
+        // The commit point: the record goes and the removal of its files is journaled, in
+        // one transaction.
+        let intent = self.store.write(|tx| {
+            tx.delete::<super::model::Container>(c.id.as_str())?;
+            self.store.begin_in(tx, Op::RemoveContainer { id: c.id.to_string() })
+        })?;
         self.table.lock().unwrap().by_id.remove(&c.id);
         // Gone for good once the record is: waiters (`run --rm`) need not wait for the files.
         entry.watch.send_modify(|s| s.removed = true);
+        failpoint::hit("container.remove.after-commit");
         let this = self.clone();
         let id = c.id.clone();
-        let cleanup = tokio::task::spawn_blocking(move || -> Result<()> {
-            this.driver.remove_container(&id)?;
-            crate::storage::remove_tree(&this.data_dir(&id))?;
-            crate::storage::remove_tree(&this.bundle_dir(&id))?;
-            Ok(())
+        tokio::task::spawn_blocking(move || -> Result<()> {
+            this.remove_files(&id);
+            this.store.finish(&intent)
         })
-        .await?;
+        .await??;
         tracing::info!(container = %c.id.short(), "removed");
-        if let Err(e) = cleanup {
-            tracing::warn!(container = %c.id.short(), "leftover files after removal: {e:#}");
-        }
         Ok(())
+    }
+
+    /// Removes a container's root filesystem, data dir and bundle, carrying on past errors
+    /// (each is logged): what is left is found again by start-up reconciliation.
+    pub(super) fn remove_files(&self, id: &crate::util::id::ContainerId) {
+        let steps: [(&str, Result<()>); 3] = [
+            ("root filesystem", self.driver.remove_container(id)),
+            ("data dir", crate::storage::remove_tree(&self.data_dir(id))),
+            ("bundle", crate::storage::remove_tree(&self.bundle_dir(id))),
+        ];
+        for (what, r) in steps {
+            if let Err(e) = r {
+                tracing::warn!(container = %id.short(), "removing the {what}: {e:#}");
+            }
+        }
     }
 }

@@ -5,6 +5,9 @@ use super::model::{Container, State};
 use super::{ContainerError, Containers, Entry};
 use crate::monitor::{MonitorConfig, Ready};
 use crate::runtime::spec::{self, SpecInputs};
+use crate::state::intent::Pending;
+use crate::state::Op;
+use crate::util::failpoint;
 use anyhow::{Context, Result};
 use std::path::{Component, Path, PathBuf};
 use std::process::Stdio;
@@ -23,24 +26,34 @@ impl Containers {
 
     pub(super) async fn start_locked(self: &Arc<Self>, entry: &Arc<Entry>) -> Result<()> {
         let c = entry.get();
+        if let State::Dead { error } = &c.state {
+            return Err(ContainerError::Conflict(format!("container {} is dead ({error}): it can only be removed", c.id.short())).into());
+        }
         if !c.state.can_start() {
             return Err(ContainerError::NotModified("started").into());
         }
         entry.settle().await;
         let this = self.clone();
         let c2 = c.clone();
-        let bundle = match tokio::task::spawn_blocking(move || this.prepare(&c2)).await? {
+        let (intent, prepared) = tokio::task::spawn_blocking(move || -> Result<_> {
+            let intent = this.store.begin(Op::StartContainer { id: c2.id.to_string() })?;
+            let prepared = this.prepare(&c2);
+            failpoint::hit("container.start.after-mount");
+            Ok((intent, prepared))
+        })
+        .await??;
+        let bundle = match prepared {
             Ok(b) => b,
             Err(e) => {
                 let msg = format!("{e:#}");
-                self.start_failed(entry, &c, &msg).await?;
+                self.start_failed(entry, &c, &msg, &intent).await?;
                 return Err(ContainerError::StartFailed(msg).into());
             }
         };
         // The monitor's stdin is the write end of a pipe: it closes it once the exit is
         // recorded, which tells us sooner than its own exit (that waits for `runc delete`).
         let (notify_r, notify_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("creating the exit pipe")?;
-        let out = tokio::time::timeout(
+        let spawned = tokio::time::timeout(
             START_TIMEOUT,
             tokio::process::Command::new(&self.exe)
                 .arg("monitor")
@@ -51,13 +64,25 @@ impl Containers {
                 .kill_on_drop(true)
                 .output(),
         )
-        .await
-        .with_context(|| format!("container {} did not start within {START_TIMEOUT:?}", c.id.short()))?
-        .context("running the container monitor")?;
+        .await;
+        let out = match spawned {
+            Ok(Ok(out)) => out,
+            Ok(Err(e)) => {
+                self.undo_start(&c.id).await;
+                self.store.finish(&intent)?;
+                return Err(anyhow::Error::from(e).context("running the container monitor"));
+            }
+            Err(_) => {
+                self.undo_start(&c.id).await;
+                self.store.finish(&intent)?;
+                anyhow::bail!("container {} did not start within {START_TIMEOUT:?}", c.id.short());
+            }
+        };
+        failpoint::hit("container.start.after-monitor");
         match Ready::parse(&String::from_utf8_lossy(&out.stdout)) {
             Ready::Started { monitor_pid, container_pid } => {
                 let monitor_start = super::exit::process_start_time(monitor_pid).unwrap_or(0);
-                self.update(entry, |c| {
+                self.commit_update(entry, &intent, |c| {
                     c.state = State::Running { pid: container_pid, monitor_pid, monitor_start };
                     c.started_at = Some(crate::util::time::now());
                 })?;
@@ -70,7 +95,7 @@ impl Containers {
                 Ok(())
             }
             Ready::Failed(msg) => {
-                self.start_failed(entry, &c, &msg).await?;
+                self.start_failed(entry, &c, &msg, &intent).await?;
                 Err(ContainerError::StartFailed(msg).into())
             }
         }
@@ -78,7 +103,7 @@ impl Containers {
 
     /// Records a failed start the way Docker shows it: exit code 127 for a missing command,
     /// 126 for one that cannot be run, 128 otherwise, with the runtime's message.
-    async fn start_failed(self: &Arc<Self>, entry: &Entry, c: &Container, msg: &str) -> Result<()> {
+    async fn start_failed(self: &Arc<Self>, entry: &Entry, c: &Container, msg: &str, intent: &Pending) -> Result<()> {
         let code = if msg.contains("executable file not found") || msg.contains("no such file or directory") {
             127
         } else if msg.contains("permission denied") {
@@ -89,13 +114,41 @@ impl Containers {
         let this = self.clone();
         let id = c.id.clone();
         tokio::task::spawn_blocking(move || this.driver.unmount(&id)).await??;
-        self.update(entry, |c| {
+        self.commit_update(entry, intent, |c| {
             c.state = State::Exited { exit_code: code, error: Some(msg.to_string()) };
             c.finished_at = Some(crate::util::time::now());
         })?;
         entry.watch.send_modify(|s| s.exit_code = code);
         tracing::warn!(container = %c.id.short(), "start failed: {msg}");
         Ok(())
+    }
+
+    /// Undoes a start whose outcome was never recorded: the runtime container (killed if it
+    /// runs), the mount, the bundle. Idempotent; used by start's own error paths and by
+    /// recovery.
+    pub(super) async fn undo_start(&self, id: &crate::util::id::ContainerId) {
+        self.runtime_delete(id.as_str()).await;
+        if let Err(e) = self.driver.unmount(id) {
+            tracing::warn!(container = %id.short(), "unmount while undoing a start: {e:#}");
+        }
+        let _ = crate::storage::remove_tree(&self.bundle_dir(id));
+    }
+
+    /// `<runtime> delete --force`: kills and forgets the runtime's container for `id`, under
+    /// whichever configured runtime has one (a leftover may have no record to say which).
+    pub(super) async fn runtime_delete(&self, id: &str) {
+        for rt in self.cfg.runtimes.values() {
+            let root = crate::runtime::runtime_root(&self.cfg.exec_root, &rt.name);
+            if !root.join(id).exists() {
+                continue;
+            }
+            let root = root.display().to_string();
+            let mut args: Vec<&str> = rt.args.iter().map(String::as_str).collect();
+            args.extend(["--root", &root, "delete", "--force", id]);
+            if let Err(e) = crate::util::command::run(&rt.path, &args, std::time::Duration::from_secs(30)).await {
+                tracing::warn!(container = %id, "{e:#}");
+            }
+        }
     }
 
     /// Blocking part of start: mount, resolve the user, write config.json and monitor.json.

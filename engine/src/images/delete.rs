@@ -1,6 +1,8 @@
 //! `docker rmi`: untag, and delete an image once nothing names or uses it.
 
 use super::{ImageError, ImageStore};
+use crate::state::Op;
+use crate::util::failpoint;
 use anyhow::Result;
 use berth_images::{Digest, Reference};
 use std::collections::BTreeSet;
@@ -95,20 +97,30 @@ impl ImageStore {
             untag(&tags, &mut out)?;
         }
 
-        // Nothing names or uses it any more: delete the record, then layers nothing stands on.
+        // Nothing names or uses it any more. One commit drops the image record and the
+        // records of layers nothing else stands on, and journals their removal; the
+        // directories and the blob go after it (rolled forward after a crash).
+        let _writer = self.writer.lock().unwrap();
         let mut index = self.index.lock().unwrap();
-        self.images.delete(img.id.hex())?;
-        index.images.remove(&img.id);
-        let _ = berth_images::durable::remove_file(&self.blobs.join(img.id.hex()));
-        out.push(Deleted::Deleted(img.id.to_string()));
-        let still_used: BTreeSet<&Digest> = index.images.values().flat_map(|i| i.layers.iter()).collect();
-        for chain in img.layers.iter().rev() {
-            if still_used.contains(chain) || layers_in_use.contains(chain) {
-                continue;
+        let still_used: BTreeSet<&Digest> = index.images.values().filter(|i| i.id != img.id).flat_map(|i| i.layers.iter()).collect();
+        let chains: Vec<Digest> =
+            img.layers.iter().rev().filter(|c| !still_used.contains(c) && !layers_in_use.contains(c)).cloned().collect();
+        let intent = self.store.write(|tx| {
+            tx.delete::<super::ImageRecord>(img.id.hex())?;
+            for c in &chains {
+                tx.delete::<super::LayerRecord>(c.hex())?;
             }
+            self.store.begin_in(tx, Op::RemoveLayers { chains: chains.clone(), blobs: vec![img.id.clone()] })
+        })?;
+        index.images.remove(&img.id);
+        drop(index);
+        out.push(Deleted::Deleted(img.id.to_string()));
+        failpoint::hit("image.delete.after-commit");
+        for chain in &chains {
             self.driver.remove_layer(chain)?;
-            self.layers.delete(chain.hex())?;
         }
+        berth_images::durable::remove_file(&self.blobs.join(img.id.hex()))?;
+        self.store.finish(&intent)?;
         Ok(out)
     }
 }

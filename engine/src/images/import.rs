@@ -22,15 +22,9 @@ pub fn host_arch() -> &'static str {
 impl ImageStore {
     /// Imports the root filesystem tar at `path` as a one-layer image.
     pub fn import_rootfs(&self, path: &Path, tag: Option<Reference>, message: &str, changes: &[String]) -> Result<Digest> {
-        // First pass: the layer's digest names its directory, so it must be known up front.
+        // The config names the layer by digest, so the tar is hashed once before it is
+        // unpacked, and checked again as it unpacks (it must not change in between).
         let (diff_id, _) = HashingReader::new(open_tar_file(path)?).finish().context("reading the imported tar")?;
-        let size = self.ensure_layer(&diff_id, &diff_id, None, &mut |dir, wh| {
-            let mut r = HashingReader::new(open_tar_file(path)?);
-            let stats = apply_layer(&mut r, dir, wh)?;
-            let (again, _) = r.finish()?;
-            anyhow::ensure!(again == diff_id, "the imported tar changed while it was read");
-            Ok(stats.size)
-        })?;
         let now = crate::util::time::now();
         let mut config = ImageConfig {
             architecture: host_arch().into(),
@@ -46,6 +40,17 @@ impl ImageStore {
         };
         apply_changes(&mut config.config, changes)?;
         let bytes = serde_json::to_vec(&config)?;
-        self.commit(&bytes, vec![diff_id], size, tag.as_slice())
+        self.add_image(
+            &bytes,
+            tag.as_slice(),
+            &mut |_, dir, wh| {
+                let mut r = HashingReader::new(open_tar_file(path)?);
+                let stats = apply_layer(&mut r, dir, wh)?;
+                let (again, _) = r.finish()?;
+                anyhow::ensure!(again == diff_id, "the imported tar changed while it was read");
+                Ok(stats.size)
+            },
+            &mut |_, _, _| {},
+        )
     }
 }

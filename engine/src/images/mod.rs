@@ -17,9 +17,11 @@ pub use delete::{Deleted, User as DeleteUser};
 pub use import::host_arch;
 pub use load::LoadProgress;
 
-use crate::state::{Collection, Store};
+use crate::state::{Collection, Op, Record, Store};
 use crate::storage::Driver;
+use crate::util::failpoint;
 use anyhow::{Context, Result};
+use berth_images::unpack::Whiteouts;
 use berth_images::{durable, Digest, ImageConfig, Reference};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -47,6 +49,25 @@ pub struct LayerRecord {
     pub size: u64,
 }
 
+/// All tags, one record: a tag move is one write.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct RefMap(pub BTreeMap<String, Digest>);
+
+impl Record for ImageRecord {
+    const TABLE: &'static str = "images";
+    const VERSION: u8 = 1;
+}
+
+impl Record for LayerRecord {
+    const TABLE: &'static str = "layers";
+    const VERSION: u8 = 1;
+}
+
+impl Record for RefMap {
+    const TABLE: &'static str = "references";
+    const VERSION: u8 = 1;
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
     #[error("No such image: {0}")]
@@ -67,11 +88,15 @@ struct Index {
 pub struct ImageStore {
     blobs: PathBuf,
     tmp: PathBuf,
+    store: Store,
     images: Collection<ImageRecord>,
     layers: Collection<LayerRecord>,
-    references: Collection<BTreeMap<String, Digest>>,
+    references: Collection<RefMap>,
     driver: Arc<dyn Driver>,
     index: Mutex<Index>,
+    /// Serialises operations that create or delete layers, so two loads never race on one
+    /// layer directory and a deletion never removes a layer a load is about to reuse.
+    writer: Mutex<()>,
 }
 
 /// The one key of the `references` collection: all tags in one record, so a tag move is one
@@ -87,17 +112,19 @@ impl ImageStore {
         let s = ImageStore {
             blobs,
             tmp,
-            images: store.collection("images")?,
-            layers: store.collection("layers")?,
-            references: store.collection("references")?,
+            store: store.clone(),
+            images: store.collection()?,
+            layers: store.collection()?,
+            references: store.collection()?,
             driver,
             index: Mutex::new(Index::default()),
+            writer: Mutex::new(()),
         };
         let mut index = Index::default();
         for (_, rec) in s.images.list()? {
             index.images.insert(rec.id.clone(), rec);
         }
-        for (name, id) in s.references.get(REFS_KEY)?.unwrap_or_default() {
+        for (name, id) in s.references.get(REFS_KEY)?.unwrap_or_default().0 {
             match name.parse::<Reference>() {
                 Ok(r) if index.images.contains_key(&id) => {
                     index.refs.insert(r, id);
@@ -119,8 +146,7 @@ impl ImageStore {
     }
 
     fn save_refs(&self, refs: &BTreeMap<Reference, Digest>) -> Result<()> {
-        let map: BTreeMap<String, Digest> = refs.iter().map(|(r, d)| (r.to_string(), d.clone())).collect();
-        self.references.put(REFS_KEY, &map)
+        self.references.put(REFS_KEY, &ref_map(refs))
     }
 
     /// Finds an image by reference, full or short id (`sha256:` optional). An ambiguous short
@@ -178,53 +204,152 @@ impl ImageStore {
         Ok(())
     }
 
-    /// Records a complete image (layers already in place) and points `tags` at it.
-    fn commit(&self, config_bytes: &[u8], layers: Vec<Digest>, size: u64, tags: &[Reference]) -> Result<Digest> {
+    /// Adds an image: the layers it lacks are named in an intent, created with `fill`
+    /// (layer index, directory, whiteout mode → bytes written), then the layer records, the
+    /// image record and its tags commit in one transaction with the intent's removal. A crash
+    /// anywhere before that commit leaves no image and, after recovery, no layer directory.
+    pub(crate) fn add_image(
+        &self,
+        config_bytes: &[u8],
+        tags: &[Reference],
+        fill: &mut dyn FnMut(usize, &std::path::Path, Whiteouts) -> Result<u64>,
+        progress: &mut dyn FnMut(usize, &Digest, bool),
+    ) -> Result<Digest> {
+        let _writer = self.writer.lock().unwrap();
         let id = Digest::of(config_bytes);
-        durable::write_file_mode(&self.blobs.join(id.hex()), config_bytes, 0o644)?;
         let config = ImageConfig::parse(config_bytes)?;
+        let chains = config.chain_ids();
+        let mut existing = Vec::new();
+        for c in &chains {
+            existing.push(self.layers.get(c.hex())?.filter(|_| self.driver.has_layer(c)));
+        }
+        let missing: Vec<Digest> = chains.iter().zip(&existing).filter(|(_, e)| e.is_none()).map(|(c, _)| c.clone()).collect();
+        let intent = self.store.begin(Op::CreateLayers { chains: missing.clone() })?;
+        failpoint::hit("image.layers.after-intent");
+        let made = (|| -> Result<(Vec<LayerRecord>, u64)> {
+            let mut new_layers = Vec::new();
+            let mut size = 0;
+            for (i, chain) in chains.iter().enumerate() {
+                let diff_id = &config.rootfs.diff_ids[i];
+                if let Some(rec) = &existing[i] {
+                    size += rec.size;
+                    progress(i, diff_id, true);
+                    continue;
+                }
+                let parent = i.checked_sub(1).map(|p| &chains[p]);
+                let mut written = 0;
+                self.driver
+                    .create_layer(chain, parent, &mut |dir, wh| {
+                        written = fill(i, dir, wh)?;
+                        Ok(written)
+                    })
+                    .with_context(|| format!("layer {} of image {}", i + 1, id.short()))?;
+                failpoint::hit("image.layers.after-first-layer");
+                new_layers.push(LayerRecord { chain: chain.clone(), diff_id: diff_id.clone(), parent: parent.cloned(), size: written });
+                size += written;
+                progress(i, diff_id, false);
+            }
+            durable::write_file_mode(&self.blobs.join(id.hex()), config_bytes, 0o644)?;
+            failpoint::hit("image.layers.before-commit");
+            Ok((new_layers, size))
+        })();
+        let (new_layers, size) = match made {
+            Ok(v) => v,
+            Err(e) => {
+                for c in &missing {
+                    if let Err(undo) = self.driver.remove_layer(c) {
+                        tracing::error!(layer = %c.short(), "undoing a failed layer: {undo:#}");
+                    }
+                }
+                self.store.finish(&intent)?;
+                return Err(e);
+            }
+        };
         let rec = ImageRecord {
             id: id.clone(),
-            layers,
+            layers: chains,
             size,
             created: config.created.clone().unwrap_or_else(|| crate::util::time::ZERO.into()),
             last_tag_time: (!tags.is_empty()).then(crate::util::time::now),
         };
         let mut index = self.index.lock().unwrap();
-        self.images.put(id.hex(), &rec)?;
-        index.images.insert(id.clone(), rec);
-        if !tags.is_empty() {
-            let mut refs = index.refs.clone();
-            for t in tags {
-                if let Some(old) = refs.insert(t.clone(), id.clone()).filter(|old| *old != id) {
-                    tracing::info!(tag = %t.familiar(), old = %old.short(), "tag moved; the old image keeps no name");
-                }
+        let mut refs = index.refs.clone();
+        for t in tags {
+            if let Some(old) = refs.insert(t.clone(), id.clone()).filter(|old| *old != id) {
+                tracing::info!(tag = %t.familiar(), old = %old.short(), "tag moved; the old image keeps no name");
             }
-            self.save_refs(&refs)?;
-            index.refs = refs;
         }
+        self.store.commit(&intent, |tx| {
+            for l in &new_layers {
+                tx.put(l.chain.hex(), l)?;
+            }
+            tx.put(id.hex(), &rec)?;
+            tx.put(REFS_KEY, &ref_map(&refs))
+        })?;
+        index.images.insert(id.clone(), rec);
+        index.refs = refs;
         Ok(id)
     }
 
-    /// Creates the layer `chain` unless it exists, filling it with `apply`.
-    fn ensure_layer(
-        &self,
-        chain: &Digest,
-        diff_id: &Digest,
-        parent: Option<&Digest>,
-        apply: &mut crate::storage::ApplyFn<'_>,
-    ) -> Result<u64> {
-        if let Some(rec) = self.layers.get(chain.hex())? {
-            if self.driver.has_layer(chain) {
-                return Ok(rec.size);
+    /// Finishes or undoes an image operation a crash interrupted.
+    pub fn recover(&self, op: &Op) -> Result<String> {
+        let _writer = self.writer.lock().unwrap();
+        match op {
+            Op::CreateLayers { chains } => {
+                for c in chains {
+                    if self.layers.get(c.hex())?.is_none() {
+                        self.driver.remove_layer(c)?;
+                    }
+                }
+                Ok(format!("rolled back: {} unfinished layer(s) removed", chains.len()))
+            }
+            Op::RemoveLayers { chains, blobs } => {
+                for c in chains {
+                    if self.layers.get(c.hex())?.is_none() {
+                        self.driver.remove_layer(c)?;
+                    }
+                }
+                for b in blobs {
+                    if self.images.get(b.hex())?.is_none() {
+                        durable::remove_file(&self.blobs.join(b.hex()))?;
+                    }
+                }
+                Ok(format!("rolled forward: {} layer(s) removed", chains.len()))
+            }
+            other => anyhow::bail!("not an image operation: {other:?}"),
+        }
+    }
+
+    /// Chain ids of every recorded layer.
+    pub fn layer_ids(&self) -> Result<std::collections::BTreeSet<Digest>> {
+        Ok(self.layers.list()?.into_iter().map(|(_, l)| l.chain).collect())
+    }
+
+    /// Removes config blobs no image record owns; reports images whose layers are missing.
+    pub fn reconcile(&self) -> Result<Vec<String>> {
+        let mut actions = Vec::new();
+        let index = self.index.lock().unwrap();
+        for e in std::fs::read_dir(&self.blobs)? {
+            let e = e?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            let owned = format!("sha256:{name}").parse::<Digest>().ok().is_some_and(|d| index.images.contains_key(&d));
+            if !owned {
+                durable::remove_file(&e.path())?;
+                actions.push(format!("removed config blob {name} that no image owns"));
             }
         }
-        let mut size = 0;
-        self.driver.create_layer(chain, parent, &mut |dir, wh| {
-            size = apply(dir, wh)?;
-            Ok(size)
-        })?;
-        self.layers.put(chain.hex(), &LayerRecord { chain: chain.clone(), diff_id: diff_id.clone(), parent: parent.cloned(), size })?;
-        Ok(size)
+        let layers = self.layer_ids()?;
+        for img in index.images.values() {
+            if let Some(missing) = img.layers.iter().find(|c| !layers.contains(c) || !self.driver.has_layer(c)) {
+                let msg = format!("image {} is damaged: its layer {} is missing", img.id.short(), missing.short());
+                tracing::error!("{msg}");
+                actions.push(msg);
+            }
+        }
+        Ok(actions)
     }
+}
+
+fn ref_map(refs: &BTreeMap<Reference, Digest>) -> RefMap {
+    RefMap(refs.iter().map(|(r, d)| (r.to_string(), d.clone())).collect())
 }

@@ -1,98 +1,191 @@
-//! The record store every subsystem persists through.
+//! The state store every subsystem persists through, and its intent journal.
 //!
-//! On-disk layout, under `<data-root>/state/`:
-//! ```text
-//! <collection>/<key>.json     one record, replaced atomically (temp, fsync, rename, dir fsync)
-//! ```
-//! Keys are validated ids/digests, never user text, so they are safe file names.
+//! On disk: `<data-root>/state/berth.redb`, one redb database. Each commit is checksummed and
+//! made durable with one fsync (`Durability::Immediate`) before it returns, so the API only
+//! answers once what it acknowledges is on disk. Tables: one per record type ([`Record`]),
+//! `intents` for the journal ([`intent`]), `meta` for the schema ([`schema`]).
 //!
-//! This is the small interface the state-journal work replaces the inside of (one database
-//! with an intent journal); callers see only `put`/`get`/`delete`/`list` on typed
-//! collections, and a `put` returns only once the record is durable.
+//! Why redb and not sled (which the product card names): sled 0.34's `flush()` only calls
+//! `sync_file_range`, which does not flush the disk's write cache (spacejam/sled#1452), and it
+//! has open reports of corruption after abrupt stops. redb is pure Rust, fsyncs each durable
+//! commit, and checksums its pages. See README.md, design notes.
+//!
+//! Callers see typed collections (`put`/`get`/`delete`/`list`) and [`Store::write`] for the
+//! times several records (and an intent) must change in one atomic commit.
 
-use anyhow::{bail, Context, Result};
-use berth_images::durable;
-use serde::{de::DeserializeOwned, Serialize};
+pub mod codec;
+pub mod intent;
+mod schema;
+
+pub use codec::Record;
+pub use intent::{Intent, Op};
+
+use anyhow::{Context, Result};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-/// The store's root.
-#[derive(Clone, Debug)]
+/// redb's page cache: small, the daemon's memory budget is a few MiB and the working set
+/// (a few hundred records) fits many times over.
+const CACHE_BYTES: usize = 1 << 20;
+
+type Table = TableDefinition<'static, &'static str, &'static [u8]>;
+
+fn table<T: Record>() -> Table {
+    TableDefinition::new(T::TABLE)
+}
+
+/// Where a record is decoded from, for error messages and quarantine.
+const QUARANTINE: Table = TableDefinition::new("quarantine");
+
+#[derive(Clone)]
 pub struct Store {
-    root: PathBuf,
+    db: Arc<Database>,
+    path: PathBuf,
+    schema: u32,
+}
+
+/// One atomic, durable write: everything done through it commits together or not at all.
+pub struct Txn<'a>(&'a redb::WriteTransaction);
+
+impl Txn<'_> {
+    pub fn put<T: Record>(&self, key: &str, value: &T) -> Result<()> {
+        let bytes = codec::encode(value)?;
+        self.0.open_table(table::<T>())?.insert(key, bytes.as_slice())?;
+        Ok(())
+    }
+
+    pub fn delete<T: Record>(&self, key: &str) -> Result<()> {
+        self.0.open_table(table::<T>())?.remove(key)?;
+        Ok(())
+    }
+
+    pub fn get<T: Record>(&self, key: &str) -> Result<Option<T>> {
+        let t = self.0.open_table(table::<T>())?;
+        let v = t.get(key)?;
+        v.map(|g| codec::decode(g.value())).transpose()
+    }
+}
+
+impl Store {
+    /// Opens (or creates) the store under `data_root`.
+    pub fn open(data_root: &Path) -> Result<Self> {
+        let dir = data_root.join("state");
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let path = dir.join("berth.redb");
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(&path)
+            .with_context(|| format!("opening the state store {}", path.display()))?;
+        let schema = schema::check(&db, &path)?;
+        let store = Store { db: Arc::new(db), path, schema };
+        store.write(|tx| {
+            tx.0.open_table(table::<Intent>())?;
+            tx.0.open_table(QUARANTINE)?;
+            Ok(())
+        })?;
+        Ok(store)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn schema(&self) -> u32 {
+        self.schema
+    }
+
+    /// The store file's size in bytes.
+    pub fn size(&self) -> u64 {
+        std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0)
+    }
+
+    /// The collection of `T` records (its table is created if new).
+    pub fn collection<T: Record>(&self) -> Result<Collection<T>> {
+        self.write(|tx| {
+            tx.0.open_table(table::<T>())?;
+            Ok(())
+        })?;
+        Ok(Collection { store: self.clone(), _t: PhantomData })
+    }
+
+    /// Runs `f` in one write transaction and commits it durably; nothing is written if `f`
+    /// fails.
+    pub fn write<R>(&self, f: impl FnOnce(&Txn<'_>) -> Result<R>) -> Result<R> {
+        let tx = self.db.begin_write().context("beginning a state transaction")?;
+        let out = f(&Txn(&tx))?;
+        tx.commit().context("committing to the state store")?;
+        Ok(out)
+    }
+
+    /// Moves a record that cannot be decoded out of its table, keeping its bytes under
+    /// `quarantine` for `berth system check` and a human, and says so loudly.
+    fn quarantine(&self, table_name: &str, key: &str, err: &anyhow::Error) {
+        tracing::error!(table = table_name, key, "record cannot be decoded and is set aside: {err:#}");
+        let moved = self.write(|tx| {
+            let mut t = tx.0.open_table(TableDefinition::<&str, &[u8]>::new(table_name))?;
+            let bytes = t.remove(key)?.map(|v| v.value().to_vec());
+            if let Some(b) = bytes {
+                tx.0.open_table(QUARANTINE)?.insert(format!("{table_name}/{key}").as_str(), b.as_slice())?;
+            }
+            Ok(())
+        });
+        if let Err(e) = moved {
+            tracing::error!("setting the record aside failed: {e:#}");
+        }
+    }
+
+    /// Records set aside by [`Store::quarantine`]: `(table/key, bytes)`.
+    pub fn quarantined(&self) -> Result<Vec<(String, Vec<u8>)>> {
+        let rtx = self.db.begin_read()?;
+        let t = rtx.open_table(QUARANTINE)?;
+        t.iter()?.map(|r| r.map(|(k, v)| (k.value().to_string(), v.value().to_vec())).map_err(Into::into)).collect()
+    }
 }
 
 /// One typed collection of records.
 pub struct Collection<T> {
-    dir: PathBuf,
+    store: Store,
     _t: PhantomData<fn() -> T>,
 }
 
-fn check_key(key: &str) -> Result<()> {
-    if key.is_empty() || key.len() > 200 || !key.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b)) || key.starts_with('.') {
-        bail!("invalid store key {key:?}");
-    }
-    Ok(())
-}
-
-impl Store {
-    pub fn open(data_root: &Path) -> Result<Self> {
-        let root = data_root.join("state");
-        std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
-        Ok(Store { root })
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.root
-    }
-
-    pub fn collection<T: Serialize + DeserializeOwned>(&self, name: &str) -> Result<Collection<T>> {
-        check_key(name)?;
-        let dir = self.root.join(name);
-        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        Ok(Collection { dir, _t: PhantomData })
-    }
-}
-
-impl<T: Serialize + DeserializeOwned> Collection<T> {
-    fn file(&self, key: &str) -> Result<PathBuf> {
-        check_key(key)?;
-        Ok(self.dir.join(format!("{key}.json")))
-    }
-
+impl<T: Record> Collection<T> {
     /// Writes the record durably.
     pub fn put(&self, key: &str, value: &T) -> Result<()> {
-        durable::write_json(&self.file(key)?, value)
+        self.store.write(|tx| tx.put(key, value))
     }
 
     pub fn get(&self, key: &str) -> Result<Option<T>> {
-        let path = self.file(key)?;
-        match std::fs::read(&path) {
-            Ok(data) => Ok(Some(serde_json::from_slice(&data).with_context(|| format!("decoding record {}", path.display()))?)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e).with_context(|| format!("reading record {}", path.display())),
-        }
+        let rtx = self.store.db.begin_read()?;
+        let t = rtx.open_table(table::<T>())?;
+        let v = t.get(key)?;
+        v.map(|g| codec::decode(g.value())).transpose()
     }
 
     pub fn delete(&self, key: &str) -> Result<()> {
-        durable::remove_file(&self.file(key)?)
+        self.store.write(|tx| tx.delete::<T>(key))
     }
 
-    /// Every record. One that cannot be decoded is reported and skipped rather than keeping
-    /// the daemon from starting; it stays on disk for `system check` to look at.
+    /// Every record. One that cannot be decoded is set aside (quarantine) with a loud error
+    /// rather than keeping the daemon from starting or being dropped silently.
     pub fn list(&self) -> Result<Vec<(String, T)>> {
         let mut out = Vec::new();
-        for entry in std::fs::read_dir(&self.dir).with_context(|| format!("listing {}", self.dir.display()))? {
-            let entry = entry?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let Some(key) = name.strip_suffix(".json").filter(|k| !k.starts_with('.')) else { continue };
-            match self.get(key) {
-                Ok(Some(v)) => out.push((key.to_string(), v)),
-                Ok(None) => {}
-                Err(e) => tracing::error!("skipping unreadable record: {e:#}"),
+        let mut bad = Vec::new();
+        {
+            let rtx = self.store.db.begin_read()?;
+            let t = rtx.open_table(table::<T>())?;
+            for item in t.iter()? {
+                let (k, v) = item?;
+                match codec::decode::<T>(v.value()) {
+                    Ok(rec) => out.push((k.value().to_string(), rec)),
+                    Err(e) => bad.push((k.value().to_string(), e)),
+                }
             }
         }
-        out.sort_by(|a, b| a.0.cmp(&b.0));
+        for (k, e) in bad {
+            self.store.quarantine(T::TABLE, &k, &e);
+        }
         Ok(out)
     }
 }
@@ -100,21 +193,87 @@ impl<T: Serialize + DeserializeOwned> Collection<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde::{Deserialize, Serialize};
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct Thing(Vec<u32>);
+    impl Record for Thing {
+        const TABLE: &'static str = "things";
+        const VERSION: u8 = 1;
+    }
+
+    fn scratch(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("berth-store-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        d
+    }
 
     #[test]
-    fn put_get_list_delete() {
-        let dir = std::env::temp_dir().join(format!("berth-store-{}", std::process::id()));
+    fn put_get_list_delete_and_atomic_writes() {
+        let dir = scratch("basic");
         let store = Store::open(&dir).unwrap();
-        let c: Collection<Vec<u32>> = store.collection("things").unwrap();
-        c.put("a", &vec![1, 2]).unwrap();
-        c.put("b", &vec![3]).unwrap();
-        assert_eq!(c.get("a").unwrap(), Some(vec![1, 2]));
+        let c: Collection<Thing> = store.collection().unwrap();
+        c.put("a", &Thing(vec![1, 2])).unwrap();
+        c.put("b", &Thing(vec![3])).unwrap();
+        assert_eq!(c.get("a").unwrap(), Some(Thing(vec![1, 2])));
         assert_eq!(c.list().unwrap().len(), 2);
         c.delete("a").unwrap();
         assert_eq!(c.get("a").unwrap(), None);
-        assert!(c.put("../x", &vec![]).is_err());
-        std::fs::write(dir.join("state/things/bad.json"), b"{").unwrap();
-        assert_eq!(c.list().unwrap().len(), 1);
+        // A failing transaction writes nothing.
+        let r: Result<()> = store.write(|tx| {
+            tx.put("c", &Thing(vec![9]))?;
+            anyhow::bail!("abort")
+        });
+        assert!(r.is_err());
+        assert_eq!(c.get("c").unwrap(), None);
+        drop((c, store));
+        let store = Store::open(&dir).unwrap();
+        let c: Collection<Thing> = store.collection().unwrap();
+        assert_eq!(c.list().unwrap().len(), 1, "a committed record was lost across a reopen");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn undecodable_records_are_quarantined_not_fatal() {
+        let dir = scratch("quarantine");
+        let store = Store::open(&dir).unwrap();
+        let c: Collection<Thing> = store.collection().unwrap();
+        c.put("good", &Thing(vec![1])).unwrap();
+        store
+            .write(|tx| {
+                tx.0.open_table(table::<Thing>())?.insert("bad", [1u8, 0xff, 0xff, 0xff].as_slice())?;
+                Ok(())
+            })
+            .unwrap();
+        let all = c.list().unwrap();
+        assert_eq!(all.len(), 1);
+        let q = store.quarantined().unwrap();
+        assert_eq!(q.len(), 1);
+        assert_eq!(q[0].0, "things/bad");
+        assert!(c.list().unwrap().len() == 1 && store.quarantined().unwrap().len() == 1);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn newer_schema_is_refused_untouched() {
+        let dir = scratch("schema");
+        let store = Store::open(&dir).unwrap();
+        store
+            .write(|tx| {
+                tx.0.open_table(schema::META)?.insert("schema", (schema::SCHEMA + 1).to_le_bytes().as_slice())?;
+                Ok(())
+            })
+            .unwrap();
+        let path = store.path().to_path_buf();
+        drop(store);
+        let err = Store::open(&dir).err().expect("a newer schema must be refused");
+        assert!(format!("{err:#}").contains("written by a newer berth"), "{err:#}");
+        // Nothing was migrated or rewritten: the store still says the newer schema.
+        let db = Database::open(&path).unwrap();
+        let rtx = db.begin_read().unwrap();
+        let v = rtx.open_table(schema::META).unwrap().get("schema").unwrap().unwrap().value().to_vec();
+        assert!(v == (schema::SCHEMA + 1).to_le_bytes(), "the refused store's schema was changed");
+        drop((rtx, db));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -16,6 +16,7 @@ use crate::util::id::ContainerId;
 use anyhow::{bail, Context, Result};
 use berth_images::unpack::Whiteouts;
 use berth_images::Digest;
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 /// Fills a fresh layer directory; returns the bytes written.
@@ -40,6 +41,31 @@ pub trait Driver: Send + Sync {
     fn status(&self) -> Vec<[String; 2]>;
     /// Paths for `inspect`'s GraphDriver.Data.
     fn container_paths(&self, id: &ContainerId) -> Vec<(String, String)>;
+    /// Does the container's root filesystem exist?
+    fn container_exists(&self, id: &ContainerId) -> bool;
+    /// Removes layers and container filesystems that are not in `layers`/`containers`
+    /// (leftovers of crashes), unmounting first; returns what it removed.
+    fn reconcile(&self, layers: &BTreeSet<Digest>, containers: &BTreeSet<ContainerId>) -> Result<Vec<String>>;
+}
+
+/// The shared part of a driver's reconcile: every entry of `dir` whose name is not kept is
+/// unmounted (`merged` below it, if any) and removed.
+pub(crate) fn remove_unowned(dir: &Path, keep: &dyn Fn(&str) -> bool, what: &str) -> Result<Vec<String>> {
+    let mut actions = Vec::new();
+    for e in std::fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))? {
+        let e = e?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        if keep(&name) {
+            continue;
+        }
+        let merged = e.path().join("merged");
+        if overlay2::is_mountpoint(&merged) {
+            nix::mount::umount2(&merged, nix::mount::MntFlags::MNT_DETACH).with_context(|| format!("unmounting {}", merged.display()))?;
+        }
+        remove_tree(&e.path())?;
+        actions.push(format!("removed {what} {name} that no record owns"));
+    }
+    Ok(actions)
 }
 
 /// Picks the configured driver, or overlay2 when the kernel has overlayfs and vfs otherwise.

@@ -16,6 +16,7 @@ use anyhow::{Context, Result};
 use berth_images::unpack::Whiteouts;
 use berth_images::{durable, Digest};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -63,6 +64,8 @@ impl Driver for Overlay2 {
         let result = (|| {
             apply(&tmp.join("diff"), Whiteouts::Overlay)?;
             sync_filesystem(&tmp)?;
+            // A directory without a record (an interrupted earlier attempt) is replaced.
+            remove_tree(&self.layer_dir(chain))?;
             durable::rename(&tmp, &self.layer_dir(chain))
         })();
         if let Err(e) = result {
@@ -136,6 +139,28 @@ impl Driver for Overlay2 {
             ["Using metacopy".into(), "false".into()],
             ["Native Overlay Diff".into(), "true".into()],
         ]
+    }
+
+    fn container_exists(&self, id: &ContainerId) -> bool {
+        self.container_dir(id).join("diff").is_dir() && self.init_dir(id).join("diff").is_dir()
+    }
+
+    fn reconcile(&self, layers: &BTreeSet<Digest>, containers: &BTreeSet<ContainerId>) -> Result<Vec<String>> {
+        let layer_names: BTreeSet<&str> = layers.iter().map(|l| l.hex()).collect();
+        let keep = |name: &str| {
+            let id = name.strip_suffix("-init").unwrap_or(name);
+            name == "l" || layer_names.contains(name) || containers.iter().any(|c| c.as_str() == id)
+        };
+        let mut actions = super::remove_unowned(&self.root, &keep, "overlay2 entry")?;
+        // Short links whose layer is gone.
+        for e in fs::read_dir(self.root.join("l"))? {
+            let e = e?;
+            if !e.path().join(".").exists() {
+                fs::remove_file(e.path())?;
+                actions.push(format!("removed dangling layer link {}", e.file_name().to_string_lossy()));
+            }
+        }
+        Ok(actions)
     }
 
     fn container_paths(&self, id: &ContainerId) -> Vec<(String, String)> {

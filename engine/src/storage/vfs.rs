@@ -10,6 +10,7 @@ use crate::util::id::ContainerId;
 use anyhow::{Context, Result};
 use berth_images::unpack::Whiteouts;
 use berth_images::{durable, Digest};
+use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -38,6 +39,7 @@ impl Vfs {
             }
             fill(&tmp)?;
             sync_filesystem(&tmp)?;
+            remove_tree(target)?;
             durable::rename(&tmp, target)
         })();
         if result.is_err() {
@@ -84,6 +86,15 @@ impl Driver for Vfs {
 
     fn status(&self) -> Vec<[String; 2]> {
         vec![]
+    }
+
+    fn container_exists(&self, id: &ContainerId) -> bool {
+        self.dir(id.as_str()).is_dir()
+    }
+
+    fn reconcile(&self, layers: &BTreeSet<Digest>, containers: &BTreeSet<ContainerId>) -> Result<Vec<String>> {
+        let keep = |name: &str| layers.iter().any(|l| l.hex() == name) || containers.iter().any(|c| c.as_str() == name);
+        super::remove_unowned(&self.root.join("dir"), &keep, "vfs entry")
     }
 
     fn container_paths(&self, id: &ContainerId) -> Vec<(String, String)> {

@@ -1,5 +1,6 @@
 //! Small shared helpers: ids, time, external commands.
 
 pub mod command;
+pub mod failpoint;
 pub mod id;
 pub mod time;
