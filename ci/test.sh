@@ -2,9 +2,11 @@
 # README command 2: the test run CI does (.ci/run calls this). Needs root: the integration
 # suites run real containers with runc and mount overlayfs.
 #
-#   ci/test.sh            lint, unit tests, integration suites (docker CLI, API errors, restart)
+#   ci/test.sh            lint, unit tests, integration suites (docker CLI, API errors, restart,
+#                         daemon config, crash torture with 6 random kills and every failpoint)
+#   ci/test.sh --torture  the same, with the long crash torture (200 random kills)
 #
-# Slower suites (VM rig, crash torture, arm64) will run behind flags named here as they land.
+# Slower suites (VM rig, arm64) will run behind flags named here as they land.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash ci/install-deps.sh
@@ -12,6 +14,7 @@ export PATH="$HOME/.cargo/bin:$PATH"
 
 for arg in "$@"; do
   case "$arg" in
+    --torture) export BERTH_TORTURE_KILLS="${BERTH_TORTURE_KILLS:-200}" ;;
     *) echo "ci/test.sh: unknown option $arg" >&2; exit 2 ;;
   esac
 done

@@ -159,6 +159,11 @@ impl Daemon {
 
     /// Starts the daemon on this root (again) and waits until it answers.
     pub fn spawn(&mut self) {
+        self.spawn_env(&[]);
+    }
+
+    /// [`Daemon::spawn`] with extra environment (`BERTH_FAILPOINTS`).
+    pub fn spawn_env(&mut self, env: &[(&str, &str)]) {
         assert!(self.child.is_none(), "daemon already running");
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.root.join("daemon.log")).unwrap();
         let child = Command::new(berth_bin())
@@ -169,6 +174,7 @@ impl Daemon {
             .arg(self.data_root())
             .arg("--exec-root")
             .arg(self.root.join("run"))
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -211,6 +217,104 @@ impl Daemon {
     /// SIGKILL: no clean-up at all.
     pub fn kill9(&mut self) {
         self.signal_and_wait(libc::SIGKILL);
+    }
+
+    /// Waits (up to 30 s) for the daemon to die by itself (a failpoint) and returns how.
+    pub fn wait_died(&mut self) -> std::process::ExitStatus {
+        let mut c = self.child.take().expect("no daemon running");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = c.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = c.kill();
+                panic!("the daemon did not die at its failpoint:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Is the daemon process still running?
+    pub fn is_running(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|c| c.try_wait().unwrap().is_none())
+    }
+
+    /// What, on disk and in the kernel, no record owns, and what a record owns but is gone:
+    /// empty when the state is consistent. The daemon must be running (it is asked for its
+    /// records).
+    pub fn inconsistencies(&self) -> Vec<String> {
+        use sha2::{Digest, Sha256};
+        let mut problems = Vec::new();
+        let list = self.api("GET", "/containers/json?all=1", None, b"").json();
+        let mut all = std::collections::BTreeSet::new();
+        let mut running = std::collections::BTreeSet::new();
+        for c in list.as_array().unwrap() {
+            let id = c["Id"].as_str().unwrap().to_string();
+            if c["State"] == "running" {
+                running.insert(id.clone());
+            }
+            all.insert(id);
+        }
+        let mut chains = std::collections::BTreeSet::new();
+        for img in self.api("GET", "/images/json", None, b"").json().as_array().unwrap() {
+            let insp = self.api("GET", &format!("/images/{}/json", img["Id"].as_str().unwrap()), None, b"").json();
+            let mut prev: Option<String> = None;
+            for d in insp["RootFS"]["Layers"].as_array().unwrap() {
+                let d = d.as_str().unwrap().to_string();
+                let chain = match prev {
+                    None => d,
+                    Some(p) => format!("sha256:{}", hex::encode(Sha256::digest(format!("{p} {d}").as_bytes()))),
+                };
+                chains.insert(chain.trim_start_matches("sha256:").to_string());
+                prev = Some(chain);
+            }
+        }
+        let names = |dir: PathBuf| -> Vec<String> {
+            std::fs::read_dir(dir).map(|r| r.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect()).unwrap_or_default()
+        };
+        let ov = self.data_root().join("overlay2");
+        for n in names(ov.clone()) {
+            let base = n.strip_suffix("-init").unwrap_or(&n);
+            if n != "l" && !all.contains(base) && !chains.contains(&n) {
+                problems.push(format!("overlay2/{n} has no record"));
+            }
+        }
+        for c in &all {
+            if !ov.join(c).join("diff").is_dir() || !ov.join(format!("{c}-init")).is_dir() {
+                let state = self.api("GET", &format!("/containers/{c}/json"), None, b"").json()["State"]["Status"].clone();
+                if state != "dead" {
+                    problems.push(format!("container {c} ({state}) has no root filesystem and is not marked dead"));
+                }
+            }
+        }
+        for l in &chains {
+            if !ov.join(l).join("diff").is_dir() {
+                problems.push(format!("layer {l} of a listed image is missing"));
+            }
+        }
+        for n in names(self.data_root().join("containers")) {
+            if !all.contains(&n) {
+                problems.push(format!("data dir containers/{n} has no record"));
+            }
+        }
+        for (dir, what) in [(self.root.join("run/containers"), "bundle"), (self.root.join("run/runtime-runc"), "runtime container")] {
+            for n in names(dir) {
+                if !running.contains(&n) {
+                    problems.push(format!("{what} {n} belongs to no running container"));
+                }
+            }
+        }
+        let root = self.root.display().to_string();
+        for m in std::fs::read_to_string("/proc/self/mountinfo").unwrap().lines().filter_map(|l| l.split(' ').nth(4)) {
+            if let Some(rest) = m.strip_prefix(&root) {
+                let owner = rest.trim_start_matches("/data/overlay2/").trim_end_matches("/merged");
+                if !running.contains(owner) {
+                    problems.push(format!("mount {m} belongs to no running container"));
+                }
+            }
+        }
+        problems
     }
 
     pub fn restart(&mut self) {
@@ -276,6 +380,11 @@ impl Daemon {
             body = dechunk(&body);
         }
         Ok(Resp { status, headers, body })
+    }
+
+    /// One raw HTTP request whose failure (the daemon dying) is an answer, not a panic.
+    pub fn try_api_for_tests(&self, method: &str, path: &str, body: &[u8]) -> std::io::Result<Resp> {
+        self.try_api(method, path, Some("application/x-tar"), body)
     }
 
     /// One raw HTTP request.

@@ -13,12 +13,21 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::unix::AsyncFd;
 
-/// A process's start time in clock ticks after boot (/proc/<pid>/stat field 22).
-pub fn process_start_time(pid: i32) -> Option<u64> {
+/// Fields 3 onwards of /proc/<pid>/stat. The command name (field 2) may hold spaces and
+/// parentheses: the rest starts after the last ')'.
+fn stat_fields(pid: i32) -> Option<Vec<String>> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) may hold spaces and parentheses: count from the last ')'.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    rest.split(' ').nth(19)?.parse().ok()
+    Some(stat[stat.rfind(')')? + 2..].split(' ').map(String::from).collect())
+}
+
+/// A process's start time in clock ticks after boot (field 22).
+pub fn process_start_time(pid: i32) -> Option<u64> {
+    stat_fields(pid)?.get(19)?.parse().ok()
+}
+
+/// Is the process alive (present and not a zombie)?
+pub fn process_alive(pid: i32) -> bool {
+    stat_fields(pid).and_then(|f| f.first().cloned()).is_some_and(|state| state != "Z" && state != "X")
 }
 
 fn pidfd_open(pid: i32) -> std::io::Result<OwnedFd> {

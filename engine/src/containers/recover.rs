@@ -80,6 +80,7 @@ impl Containers {
         for rt in self.cfg.runtimes.values() {
             for name in entries(&crate::runtime::runtime_root(&self.cfg.exec_root, &rt.name)) {
                 if !running.contains(&name) {
+                    super::start::kill_monitors_of(&self.cfg.exec_root.join("containers").join(&name));
                     self.runtime_delete(&name).await;
                     actions.push(format!("deleted runtime container {name} ({}) of no running container", rt.name));
                 }

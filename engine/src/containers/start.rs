@@ -127,6 +127,9 @@ impl Containers {
     /// runs), the mount, the bundle. Idempotent; used by start's own error paths and by
     /// recovery.
     pub(super) async fn undo_start(&self, id: &crate::util::id::ContainerId) {
+        // A monitor left by a crashed daemon would run its own `runc delete` later, possibly
+        // against the next run of this id: it goes first.
+        kill_monitors_of(&self.bundle_dir(id));
         self.runtime_delete(id.as_str()).await;
         if let Err(e) = self.driver.unmount(id) {
             tracing::warn!(container = %id.short(), "unmount while undoing a start: {e:#}");
@@ -205,6 +208,27 @@ impl Containers {
         berth_images::durable::remove_file(&mcfg.exit_file)?;
         std::fs::write(bundle.join(MonitorConfig::FILE), serde_json::to_vec(&mcfg)?).context("writing monitor.json")?;
         Ok(bundle)
+    }
+}
+
+/// Kills every `berth monitor <bundle>` process (found through /proc) and waits for it to go.
+pub(crate) fn kill_monitors_of(bundle: &Path) {
+    let want = bundle.as_os_str().as_encoded_bytes();
+    let Ok(procs) = std::fs::read_dir("/proc") else { return };
+    for p in procs.flatten() {
+        let Ok(pid) = p.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let Ok(cmdline) = std::fs::read(p.path().join("cmdline")) else { continue };
+        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+        if args.len() >= 3 && args[1] == b"monitor" && args[2] == want {
+            tracing::warn!(pid, bundle = %bundle.display(), "killing a monitor left by a previous daemon");
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+            for _ in 0..100 {
+                if !super::exit::process_alive(pid) {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        }
     }
 }
 
