@@ -30,6 +30,8 @@ pub struct Recovery {
     pub intents: Vec<String>,
     /// Leftovers removed and records marked by reconciliation.
     pub reconciled: Vec<String>,
+    /// Set while the store is one salvaged from a damaged file: what happened.
+    pub salvaged: Option<String>,
 }
 
 impl Daemon {
@@ -39,7 +41,7 @@ impl Daemon {
         for dir in [&cfg.data_root, &cfg.exec_root] {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
-        let store = Store::open(&cfg.data_root)?;
+        let store = Store::open_or_salvage(&cfg.data_root)?;
         let id_file = cfg.data_root.join("engine-id");
         let id = match std::fs::read_to_string(&id_file) {
             Ok(s) if !s.trim().is_empty() => s.trim().to_string(),
@@ -71,9 +73,15 @@ impl Daemon {
             summary.intents.push(what);
         }
         self.containers.restore().await.context("re-adopting containers")?;
-        let layers = self.images.layer_ids()?;
-        summary.reconciled.extend(self.images.reconcile()?);
-        summary.reconciled.extend(self.containers.reconcile(&layers).await?);
+        summary.salvaged = self.store.salvaged()?;
+        if let Some(s) = &summary.salvaged {
+            // Records may be missing: what they owned must not be taken for leftovers.
+            tracing::error!("reconciliation skipped: the state store was {s}. Look, then run `berth system check --repair`.");
+        } else {
+            let layers = self.images.layer_ids()?;
+            summary.reconciled.extend(self.images.reconcile()?);
+            summary.reconciled.extend(self.containers.reconcile(&layers).await?);
+        }
         summary.millis = t0.elapsed().as_millis() as u64;
         tracing::info!(intents = summary.intents.len(), reconciled = summary.reconciled.len(), ms = summary.millis, "state recovered");
         *self.recovery.lock().unwrap() = summary;

@@ -14,10 +14,12 @@
 //! - [`logs`]: the json-file log format, written by monitors and read by the daemon.
 //! - [`api`]: the Docker-compatible HTTP API: listeners, routing, handlers, errors.
 //! - [`cli`]: the command-line client role.
-//! - [`daemon`]: wiring: start-up (open, restore), serving, shutdown.
+//! - [`daemon`]: wiring: start-up (open, recover), serving, shutdown.
+//! - [`check`]: `berth system check`, the offline look at the state.
 //! - [`util`]: ids, time formatting, the external-command runner.
 
 pub mod api;
+pub mod check;
 pub mod cli;
 pub mod config;
 pub mod containers;

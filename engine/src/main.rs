@@ -31,7 +31,22 @@ fn main() {
                 }
             }
         }
+        Command::System { command: berth::cli::SystemCommand::Check { repair, flags } } => {
+            tracing_subscriber_init();
+            match berth::check::run(&flags, repair) {
+                Ok(code) => code,
+                Err(e) => {
+                    eprintln!("berth system check: {e:#}");
+                    2
+                }
+            }
+        }
         _ => berth::cli::main(cli),
     };
     std::process::exit(code);
+}
+
+/// Recovery run by `system check --repair` logs like the daemon (warnings and above).
+fn tracing_subscriber_init() {
+    let _ = tracing_subscriber::fmt().with_max_level(tracing::Level::WARN).with_writer(std::io::stderr).with_target(false).try_init();
 }

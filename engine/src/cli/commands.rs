@@ -349,6 +349,9 @@ pub async fn dispatch(client: &Client, cmd: Command) -> Result<i32> {
             let st = &v["BerthState"];
             println!(" State Store: {} ({} bytes, schema {})", st["Path"].as_str().unwrap_or(""), st["Size"], st["Schema"]);
             let rec = &st["LastRecovery"];
+            if let Some(s) = rec["Salvaged"].as_str() {
+                println!("  WARNING: the state store was {s}; leftovers are kept until `berth system check --repair`");
+            }
             println!(
                 "  Last Recovery: {} in {} ms, {} interrupted operation(s), {} leftover(s) reconciled",
                 rec["At"].as_str().unwrap_or(""),
@@ -358,7 +361,9 @@ pub async fn dispatch(client: &Client, cmd: Command) -> Result<i32> {
             );
             Ok(0)
         }
-        Command::Daemon(_) | Command::Monitor { .. } | Command::Run(_) | Command::Create(_) => unreachable!("dispatched by main"),
+        Command::Daemon(_) | Command::Monitor { .. } | Command::Run(_) | Command::Create(_) | Command::System { .. } => {
+            unreachable!("dispatched by main")
+        }
     }
 }
 

@@ -150,10 +150,27 @@ pub enum Command {
         #[arg(required = true)]
         images: Vec<String>,
     },
+    /// Manage berth's own state
+    System {
+        #[command(subcommand)]
+        command: SystemCommand,
+    },
     /// Show client and daemon versions
     Version,
     /// Show daemon-wide information
     Info,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SystemCommand {
+    /// Check the state store offline (stop the daemon first)
+    Check {
+        /// Run the start-up recovery, clearing a salvage mark, then check again
+        #[arg(long)]
+        repair: bool,
+        #[command(flatten)]
+        flags: Flags,
+    },
 }
 
 /// `stop` and `restart` take the same flags.

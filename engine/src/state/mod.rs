@@ -15,6 +15,7 @@
 
 pub mod codec;
 pub mod intent;
+mod salvage;
 mod schema;
 
 pub use codec::Record;
@@ -134,6 +135,36 @@ impl Store {
         if let Err(e) = moved {
             tracing::error!("setting the record aside failed: {e:#}");
         }
+    }
+
+    /// Reads every record of table `T` without changing anything: the decodable ones and
+    /// `(key, error)` for the others.
+    pub fn scan<T: Record>(&self) -> Result<(Vec<(String, T)>, Vec<(String, String)>)> {
+        let rtx = self.db.begin_read()?;
+        let t = match rtx.open_table(table::<T>()) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok((vec![], vec![])),
+            Err(e) => return Err(e.into()),
+        };
+        let mut good = Vec::new();
+        let mut bad = Vec::new();
+        for item in t.iter()? {
+            match item {
+                Ok((k, v)) => match codec::decode::<T>(v.value()) {
+                    Ok(rec) => good.push((k.value().to_string(), rec)),
+                    Err(e) => bad.push((k.value().to_string(), format!("{e:#}"))),
+                },
+                Err(e) => bad.push(("?".into(), e.to_string())),
+            }
+        }
+        Ok((good, bad))
+    }
+
+    /// Verifies every page's checksum (redb's own check). `Ok(false)`: damage was found and
+    /// repaired from the previous commit.
+    pub fn verify(&mut self) -> Result<bool> {
+        let db = Arc::get_mut(&mut self.db).context("the store is shared; verify it before handing it out")?;
+        Ok(db.check_integrity()?)
     }
 
     /// Records set aside by [`Store::quarantine`]: `(table/key, bytes)`.
