@@ -151,8 +151,8 @@ fn newer_schema_is_refused_and_newer_records_are_set_aside() {
     let mut d = populated();
     d.stop();
     let path = store_file(&d);
-    let meta: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
-    let containers: TableDefinition<&str, &[u8]> = TableDefinition::new("containers");
+    let meta: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("meta");
+    let containers: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("containers");
     // A record written by a newer layout of its type: set aside, the others stay usable.
     {
         let db = Database::open(&path).unwrap();
