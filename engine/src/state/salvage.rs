@@ -82,6 +82,9 @@ impl Store {
     }
 }
 
+/// `(key, encoded record)` pairs read from a damaged table.
+type RawRecords = Vec<(String, Vec<u8>)>;
+
 /// Copies every readable record of every table of the damaged file into `into`: (copied,
 /// unreadable). Each table is copied under its own `catch_unwind`, so damage in one table
 /// does not cost the others.
@@ -108,7 +111,7 @@ fn copy_readable(damaged: &Path, into: &Store) -> (usize, usize) {
     };
     let (mut copied, mut lost) = (0, 0);
     for name in names.iter().filter(|n| n.as_str() != "meta") {
-        let table = catch_unwind(AssertUnwindSafe(|| -> Result<(Vec<(String, Vec<u8>)>, usize)> {
+        let table = catch_unwind(AssertUnwindSafe(|| -> Result<(RawRecords, usize)> {
             let rtx = db.begin_read()?;
             let t = rtx.open_table(TableDefinition::<&str, &[u8]>::new(name))?;
             let mut good = Vec::new();
