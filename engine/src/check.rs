@@ -33,7 +33,7 @@ impl Report {
 }
 
 fn records<T: Record>(store: &Store, r: &mut Report) -> Result<Vec<(String, T)>> {
-    let (good, bad) = store.scan::<T>()?;
+    let crate::state::Scan { good, bad } = store.scan::<T>()?;
     for (k, e) in &bad {
         r.bad(format!("{} record {k} cannot be read: {e}", T::TABLE));
     }

@@ -137,13 +137,12 @@ impl Store {
         }
     }
 
-    /// Reads every record of table `T` without changing anything: the decodable ones and
-    /// `(key, error)` for the others.
-    pub fn scan<T: Record>(&self) -> Result<(Vec<(String, T)>, Vec<(String, String)>)> {
+    /// Reads every record of table `T` without changing anything.
+    pub fn scan<T: Record>(&self) -> Result<Scan<T>> {
         let rtx = self.db.begin_read()?;
         let t = match rtx.open_table(table::<T>()) {
             Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok((vec![], vec![])),
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Scan { good: vec![], bad: vec![] }),
             Err(e) => return Err(e.into()),
         };
         let mut good = Vec::new();
@@ -157,7 +156,7 @@ impl Store {
                 Err(e) => bad.push(("?".into(), e.to_string())),
             }
         }
-        Ok((good, bad))
+        Ok(Scan { good, bad })
     }
 
     /// Verifies every page's checksum (redb's own check). `Ok(false)`: damage was found and
@@ -173,6 +172,12 @@ impl Store {
         let t = rtx.open_table(QUARANTINE)?;
         t.iter()?.map(|r| r.map(|(k, v)| (k.value().to_string(), v.value().to_vec())).map_err(Into::into)).collect()
     }
+}
+
+/// What [`Store::scan`] found: the decodable records and `(key, error)` for the others.
+pub struct Scan<T> {
+    pub good: Vec<(String, T)>,
+    pub bad: Vec<(String, String)>,
 }
 
 /// One typed collection of records.
