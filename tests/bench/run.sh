@@ -123,9 +123,54 @@ MON_RSS=$(rss_kib "$MON_PID"); MON_PRIV=$(private_kib "$MON_PID"); MON_PSS=$(pss
 "$BERTH" rm -f rss >/dev/null
 SIZE=$(stat -c %s "$BERTH")
 
+# --- the state store (issue 4): commit latency, open + load, start-up with 1000 containers
+cargo build --release -q -p berth-tests --bin bench-store
+STORE_OUT=$("$PWD/target/release/bench-store" "$WORK/store-bench" 1000)
+python3 - "$SOCK" <<'PY'
+import socket, sys
+sock = sys.argv[1]
+for _ in range(1000):
+    body = b'{"Image":"busybox","Cmd":["true"]}'
+    s = socket.socket(socket.AF_UNIX); s.connect(sock)
+    s.sendall(b"POST /containers/create HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+    assert s.recv(12).startswith(b"HTTP/1.1 201")
+    s.close()
+PY
+RSS_1000=$(rss_kib "$DAEMON_PID")
+kill "$DAEMON_PID"; wait "$DAEMON_PID" 2>/dev/null || true; DAEMON_PID=""
+UP_1000=$(python3 - "$BERTH" "$SOCK" "$WORK" <<'PY'
+import socket, statistics, subprocess, sys, time
+berth, sock, work = sys.argv[1:]
+times = []
+for _ in range(3):
+    t0 = time.monotonic()
+    p = subprocess.Popen([berth, "-H", "unix://" + sock, "daemon", "--config-file", work + "/daemon.json",
+                          "--data-root", work + "/data", "--exec-root", work + "/run"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while True:
+        try:
+            s = socket.socket(socket.AF_UNIX); s.connect(sock)
+            s.sendall(b"GET /_ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            if s.recv(12).startswith(b"HTTP/1.1 200"):
+                break
+        except OSError:
+            time.sleep(0.0005)
+    times.append((time.monotonic() - t0) * 1000)
+    p.terminate(); p.wait()
+print("%.1f" % statistics.median(times))
+PY
+)
+start_daemon
+for _ in $(seq 1 200); do "$BERTH" version >/dev/null 2>&1 && break; sleep 0.02; done
+sleep 0.5
+RSS_1000_IDLE=$(rss_kib "$DAEMON_PID")
+
 echo "bench: runs per measurement: $RUNS"
 echo "bench: run --rm true   berth ${BERTH_MS} ms   bare runc run ${RUNC} ms   ratio $(awk -v a="$BERTH_MS" -v b="$RUNC" 'BEGIN{printf "%.2f", a/b}')   (target <= 1.25, issue 3: <= 1.3)"
 echo "bench: daemon idle     RSS $(mib "$IDLE_RSS") MiB, private $(mib "$IDLE_PRIV") MiB   (target <= 8 MiB; dockerd here: 110 MiB)"
 echo "bench: one monitor     RSS $(mib "$MON_RSS") MiB, PSS $(mib "$MON_PSS") MiB, private $(mib "$MON_PRIV") MiB   (target <= 1 MiB; containerd-shim here: 12.9 MiB RSS)"
 echo "bench: API up after    ${API_MS} ms, median of 5 restarts with 10 containers   (target <= 50 ms; dockerd here: 212 ms)"
+echo "$STORE_OUT"
+echo "bench: daemon start-up (open + recovery + reconcile) with 1000 containers: API up after ${UP_1000} ms, median of 3"
+echo "bench: daemon RSS with 1000 container records: $(mib "$RSS_1000_IDLE") MiB after a restart, $(mib "$RSS_1000") MiB after creating them (idle with 10: $(mib "$IDLE_RSS") MiB)"
 echo "bench: release binary  $(awk -v s="$SIZE" 'BEGIN{printf "%.2f", s/1048576}') MiB ($(file -b "$BERTH" | cut -d, -f1-2 | tr -s ' '); ${TARGET:-host})"

@@ -248,12 +248,8 @@ impl Daemon {
         let mut problems = Vec::new();
         let list = self.api("GET", "/containers/json?all=1", None, b"").json();
         let mut all = std::collections::BTreeSet::new();
-        let mut running = std::collections::BTreeSet::new();
         for c in list.as_array().unwrap() {
             let id = c["Id"].as_str().unwrap().to_string();
-            if c["State"] == "running" {
-                running.insert(id.clone());
-            }
             all.insert(id);
         }
         let mut chains = std::collections::BTreeSet::new();
@@ -298,10 +294,13 @@ impl Daemon {
                 problems.push(format!("data dir containers/{n} has no record"));
             }
         }
+        // Bundles, runtime containers and mounts must belong to a container that exists. (A
+        // container that has just exited may still have them for a moment: its monitor runs
+        // `runc delete` and the unmount follows the exit.)
         for (dir, what) in [(self.root.join("run/containers"), "bundle"), (self.root.join("run/runtime-runc"), "runtime container")] {
             for n in names(dir) {
-                if !running.contains(&n) {
-                    problems.push(format!("{what} {n} belongs to no running container"));
+                if !all.contains(&n) {
+                    problems.push(format!("{what} {n} belongs to no container"));
                 }
             }
         }
@@ -309,11 +308,12 @@ impl Daemon {
         for m in std::fs::read_to_string("/proc/self/mountinfo").unwrap().lines().filter_map(|l| l.split(' ').nth(4)) {
             if let Some(rest) = m.strip_prefix(&root) {
                 let owner = rest.trim_start_matches("/data/overlay2/").trim_end_matches("/merged");
-                if !running.contains(owner) {
-                    problems.push(format!("mount {m} belongs to no running container"));
+                if !all.contains(owner) {
+                    problems.push(format!("mount {m} belongs to no container"));
                 }
             }
         }
+
         problems
     }
 

@@ -146,6 +146,7 @@ impl Containers {
     /// while the daemon was down, and unmount what no running container needs.
     pub async fn restore(self: &Arc<Self>) -> Result<()> {
         let entries: Vec<Arc<Entry>> = self.table.lock().unwrap().by_id.values().cloned().collect();
+        let mounted: std::collections::BTreeSet<ContainerId> = self.driver.mounted().into_iter().collect();
         for entry in entries {
             let c = entry.get();
             match c.state {
@@ -154,11 +155,12 @@ impl Containers {
                     self.watch_exit(entry.clone(), monitor_pid, None);
                 }
                 State::Running { .. } => self.record_exit(&entry).await?,
-                _ => {
+                _ if mounted.contains(&c.id) => {
                     let this = self.clone();
                     let id = c.id.clone();
                     tokio::task::spawn_blocking(move || this.driver.unmount(&id)).await??;
                 }
+                _ => {}
             }
         }
         Ok(())

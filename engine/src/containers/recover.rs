@@ -65,8 +65,9 @@ impl Containers {
         let layers2 = layers.clone();
         actions.extend(tokio::task::spawn_blocking(move || this.driver.reconcile(&layers2, &ids2)).await??);
 
+        let id_names: BTreeSet<&str> = ids.iter().map(|i| i.as_str()).collect();
         for name in entries(&self.cfg.data_root.join("containers")) {
-            if !ids.iter().any(|i| i.as_str() == name) {
+            if !id_names.contains(name.as_str()) {
                 crate::storage::remove_tree(&self.cfg.data_root.join("containers").join(&name))?;
                 actions.push(format!("removed data dir {name} that no container owns"));
             }

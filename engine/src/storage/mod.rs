@@ -43,15 +43,25 @@ pub trait Driver: Send + Sync {
     fn container_paths(&self, id: &ContainerId) -> Vec<(String, String)>;
     /// Does the container's root filesystem exist?
     fn container_exists(&self, id: &ContainerId) -> bool;
+    /// Containers whose root filesystem is mounted now (one read of the mount table).
+    fn mounted(&self) -> Vec<ContainerId>;
     /// Removes layers and container filesystems that are not in `layers`/`containers`
     /// (leftovers of crashes), unmounting first; returns what it removed.
     fn reconcile(&self, layers: &BTreeSet<Digest>, containers: &BTreeSet<ContainerId>) -> Result<Vec<String>>;
+}
+
+/// Every mount point of this mount namespace, read once.
+pub(crate) fn mount_points() -> BTreeSet<String> {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .map(|m| m.lines().filter_map(|l| l.split(' ').nth(4).map(String::from)).collect())
+        .unwrap_or_default()
 }
 
 /// The shared part of a driver's reconcile: every entry of `dir` whose name is not kept is
 /// unmounted (`merged` below it, if any) and removed.
 pub(crate) fn remove_unowned(dir: &Path, keep: &dyn Fn(&str) -> bool, what: &str) -> Result<Vec<String>> {
     let mut actions = Vec::new();
+    let mounts = mount_points();
     for e in std::fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))? {
         let e = e?;
         let name = e.file_name().to_string_lossy().into_owned();
@@ -59,7 +69,7 @@ pub(crate) fn remove_unowned(dir: &Path, keep: &dyn Fn(&str) -> bool, what: &str
             continue;
         }
         let merged = e.path().join("merged");
-        if overlay2::is_mountpoint(&merged) {
+        if mounts.contains(&merged.display().to_string()) {
             nix::mount::umount2(&merged, nix::mount::MntFlags::MNT_DETACH).with_context(|| format!("unmounting {}", merged.display()))?;
         }
         remove_tree(&e.path())?;

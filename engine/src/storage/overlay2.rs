@@ -145,11 +145,17 @@ impl Driver for Overlay2 {
         self.container_dir(id).join("diff").is_dir() && self.init_dir(id).join("diff").is_dir()
     }
 
+    fn mounted(&self) -> Vec<ContainerId> {
+        let prefix = format!("{}/", self.root.display());
+        super::mount_points().iter().filter_map(|m| m.strip_prefix(&prefix)?.strip_suffix("/merged")?.parse().ok()).collect()
+    }
+
     fn reconcile(&self, layers: &BTreeSet<Digest>, containers: &BTreeSet<ContainerId>) -> Result<Vec<String>> {
         let layer_names: BTreeSet<&str> = layers.iter().map(|l| l.hex()).collect();
+        let container_names: BTreeSet<&str> = containers.iter().map(|c| c.as_str()).collect();
         let keep = |name: &str| {
             let id = name.strip_suffix("-init").unwrap_or(name);
-            name == "l" || layer_names.contains(name) || containers.iter().any(|c| c.as_str() == id)
+            name == "l" || layer_names.contains(name) || container_names.contains(id)
         };
         let mut actions = super::remove_unowned(&self.root, &keep, "overlay2 entry")?;
         // Short links whose layer is gone.

@@ -92,8 +92,13 @@ impl Driver for Vfs {
         self.dir(id.as_str()).is_dir()
     }
 
+    fn mounted(&self) -> Vec<ContainerId> {
+        vec![]
+    }
+
     fn reconcile(&self, layers: &BTreeSet<Digest>, containers: &BTreeSet<ContainerId>) -> Result<Vec<String>> {
-        let keep = |name: &str| layers.iter().any(|l| l.hex() == name) || containers.iter().any(|c| c.as_str() == name);
+        let names: BTreeSet<&str> = layers.iter().map(|l| l.hex()).chain(containers.iter().map(|c| c.as_str())).collect();
+        let keep = |name: &str| names.contains(name);
         super::remove_unowned(&self.root.join("dir"), &keep, "vfs entry")
     }
 
