@@ -15,6 +15,8 @@
 
 pub mod codec;
 pub mod intent;
+#[cfg(test)]
+mod power_loss;
 mod salvage;
 mod schema;
 
@@ -81,6 +83,19 @@ impl Store {
             .with_context(|| format!("opening the state store {}", path.display()))?;
         let schema = schema::check(&db, &path)?;
         let store = Store { db: Arc::new(db), path, schema };
+        store.write(|tx| {
+            tx.0.open_table(table::<Intent>())?;
+            tx.0.open_table(QUARANTINE)?;
+            Ok(())
+        })?;
+        Ok(store)
+    }
+
+    /// A store over any redb storage backend (the power-loss tests record every write).
+    pub fn with_backend(backend: impl redb::StorageBackend, label: &Path) -> Result<Self> {
+        let db = Database::builder().set_cache_size(CACHE_BYTES).create_with_backend(backend).context("opening a state store backend")?;
+        let schema = schema::check(&db, label)?;
+        let store = Store { db: Arc::new(db), path: label.to_path_buf(), schema };
         store.write(|tx| {
             tx.0.open_table(table::<Intent>())?;
             tx.0.open_table(QUARANTINE)?;

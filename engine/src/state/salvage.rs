@@ -16,11 +16,18 @@ use std::path::{Path, PathBuf};
 
 const SALVAGED_KEY: &str = "salvaged";
 
-/// Is `e` the database saying its file is damaged (rather than busy, or newer)?
-fn is_corruption(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| {
-        matches!(c.downcast_ref::<redb::DatabaseError>(), Some(redb::DatabaseError::Storage(redb::StorageError::Corrupted(_))))
-            || matches!(c.downcast_ref::<redb::StorageError>(), Some(redb::StorageError::Corrupted(_)))
+/// Is `e` the database saying its file is damaged (rather than busy, or newer)? That
+/// includes a file that is not (yet) a database at all: a power cut while the very first
+/// start creates the store leaves one (found by the power-loss tests).
+pub(crate) fn is_corruption(e: &anyhow::Error) -> bool {
+    let storage = |s: &redb::StorageError| match s {
+        redb::StorageError::Corrupted(_) => true,
+        redb::StorageError::Io(io) => io.kind() == std::io::ErrorKind::InvalidData,
+        _ => false,
+    };
+    e.chain().any(|c| match c.downcast_ref::<redb::DatabaseError>() {
+        Some(redb::DatabaseError::Storage(s)) => storage(s),
+        _ => c.downcast_ref::<redb::StorageError>().is_some_and(storage),
     })
 }
 
