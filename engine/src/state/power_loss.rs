@@ -187,7 +187,7 @@ fn every_flush_point_recovers_with_nothing_acknowledged_lost() {
             // Torn: some of the writes after this sync reached the disk, some did not.
             let mut img = p.image.clone();
             for (off, data) in &p.after {
-                if rng.next() % 2 == 0 {
+                if rng.next().is_multiple_of(2) {
                     let end = *off as usize + data.len();
                     if end > img.len() {
                         img.resize(end, 0);
