@@ -1,5 +1,6 @@
 //! Crash torture: the daemon dies at every failpoint in turn and at random moments of a
-//! random workload; after each restart, everything acknowledged exists and works, nothing
+//! random workload (containers created, started, stopped, removed; images loaded, tagged,
+//! removed); after each restart, everything acknowledged exists and works, nothing
 //! half-made is listed, and nothing is left on disk or in the kernel that no record owns.
 //!
 //! The default run is short. `BERTH_TORTURE_KILLS=N` sets the number of random kills
@@ -146,21 +147,69 @@ fn random_kills_lose_nothing_acknowledged() {
     let mut d = Daemon::start();
     d.load_busybox();
     let mut model: BTreeMap<String, Known> = BTreeMap::new();
+    let mut tag_model: BTreeMap<String, Known> = BTreeMap::new();
     let mut ops_total = 0;
     for round in 0..kills {
         let (tx, rx) = mpsc::channel::<(String, Known)>();
         let host = d.host();
         let names: Vec<String> = model.iter().filter(|(_, k)| **k == Known::Exists).map(|(n, _)| n.clone()).collect();
+        let tags: Vec<String> = tag_model.iter().filter(|(_, k)| **k == Known::Exists).map(|(n, _)| n.clone()).collect();
+        let archives = d.root.join("archives");
+        std::fs::create_dir_all(&archives).unwrap();
+        let (ttx, trx) = mpsc::channel::<(String, Known)>();
         let mut wrng = Rng(rng.next() | 1);
         let worker = std::thread::spawn(move || {
             let berth = |args: &[&str]| std::process::Command::new(berth_tests::berth_bin()).args(args).env("BERTH_HOST", &host).output();
             let mut existing = names;
+            let mut tags = tags;
             let mut n = 0;
             loop {
                 n += 1;
-                let op = wrng.below(10);
+                let op = wrng.below(13);
                 let name = format!("r{round}n{n}");
-                let result = if op < 4 || existing.is_empty() {
+                let result = if op >= 10 {
+                    // Images: load a new one, tag busybox, or remove a tag.
+                    let tag = format!("extra{round}:{n}");
+                    match op {
+                        10 => {
+                            let file = archives.join(format!("{round}-{n}.tar"));
+                            std::fs::write(&file, image_archive(&tag)).unwrap();
+                            ttx.send((tag.clone(), Known::Unknown)).ok();
+                            match berth(&["load", "-i", file.to_str().unwrap()]) {
+                                Ok(o) if o.status.success() => {
+                                    tags.push(tag.clone());
+                                    ttx.send((tag, Known::Exists)).ok();
+                                    true
+                                }
+                                _ => false,
+                            }
+                        }
+                        11 => {
+                            ttx.send((tag.clone(), Known::Unknown)).ok();
+                            match berth(&["tag", "busybox", &tag]) {
+                                Ok(o) if o.status.success() => {
+                                    tags.push(tag.clone());
+                                    ttx.send((tag, Known::Exists)).ok();
+                                    true
+                                }
+                                _ => false,
+                            }
+                        }
+                        _ if !tags.is_empty() => {
+                            let victim = tags[wrng.below(tags.len() as u64) as usize].clone();
+                            ttx.send((victim.clone(), Known::Unknown)).ok();
+                            match berth(&["rmi", &victim]) {
+                                Ok(o) if o.status.success() => {
+                                    tags.retain(|t| *t != victim);
+                                    ttx.send((victim, Known::Gone)).ok();
+                                    true
+                                }
+                                _ => false,
+                            }
+                        }
+                        _ => true,
+                    }
+                } else if op < 4 || existing.is_empty() {
                     let detached = op == 0;
                     tx.send((name.clone(), Known::Unknown)).ok();
                     let out = if detached {
@@ -212,6 +261,9 @@ fn random_kills_lose_nothing_acknowledged() {
         for (name, k) in rx.try_iter() {
             model.insert(name, k);
         }
+        for (tag, k) in trx.try_iter() {
+            tag_model.insert(tag, k);
+        }
         d.spawn();
         assert_consistent(&d, &format!("kill {round} (seed {seed})"));
         for (name, k) in &model {
@@ -220,6 +272,19 @@ fn random_kills_lose_nothing_acknowledged() {
                 Known::Exists => assert!(s.is_some(), "kill {round} (seed {seed}): acknowledged container {name} is lost"),
                 Known::Gone => assert!(s.is_none(), "kill {round} (seed {seed}): container {name} was removed but is listed"),
                 Known::Unknown => {}
+            }
+        }
+        let listed = d.image_tags();
+        for (tag, k) in &tag_model {
+            match k {
+                Known::Exists => assert!(listed.contains(tag), "kill {round} (seed {seed}): acknowledged tag {tag} is lost"),
+                Known::Gone => assert!(!listed.contains(tag), "kill {round} (seed {seed}): removed tag {tag} is listed"),
+                Known::Unknown => {}
+            }
+        }
+        for (tag, k) in tag_model.iter_mut() {
+            if *k == Known::Unknown {
+                *k = if listed.contains(tag) { Known::Exists } else { Known::Gone };
             }
         }
         // Unknown outcomes are now known.
@@ -236,5 +301,9 @@ fn random_kills_lose_nothing_acknowledged() {
             }
         }
     }
-    eprintln!("torture: {kills} kills during {ops_total} operations, seed {seed}: nothing acknowledged lost, nothing left over");
+    eprintln!(
+        "torture: {kills} kills during {ops_total} operations ({} containers, {} image tags tracked), seed {seed}: nothing acknowledged lost, nothing left over",
+        model.len(),
+        tag_model.len()
+    );
 }
