@@ -8,6 +8,8 @@
 //! - [`archive`]: reading `docker save` archives and OCI image layouts from a tar file.
 //! - [`unpack`]: applying a layer tar to a directory, refusing entries that escape it and
 //!   translating whiteouts into overlayfs' form.
+//! - [`registry`]: the registry protocol as data: manifests, indexes, platforms, auth
+//!   challenges.
 //! - [`durable`]: the one place where files that must survive a power cut are written.
 //!
 //! Nothing here knows about the daemon: the engine stores what this crate parses.
@@ -17,6 +19,7 @@ pub mod config;
 pub mod digest;
 pub mod durable;
 pub mod reference;
+pub mod registry;
 pub mod unpack;
 
 pub use config::ImageConfig;
