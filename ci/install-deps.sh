@@ -10,6 +10,7 @@ command -v python3 >/dev/null || need+=(python3)
 command -v file >/dev/null || need+=(file)
 command -v curl >/dev/null || need+=(curl)
 command -v skopeo >/dev/null || need+=(skopeo)
+command -v docker-registry >/dev/null || need+=(docker-registry)
 command -v docker >/dev/null || need+=(docker.io)
 
 if [ ${#need[@]} -gt 0 ]; then

@@ -214,6 +214,16 @@ impl ArchiveIndex {
 
 type Raw<'a> = BufReader<io::Take<&'a File>>;
 
+/// A layer blob's uncompressed stream.
+pub fn decompressed<R: Read + Send + 'static>(r: R, c: crate::registry::manifest::Compression) -> Result<Box<dyn Read + Send>> {
+    use crate::registry::manifest::Compression;
+    Ok(match c {
+        Compression::None => Box::new(r),
+        Compression::Gzip => Box::new(flate2::read::GzDecoder::new(r)),
+        Compression::Zstd => Box::new(ruzstd::decoding::StreamingDecoder::new(r).map_err(|e| anyhow::anyhow!("zstd stream: {e}"))?),
+    })
+}
+
 /// Opens a tar file that may be gzip-compressed (told by its magic bytes), for reading it
 /// uncompressed: what `import` takes.
 pub fn open_tar_file(path: &Path) -> Result<Box<dyn Read + Send>> {

@@ -34,6 +34,11 @@ impl Digest {
         &self.hex()[..12]
     }
 
+    /// The digest a finished sha256 hasher computed.
+    pub fn from_sha256(hasher: Sha256) -> Self {
+        Self::from_sha(hasher)
+    }
+
     fn from_sha(hasher: Sha256) -> Self {
         Digest(format!("sha256:{}", hex::encode(hasher.finalize())))
     }

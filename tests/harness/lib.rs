@@ -437,10 +437,16 @@ impl Drop for Daemon {
 /// A docker-archive tar with one image made of `layers` (uncompressed tars, bottom first),
 /// tagged `tag`: for feeding the daemon layers an attacker made.
 pub fn docker_archive_layers(layers: &[&[u8]], tag: &str) -> Vec<u8> {
+    docker_archive_for(layers, tag, "amd64")
+}
+
+/// [`docker_archive_layers`] for another architecture (the config says so; the content is
+/// whatever the layers hold).
+pub fn docker_archive_for(layers: &[&[u8]], tag: &str, arch: &str) -> Vec<u8> {
     use sha2::{Digest, Sha256};
     let diff_ids: Vec<String> = layers.iter().map(|l| format!("sha256:{}", hex::encode(Sha256::digest(l)))).collect();
     let config = serde_json::json!({
-        "architecture": "amd64", "os": "linux", "config": {"Cmd": ["sh"]},
+        "architecture": arch, "os": "linux", "config": {"Cmd": ["sh"]},
         "rootfs": {"type": "layers", "diff_ids": diff_ids},
     })
     .to_string();
@@ -484,4 +490,96 @@ pub fn raw_layer(entries: &[(&str, tar::EntryType, &str, &[u8])]) -> Vec<u8> {
         b.append(&h, *data).unwrap();
     }
     b.into_inner().unwrap()
+}
+
+/// Debian's `docker-registry` on 127.0.0.1 with a free port and storage of its own; stopped
+/// and removed on drop.
+pub struct Registry {
+    pub port: u16,
+    dir: PathBuf,
+    child: Child,
+}
+
+impl Registry {
+    pub fn start() -> Option<Self> {
+        if Command::new("docker-registry").arg("--version").output().is_err() {
+            eprintln!("skipped: docker-registry is not installed (ci/install-deps.sh installs it)");
+            return None;
+        }
+        let dir = scratch_root();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let config = format!(
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            dir.join("data").display()
+        );
+        std::fs::write(dir.join("config.yml"), config).unwrap();
+        let log = std::fs::File::create(dir.join("registry.log")).unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(dir.join("config.yml"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("starting docker-registry");
+        let r = Registry { port, dir, child };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+                let _ = s.write_all(b"GET /v2/ HTTP/1.0\r\n\r\n");
+                let mut buf = [0u8; 12];
+                if s.read_exact(&mut buf).is_ok() && buf.starts_with(b"HTTP/1.0 200") {
+                    return Some(r);
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("docker-registry did not come up: {}", std::fs::read_to_string(r.dir.join("registry.log")).unwrap_or_default());
+    }
+
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Pushes a docker-archive tar as `name` (repo:tag) with skopeo.
+    pub fn push_archive(&self, archive: &Path, name: &str) {
+        let out = Command::new("skopeo")
+            .args(["copy", "--quiet", "--dest-tls-verify=false"])
+            .arg(format!("docker-archive:{}", archive.display()))
+            .arg(format!("docker://{}/{name}", self.host()))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "skopeo push failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// One raw HTTP request to the registry: (status, headers, body).
+    pub fn http(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, String, Vec<u8>) {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        let mut req =
+            format!("{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: {}\r\n", self.host(), body.len());
+        for (k, v) in headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        req.push_str("\r\n");
+        s.write_all(req.as_bytes()).unwrap();
+        s.write_all(body).unwrap();
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw).unwrap();
+        let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+        let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+        let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+        let mut body = raw[split + 4..].to_vec();
+        if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+            body = dechunk(&body);
+        }
+        (status, head, body)
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }

@@ -142,11 +142,38 @@ pub async fn load(ctx: &Ctx, req: Request<Incoming>) -> ApiResult {
     Ok(hyper::Response::builder().header("Content-Type", "application/json").body(body).unwrap())
 }
 
+/// `docker pull`: answered at once with a stream of Docker's progress lines; a failure ends
+/// the stream with an `errorDetail` line, as dockerd does once it has started streaming.
+fn pull(ctx: &Ctx, image: &str) -> ApiResult {
+    let reference: Reference = match ctx.q.get("tag").filter(|t| !t.is_empty()) {
+        Some(t) if t.starts_with("sha256:") => format!("{image}@{t}").parse(),
+        Some(t) => Reference::with_tag(image, t),
+        None => image.parse(),
+    }
+    .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let platform = match ctx.q.get("platform").filter(|p| !p.is_empty()) {
+        Some(p) => Some(p.parse().map_err(ApiError::bad_request)?),
+        None => None,
+    };
+    let opts = crate::images::PullOptions { platform, insecure: ctx.d.cfg.insecure_registries.clone() };
+    let (tx, body) = super::body::channel();
+    let images = ctx.d.images.clone();
+    tokio::spawn(async move {
+        let progress = crate::images::Progress(tx.clone());
+        if let Err(e) = images.pull(&reference, &opts, &progress).await {
+            tracing::warn!(image = %reference.familiar(), "pull failed: {e:#}");
+            let msg = format!("{e:#}");
+            let _ = tx.send(message_line(json!({"errorDetail": {"message": msg}, "error": msg}))).await;
+        }
+    });
+    Ok(hyper::Response::builder().header("Content-Type", "application/json").body(body).unwrap())
+}
+
 /// `POST /images/create`: `fromSrc` imports a root filesystem tar; `fromImage` (pull)
 /// comes with the registry work.
 pub async fn create(ctx: &Ctx, req: Request<Incoming>) -> ApiResult {
     if let Some(image) = ctx.q.get("fromImage").filter(|s| !s.is_empty()) {
-        return Err(ApiError::not_implemented(format!("pulling images from a registry (pull {image})")));
+        return pull(ctx, image);
     }
     let src = ctx.q.get("fromSrc").unwrap_or("");
     if src != "-" {

@@ -247,9 +247,10 @@ pub async fn dispatch(client: &Client, cmd: Command) -> Result<i32> {
             table(&rows);
             Ok(0)
         }
+        Command::Pull { platform, quiet, image } => pull(client, &image, platform.as_deref(), quiet, false).await,
         Command::Load { input, quiet } => {
             let resp = client.upload(&format!("/images/load?quiet={}", quiet as u8), &input, "application/x-tar").await?;
-            print_messages(resp, quiet).await
+            print_messages(resp, quiet, false).await
         }
         Command::Import { file, reference, change, message } => {
             let mut path = "/images/create?fromSrc=-".to_string();
@@ -263,7 +264,7 @@ pub async fn dispatch(client: &Client, cmd: Command) -> Result<i32> {
                 path.push_str(&format!("&message={}", enc(&m)));
             }
             let resp = client.upload(&path, &file, "application/x-tar").await?;
-            print_messages(resp, false).await
+            print_messages(resp, false, false).await
         }
         Command::Tag { source, target } => {
             let (repo, tag) = match target.rsplit_once(':') {
@@ -380,8 +381,34 @@ async fn stop_or_restart(client: &Client, verb: &str, a: super::StopArgs) -> Res
         .await
 }
 
+/// `pull`, also used by `run`/`create` when the image is missing. Progress lines go to stdout,
+/// or to stderr with `to_stderr`, so `run -d` keeps printing only the id on stdout.
+pub async fn pull(client: &Client, image: &str, platform: Option<&str>, quiet: bool, to_stderr: bool) -> Result<i32> {
+    let (name, tag) = match image.rsplit_once(':') {
+        Some((n, t)) if !t.contains('/') => (n.to_string(), t.to_string()),
+        _ => (image.to_string(), String::new()),
+    };
+    let (name, tag) = match name.split_once('@') {
+        Some((n, d)) => (n.to_string(), d.to_string()),
+        None => (name, tag),
+    };
+    let mut path = format!("/images/create?fromImage={}&tag={}", enc(&name), enc(&tag));
+    if let Some(p) = platform {
+        path.push_str(&format!("&platform={}", enc(p)));
+    }
+    let resp = client.call(Method::POST, &path, None).await?;
+    print_messages(resp, quiet, to_stderr).await
+}
+
 /// Prints Docker's JSON message stream (`stream`, `status`, `error`); 1 if it carried an error.
-async fn print_messages(resp: hyper::Response<hyper::body::Incoming>, quiet: bool) -> Result<i32> {
+async fn print_messages(resp: hyper::Response<hyper::body::Incoming>, quiet: bool, to_stderr: bool) -> Result<i32> {
+    let out = |s: &str| {
+        if to_stderr {
+            eprint!("{s}")
+        } else {
+            print!("{s}")
+        }
+    };
     use tokio::io::AsyncBufReadExt;
     let mut lines = tokio::io::BufReader::new(body_reader(resp)).lines();
     let mut code = 0;
@@ -391,12 +418,13 @@ async fn print_messages(resp: hyper::Response<hyper::body::Incoming>, quiet: boo
             eprintln!("Error: {e}");
             code = 1;
         } else if let Some(s) = v["stream"].as_str() {
-            print!("{s}");
+            out(s);
         } else if let Some(s) = v["status"].as_str() {
-            if !quiet {
+            // Byte counts are for terminals that redraw; a line per chunk is noise.
+            if !quiet && s != "Downloading" {
                 match v["id"].as_str() {
-                    Some(id) => println!("{id}: {s}"),
-                    None => println!("{s}"),
+                    Some(id) => out(&format!("{id}: {s}\n")),
+                    None => out(&format!("{s}\n")),
                 }
             }
         }

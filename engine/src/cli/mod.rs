@@ -123,6 +123,16 @@ pub enum Command {
         filter: Vec<String>,
         repository: Option<String>,
     },
+    /// Download an image from a registry
+    Pull {
+        /// Platform to pull from a multi-arch image (os/arch[/variant])
+        #[arg(long)]
+        platform: Option<String>,
+        /// Less output
+        #[arg(short = 'q', long)]
+        quiet: bool,
+        image: String,
+    },
     /// Load images from a tar archive (docker save or OCI layout)
     Load {
         #[arg(short = 'i', long = "input", default_value = "-")]

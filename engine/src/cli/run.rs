@@ -156,17 +156,23 @@ async fn create(client: &Client, a: &CreateArgs) -> Result<String> {
     if let Some(n) = &a.name {
         path.push_str(&format!("?name={}", n));
     }
-    let resp = client.json(Method::POST, &path, Some(body(a)?)).await.map_err(|e| {
-        if let Some(f) = e.downcast_ref::<ApiFailure>() {
-            if f.status == StatusCode::NOT_FOUND && f.message.starts_with("No such image") {
-                return anyhow::anyhow!(
-                    "Unable to find image '{}' locally; load it first (berth load) — pulling comes with registry support.\n{e}",
-                    a.image
-                );
+    let body = body(a)?;
+    let resp = match client.json(Method::POST, &path, Some(body.clone())).await {
+        Ok(r) => r,
+        Err(e) => {
+            let missing =
+                e.downcast_ref::<ApiFailure>().is_some_and(|f| f.status == StatusCode::NOT_FOUND && f.message.starts_with("No such image"));
+            if !missing {
+                return Err(e);
             }
+            // As the docker CLI does: pull, then create again.
+            eprintln!("Unable to find image '{}' locally", a.image);
+            if super::commands::pull(client, &a.image, None, false, true).await? != 0 {
+                anyhow::bail!("pulling {} failed", a.image);
+            }
+            client.json(Method::POST, &path, Some(body)).await?
         }
-        e
-    })?;
+    };
     resp["Id"].as_str().map(String::from).context("the daemon answered create without an Id")
 }
 

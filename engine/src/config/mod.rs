@@ -26,6 +26,7 @@ pub struct FileConfig {
     pub default_runtime: Option<String>,
     pub runtimes: Option<BTreeMap<String, RuntimeEntry>>,
     pub exec_opts: Option<Vec<String>>,
+    pub insecure_registries: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -135,6 +136,8 @@ pub struct DaemonConfig {
     /// Default umask of container processes: 0027 (secure) unless `native.umask=normal`.
     pub umask: u32,
     pub config_file: Option<PathBuf>,
+    /// Registries reached over plain HTTP (loopback ones always are).
+    pub insecure_registries: Vec<String>,
 }
 
 /// Parses `native.umask=normal|secure`.
@@ -223,6 +226,7 @@ impl DaemonConfig {
             default_runtime,
             umask,
             config_file,
+            insecure_registries: file.insecure_registries.unwrap_or_default(),
         })
     }
 }

@@ -11,11 +11,14 @@ mod changes;
 mod delete;
 mod import;
 mod load;
+mod pull;
+pub mod transport;
 
 pub use changes::apply_changes;
 pub use delete::{Deleted, User as DeleteUser};
 pub use import::host_arch;
 pub use load::LoadProgress;
+pub use pull::{Progress, PullOptions};
 
 use crate::state::{Collection, Op, Record, Store};
 use crate::storage::Driver;
@@ -109,6 +112,7 @@ impl ImageStore {
         let tmp = data_root.join("tmp");
         std::fs::create_dir_all(&blobs).with_context(|| format!("creating {}", blobs.display()))?;
         std::fs::create_dir_all(&tmp)?;
+        pull::collect_stale_downloads(&tmp.join("pull"));
         let s = ImageStore {
             blobs,
             tmp,

@@ -1,0 +1,216 @@
+//! HTTP to a registry: one connection per request (a pull makes a handful), TLS through
+//! rustls with the system's roots, plain HTTP only for loopback and configured insecure
+//! registries, redirects followed (blob storage often lives elsewhere), and Docker's token
+//! flow: a 401 with a `Bearer` challenge is answered by fetching a token from its realm.
+
+use anyhow::{bail, Context, Result};
+use berth_images::registry::auth::{self, Challenge};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+const MAX_REDIRECTS: usize = 5;
+
+/// `scheme://host[:port]/path?query`, as much of a URL as a registry conversation needs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Url {
+    pub https: bool,
+    pub host: String,
+    pub path: String,
+}
+
+impl Url {
+    pub fn parse(s: &str) -> Result<Self> {
+        let (https, rest) = match s.split_once("://") {
+            Some(("https", r)) => (true, r),
+            Some(("http", r)) => (false, r),
+            _ => bail!("unsupported URL {s:?}"),
+        };
+        let (host, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, "/"),
+        };
+        anyhow::ensure!(!host.is_empty(), "URL {s:?} has no host");
+        Ok(Url { https, host: host.to_string(), path: path.to_string() })
+    }
+
+    fn authority(&self) -> String {
+        if self.host.contains(':') && !self.host.ends_with(']') {
+            self.host.clone()
+        } else {
+            format!("{}:{}", self.host, if self.https { 443 } else { 80 })
+        }
+    }
+
+    fn server_name(&self) -> String {
+        match self.host.rsplit_once(':') {
+            Some((h, p)) if p.bytes().all(|b| b.is_ascii_digit()) => h.trim_matches(['[', ']']).to_string(),
+            _ => self.host.clone(),
+        }
+    }
+
+    /// Resolves a `Location` header against this URL.
+    fn join(&self, location: &str) -> Result<Url> {
+        if location.contains("://") {
+            Url::parse(location)
+        } else if location.starts_with('/') {
+            Ok(Url { https: self.https, host: self.host.clone(), path: location.to_string() })
+        } else {
+            bail!("unsupported relative redirect {location:?}")
+        }
+    }
+}
+
+fn tls_config() -> Result<Arc<rustls::ClientConfig>> {
+    static CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
+    if let Some(c) = CONFIG.get() {
+        return Ok(c.clone());
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    let found = rustls_native_certs::load_native_certs();
+    for cert in found.certs {
+        let _ = roots.add(cert);
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("TLS configuration")?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(CONFIG.get_or_init(|| Arc::new(config)).clone())
+}
+
+/// One request on a new connection.
+async fn send(url: &Url, method: &str, headers: &[(&str, String)]) -> Result<Response<Incoming>> {
+    let tcp = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(url.authority()))
+        .await
+        .with_context(|| format!("connecting to {} timed out", url.host))?
+        .with_context(|| format!("connecting to {}", url.host))?;
+    let mut req = Request::builder()
+        .method(method)
+        .uri(&url.path)
+        .header("Host", &url.host)
+        .header("User-Agent", concat!("berth/", env!("CARGO_PKG_VERSION")));
+    for (k, v) in headers {
+        req = req.header(*k, v);
+    }
+    let req = req.body(Empty::<Bytes>::new())?;
+    if url.https {
+        let name = rustls::pki_types::ServerName::try_from(url.server_name()).context("invalid TLS server name")?;
+        let tls = tokio_rustls::TlsConnector::from(tls_config()?)
+            .connect(name, tcp)
+            .await
+            .with_context(|| format!("TLS handshake with {}", url.host))?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
+        tokio::spawn(conn);
+        Ok(sender.send_request(req).await?)
+    } else {
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
+        tokio::spawn(conn);
+        Ok(sender.send_request(req).await?)
+    }
+}
+
+/// A registry, with the token it was given.
+pub struct Registry {
+    base: Url,
+    token: Mutex<Option<String>>,
+}
+
+impl Registry {
+    /// `host` over HTTPS, or plain HTTP when `insecure`.
+    pub fn new(host: &str, insecure: bool) -> Self {
+        Registry { base: Url { https: !insecure, host: host.to_string(), path: "/".into() }, token: Mutex::new(None) }
+    }
+
+    pub fn host(&self) -> &str {
+        &self.base.host
+    }
+
+    /// GET `path` (under the registry), following redirects and the token challenge. A
+    /// status other than 2xx is an error naming it.
+    pub async fn get(&self, path: &str, extra: &[(&str, String)]) -> Result<Response<Incoming>> {
+        let mut url = Url { path: path.to_string(), ..self.base.clone() };
+        let mut authed = false;
+        for _ in 0..=MAX_REDIRECTS {
+            let mut headers: Vec<(&str, String)> = extra.to_vec();
+            // The token is for the registry, never for the storage a redirect points to.
+            if url.host == self.base.host {
+                if let Some(t) = self.token.lock().unwrap().clone() {
+                    headers.push(("Authorization", format!("Bearer {t}")));
+                }
+            }
+            let resp = send(&url, "GET", &headers).await?;
+            let status = resp.status();
+            if status.is_redirection() {
+                let loc = resp.headers().get("location").and_then(|l| l.to_str().ok()).context("redirect without Location")?.to_string();
+                url = url.join(&loc)?;
+                continue;
+            }
+            if status == StatusCode::UNAUTHORIZED && !authed {
+                let challenge = resp.headers().get("www-authenticate").and_then(|h| h.to_str().ok()).and_then(auth::parse);
+                match challenge {
+                    Some(Challenge::Bearer { realm, service, scope }) => {
+                        self.fetch_token(&realm, service.as_deref(), scope.as_deref()).await?;
+                        authed = true;
+                        continue;
+                    }
+                    Some(Challenge::Basic) => {
+                        bail!("{} asks for a login (Basic auth): registry login is not implemented in berth yet", self.base.host)
+                    }
+                    None => bail!("{} answered 401 without a usable challenge", self.base.host),
+                }
+            }
+            if !status.is_success() {
+                let body = resp.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                let text = String::from_utf8_lossy(&body[..body.len().min(300)]).trim().to_string();
+                bail!("{} answered {status} for {}: {text}", url.host, url.path);
+            }
+            return Ok(resp);
+        }
+        bail!("too many redirects fetching {path} from {}", self.base.host)
+    }
+
+    async fn fetch_token(&self, realm: &str, service: Option<&str>, scope: Option<&str>) -> Result<()> {
+        let mut url = Url::parse(realm).with_context(|| format!("token realm {realm:?}"))?;
+        let mut q = Vec::new();
+        if let Some(s) = service {
+            q.push(format!("service={}", crate::api::query::percent_encode(s)));
+        }
+        if let Some(s) = scope {
+            q.push(format!("scope={}", crate::api::query::percent_encode(s)));
+        }
+        if !q.is_empty() {
+            url.path = format!("{}{}{}", url.path, if url.path.contains('?') { "&" } else { "?" }, q.join("&"));
+        }
+        let resp = send(&url, "GET", &[]).await?;
+        anyhow::ensure!(resp.status().is_success(), "token request to {} answered {}", url.host, resp.status());
+        let body = http_body_util::Limited::new(resp.into_body(), 1 << 20).collect().await.map_err(|e| anyhow::anyhow!("{e}"))?.to_bytes();
+        let v: serde_json::Value = serde_json::from_slice(&body).context("token answer is not JSON")?;
+        let token = v["token"].as_str().or(v["access_token"].as_str()).context("token answer has no token")?;
+        *self.token.lock().unwrap() = Some(token.to_string());
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        let u = Url::parse("https://auth.example:8443/token?x=1").unwrap();
+        assert_eq!((u.https, u.host.as_str(), u.path.as_str()), (true, "auth.example:8443", "/token?x=1"));
+        assert_eq!(u.authority(), "auth.example:8443");
+        assert_eq!(u.server_name(), "auth.example");
+        assert_eq!(Url::parse("http://127.0.0.1").unwrap().authority(), "127.0.0.1:80");
+        assert_eq!(u.join("/v2/x").unwrap().host, "auth.example:8443");
+        assert_eq!(u.join("http://blobs/y").unwrap(), Url { https: false, host: "blobs".into(), path: "/y".into() });
+        assert!(Url::parse("ftp://x").is_err());
+    }
+}

@@ -1,0 +1,100 @@
+//! Pulling from a real registry (Debian's docker-registry on 127.0.0.1): the berth CLI, the
+//! docker CLI through berth, pull-on-missing in `run`, and the platform chosen from a
+//! multi-arch index.
+
+use berth_tests::{busybox_tar, docker_archive_for, raw_layer, require_root, Daemon, Registry};
+use tar::EntryType;
+
+#[test]
+fn pull_and_run_from_a_local_registry() {
+    require_root!();
+    let Some(reg) = Registry::start() else { return };
+    reg.push_archive(&busybox_tar(), "tools/busybox:1.0");
+    reg.push_archive(&busybox_tar(), "tools/busybox:docker");
+    let d = Daemon::start();
+    let image = format!("{}/tools/busybox:1.0", reg.host());
+
+    let out = d.berth(&["pull", &image]).ok();
+    assert!(out.stdout.contains("Pull complete") && out.stdout.contains("Status: Downloaded newer image"), "{}", out.stdout);
+    assert!(d.image_tags().contains(&image), "{:?}", d.image_tags());
+    assert_eq!(d.berth(&["run", "--rm", &image, "echo", "pulled"]).ok().stdout, "pulled\n");
+    let arch = d.berth(&["inspect", "-f", "{{.Architecture}}", &image]).ok().stdout;
+    assert_eq!(arch.trim(), "amd64");
+
+    // The same layer again under another tag: nothing is downloaded twice.
+    let out = d.docker(&["pull", &format!("{}/tools/busybox:docker", reg.host())]).ok();
+    assert!(out.stdout.contains("Already exists"), "{}", out.stdout);
+
+    // `run` of a missing image pulls it first, progress on stderr, output on stdout.
+    reg.push_archive(&busybox_tar(), "other/bb:2");
+    let out = d.berth(&["run", "--rm", &format!("{}/other/bb:2", reg.host()), "echo", "auto"]).ok();
+    assert_eq!(out.stdout, "auto\n");
+    assert!(out.stderr.contains("Unable to find image"), "{}", out.stderr);
+
+    // What does not exist: a clear error, nothing listed.
+    let out = d.berth(&["pull", &format!("{}/tools/nothing:1", reg.host())]);
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains("404") || out.stderr.to_lowercase().contains("unknown"), "{}", out.stderr);
+    assert!(d.inconsistencies().is_empty(), "{:?}", d.inconsistencies());
+}
+
+/// The manifest of `repo:tag` as pushed: (bytes, digest, media type).
+fn manifest_of(reg: &Registry, repo: &str, tag: &str) -> (Vec<u8>, String, String) {
+    let (status, head, body) = reg.http(
+        "GET",
+        &format!("/v2/{repo}/manifests/{tag}"),
+        &[("Accept", "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json")],
+        b"",
+    );
+    assert_eq!(status, 200, "{head}");
+    let find = |name: &str| {
+        head.lines()
+            .find_map(|l| l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.trim().to_string()))
+            .unwrap()
+    };
+    (body, find("Docker-Content-Digest"), find("Content-Type"))
+}
+
+#[test]
+fn the_platform_is_chosen_from_a_multi_arch_index() {
+    require_root!();
+    let Some(reg) = Registry::start() else { return };
+    let dir = berth_tests::scratch_root();
+    for arch in ["amd64", "arm64"] {
+        let layer = raw_layer(&[("arch", EntryType::Regular, "", arch.as_bytes())]);
+        let path = dir.join(format!("{arch}.tar"));
+        std::fs::write(&path, docker_archive_for(&[&layer], &format!("multi:{arch}"), arch)).unwrap();
+        reg.push_archive(&path, &format!("multi:{arch}"));
+    }
+    let entries: Vec<serde_json::Value> = ["amd64", "arm64"]
+        .iter()
+        .map(|arch| {
+            let (body, digest, media) = manifest_of(&reg, "multi", arch);
+            let mut p = serde_json::json!({"os": "linux", "architecture": arch});
+            if *arch == "arm64" {
+                p["variant"] = "v8".into();
+            }
+            serde_json::json!({"mediaType": media, "digest": digest, "size": body.len(), "platform": p})
+        })
+        .collect();
+    let list = serde_json::json!({"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.list.v2+json", "manifests": entries}).to_string();
+    let (status, head, _) = reg.http(
+        "PUT",
+        "/v2/multi/manifests/latest",
+        &[("Content-Type", "application/vnd.docker.distribution.manifest.list.v2+json")],
+        list.as_bytes(),
+    );
+    assert_eq!(status, 201, "{head}");
+
+    let d = Daemon::start();
+    let image = format!("{}/multi:latest", reg.host());
+    d.berth(&["pull", "--platform", "linux/arm64", &image]).ok();
+    assert_eq!(d.berth(&["inspect", "-f", "{{.Architecture}}", &image]).ok().stdout.trim(), "arm64");
+    d.berth(&["rmi", &image]).ok();
+    d.berth(&["pull", &image]).ok();
+    assert_eq!(d.berth(&["inspect", "-f", "{{.Architecture}}", &image]).ok().stdout.trim(), "amd64", "the host's platform is the default");
+    let out = d.berth(&["pull", "--platform", "linux/s390x", &image]);
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains("no matching manifest for linux/s390x"), "{}", out.stderr);
+    let _ = std::fs::remove_dir_all(&dir);
+}
