@@ -583,3 +583,130 @@ impl Drop for Registry {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// What the fault proxy does to large blob responses.
+#[derive(Clone, Copy, Debug)]
+pub enum Fault {
+    /// Forward everything.
+    None,
+    /// Close the connection after this many body bytes of the first large blob response.
+    CutAfter(usize),
+    /// Flip the body byte at this offset of every large blob response.
+    Flip(usize),
+    /// Forward large blob bodies slowly (bytes per 10 ms), for killing the daemon mid-pull.
+    Slow(usize),
+}
+
+/// One request the proxy saw: path, its Range header, body bytes forwarded.
+#[derive(Clone, Debug)]
+pub struct Seen {
+    pub path: String,
+    pub range: Option<String>,
+    pub body_bytes: usize,
+}
+
+/// A TCP proxy in front of a registry that injects [`Fault`]s into blob downloads.
+pub struct FaultProxy {
+    pub port: u16,
+    pub seen: std::sync::Arc<std::sync::Mutex<Vec<Seen>>>,
+}
+
+/// Blob responses at least this large count as layers (configs and manifests are smaller).
+const LARGE: usize = 64 * 1024;
+
+impl FaultProxy {
+    pub fn start(upstream: u16, fault: Fault) -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let cut_done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let seen2 = seen.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { break };
+                let (seen, cut_done) = (seen2.clone(), cut_done.clone());
+                std::thread::spawn(move || {
+                    let _ = proxy_one(client, upstream, fault, &seen, &cut_done);
+                });
+            }
+        });
+        FaultProxy { port, seen }
+    }
+
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+fn read_head(s: &mut std::net::TcpStream) -> std::io::Result<Vec<u8>> {
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if s.read(&mut b)? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        head.push(b[0]);
+    }
+    Ok(head)
+}
+
+fn proxy_one(
+    mut client: std::net::TcpStream,
+    upstream: u16,
+    fault: Fault,
+    seen: &std::sync::Mutex<Vec<Seen>>,
+    cut_done: &std::sync::atomic::AtomicBool,
+) -> std::io::Result<()> {
+    let head = read_head(&mut client)?;
+    let text = String::from_utf8_lossy(&head).into_owned();
+    let path = text.split(' ').nth(1).unwrap_or("").to_string();
+    let range =
+        text.lines().find_map(|l| l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case("range")).map(|(_, v)| v.trim().to_string()));
+    // One request per connection: ask the registry to close after it.
+    let head = text.replace("\r\n\r\n", "\r\nConnection: close\r\n\r\n").replacen("Connection: keep-alive\r\n", "", 1);
+    let mut up = std::net::TcpStream::connect(("127.0.0.1", upstream))?;
+    up.write_all(head.as_bytes())?;
+    let resp_head = read_head(&mut up)?;
+    let rh = String::from_utf8_lossy(&resp_head).to_ascii_lowercase();
+    let length: usize = rh.lines().find_map(|l| l.strip_prefix("content-length:").map(|v| v.trim().parse().unwrap_or(0))).unwrap_or(0);
+    client.write_all(&resp_head)?;
+    let large = path.contains("/blobs/") && length >= LARGE;
+    let mut sent = 0usize;
+    let mut buf = [0u8; 8192];
+    let result = loop {
+        let n = match up.read(&mut buf) {
+            Ok(0) => break Ok(()),
+            Ok(n) => n,
+            Err(e) => break Err(e),
+        };
+        let chunk = &mut buf[..n];
+        if large {
+            match fault {
+                Fault::CutAfter(limit) if !cut_done.load(std::sync::atomic::Ordering::SeqCst) && sent + n > limit => {
+                    let keep = limit - sent;
+                    let _ = client.write_all(&chunk[..keep]);
+                    sent += keep;
+                    cut_done.store(true, std::sync::atomic::Ordering::SeqCst);
+                    let _ = client.shutdown(std::net::Shutdown::Both);
+                    break Ok(());
+                }
+                Fault::Flip(at) if at >= sent && at < sent + n => chunk[at - sent] ^= 0x01,
+                Fault::Slow(per_tick) => {
+                    for part in chunk.chunks(per_tick.max(1)) {
+                        client.write_all(part)?;
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                    sent += n;
+                    continue;
+                }
+                _ => {}
+            }
+        }
+        if client.write_all(chunk).is_err() {
+            break Ok(());
+        }
+        sent += n;
+    };
+    seen.lock().unwrap().push(Seen { path, range, body_bytes: sent });
+    result
+}

@@ -98,3 +98,87 @@ fn the_platform_is_chosen_from_a_multi_arch_index() {
     assert!(out.stderr.contains("no matching manifest for linux/s390x"), "{}", out.stderr);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+fn layer_blob_requests(p: &berth_tests::FaultProxy) -> Vec<berth_tests::Seen> {
+    p.seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|s| s.path.contains("/blobs/") && s.body_bytes >= 1 && (s.range.is_some() || s.body_bytes > 64 * 1024))
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn a_cut_download_resumes_and_a_flipped_byte_is_refused() {
+    require_root!();
+    let Some(reg) = Registry::start() else { return };
+    reg.push_archive(&busybox_tar(), "net/busybox:cut");
+    let d = Daemon::start();
+
+    // The connection drops after 200 KiB of the layer: the pull continues from there.
+    let cut = berth_tests::FaultProxy::start(reg.port, berth_tests::Fault::CutAfter(200 * 1024));
+    let image = format!("{}/net/busybox:cut", cut.host());
+    d.berth(&["pull", &image]).ok();
+    assert_eq!(d.berth(&["run", "--rm", &image, "echo", "resumed"]).ok().stdout, "resumed\n");
+    let reqs = layer_blob_requests(&cut);
+    assert!(reqs.len() >= 2, "{reqs:?}");
+    let first = &reqs[0];
+    let resumed = reqs.iter().find(|r| r.range.is_some()).unwrap_or_else(|| panic!("no ranged request after the cut: {reqs:?}"));
+    assert_eq!(first.body_bytes, 200 * 1024);
+    assert_eq!(resumed.range.as_deref(), Some("bytes=204800-"));
+    let layer_size = first.body_bytes + resumed.body_bytes;
+    assert!(resumed.body_bytes < layer_size, "the resumed request fetched the whole layer again");
+
+    // One flipped bit in the layer: the pull fails on its digest, nothing is listed.
+    let flip = berth_tests::FaultProxy::start(reg.port, berth_tests::Fault::Flip(100_000));
+    reg.push_archive(&busybox_tar(), "net/busybox:flip");
+    let d2 = Daemon::start();
+    let bad = format!("{}/net/busybox:flip", flip.host());
+    let out = d2.berth(&["pull", &bad]);
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains("failed verification"), "{}", out.stderr);
+    assert_eq!(d2.api("GET", "/images/json", None, b"").json(), serde_json::json!([]), "a corrupted pull left an image");
+    assert!(d2.inconsistencies().is_empty(), "{:?}", d2.inconsistencies());
+}
+
+#[test]
+fn a_daemon_killed_mid_pull_leaves_nothing_and_the_retry_resumes() {
+    require_root!();
+    let Some(reg) = Registry::start() else { return };
+    reg.push_archive(&busybox_tar(), "net/busybox:slow");
+    let slow = berth_tests::FaultProxy::start(reg.port, berth_tests::Fault::Slow(4096));
+    let mut d = Daemon::start();
+    let image = format!("{}/net/busybox:slow", slow.host());
+    let host = d.host();
+    let image2 = image.clone();
+    let puller = std::thread::spawn(move || {
+        std::process::Command::new(berth_tests::berth_bin()).args(["pull", &image2]).env("BERTH_HOST", host).output().unwrap()
+    });
+    // Wait until part of the layer has arrived, then kill the daemon.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let partial_dir = d.data_root().join("tmp/pull");
+    loop {
+        let got: u64 = std::fs::read_dir(&partial_dir)
+            .map(|r| r.filter_map(|e| e.ok()).map(|e| e.metadata().map(|m| m.len()).unwrap_or(0)).sum())
+            .unwrap_or(0);
+        if got > 100 * 1024 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the slow pull made no progress");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    d.kill9();
+    let _ = puller.join();
+    d.spawn();
+    assert_eq!(d.api("GET", "/images/json", None, b"").json(), serde_json::json!([]), "a half-pulled image (or <none>) is listed");
+    assert!(d.inconsistencies().is_empty(), "{:?}", d.inconsistencies());
+    // The retry goes straight to the registry and resumes from the partial download.
+    let direct = berth_tests::FaultProxy::start(reg.port, berth_tests::Fault::None);
+    let direct_image = format!("{}/net/busybox:slow", direct.host());
+    d.berth(&["pull", &direct_image]).ok();
+    let reqs = layer_blob_requests(&direct);
+    let layer = reqs.iter().find(|r| r.path.contains("/blobs/")).unwrap_or_else(|| panic!("{reqs:?}"));
+    assert!(layer.range.is_some(), "the retry did not resume: {reqs:?}");
+    assert_eq!(d.berth(&["run", "--rm", &direct_image, "echo", "complete"]).ok().stdout, "complete\n");
+}
