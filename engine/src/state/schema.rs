@@ -30,7 +30,8 @@ pub fn check(db: &Database, path: &Path) -> Result<u32> {
     };
     match stored {
         None => {
-            let tx = db.begin_write()?;
+            let mut tx = db.begin_write()?;
+            tx.set_two_phase_commit(true);
             tx.open_table(META)?.insert(KEY, SCHEMA.to_le_bytes().as_slice())?;
             tx.commit().context("writing the schema version")?;
             Ok(SCHEMA)
