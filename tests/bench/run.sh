@@ -20,6 +20,9 @@ if [ -z "$TARGET" ] && rustup target list --installed 2>/dev/null | grep -qx "$(
   TARGET="$(uname -m)-unknown-linux-musl"
 fi
 if [ -n "$TARGET" ]; then
+  # ring (rustls' crypto) compiles C and assembly: the host gcc builds its freestanding C for
+  # the x86_64 musl target.
+  export CC_x86_64_unknown_linux_musl="${CC_x86_64_unknown_linux_musl:-gcc}"
   cargo build --release --bins -q --target "$TARGET"
   BERTH="$PWD/target/$TARGET/release/berth"
 else
