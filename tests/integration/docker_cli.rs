@@ -195,3 +195,34 @@ fn oci_layouts_written_by_skopeo_load_and_run() {
     let b = d.docker(&["inspect", "-f", "{{json .RootFS.Layers}}", "busybox:latest"]).ok().stdout;
     assert_eq!(a, b);
 }
+
+#[test]
+fn history_prune_and_disk_usage() {
+    require_root!();
+    let d = Daemon::start();
+    d.load_busybox();
+    let history = d.docker(&["history", "busybox"]).ok().stdout;
+    assert!(history.contains("busybox-image.sh") && history.lines().count() >= 2, "{history}");
+
+    // A tag moved to another image leaves the first one dangling; prune removes only it.
+    for content in ["one", "two"] {
+        let layer = berth_tests::raw_layer(&[("f", tar::EntryType::Regular, "", content.as_bytes())]);
+        let r = d.api("POST", "/images/load", Some("application/x-tar"), &berth_tests::docker_archive(&layer, "moving:1"));
+        assert_eq!(r.status, 200);
+    }
+    let dangling = d.docker(&["images", "-q", "-f", "dangling=true"]).ok().stdout;
+    assert_eq!(dangling.lines().count(), 1, "{dangling}");
+    let out = d.docker(&["image", "prune", "-f"]).ok().stdout;
+    assert!(out.contains("deleted: sha256:"), "{out}");
+    assert_eq!(d.docker(&["images", "-q", "-f", "dangling=true"]).ok().stdout, "");
+    assert!(d.image_tags().contains(&"moving:1".to_string()) && d.image_tags().contains(&"busybox:latest".to_string()));
+
+    // Disk usage counts what a container wrote.
+    d.berth(&["run", "--name", "writer", "busybox", "dd", "if=/dev/zero", "of=/data.bin", "bs=1024", "count=100"]).ok();
+    let df = d.api("GET", "/system/df", None, b"").json();
+    let writer = df["Containers"].as_array().unwrap().iter().find(|c| c["Names"][0] == "/writer").unwrap().clone();
+    assert!(writer["SizeRw"].as_u64().unwrap() >= 100 * 1024, "{writer}");
+    assert!(df["LayersSize"].as_u64().unwrap() > 1_000_000, "{}", df["LayersSize"]);
+    let out = d.docker(&["system", "df"]).ok().stdout;
+    assert!(out.contains("Images") && out.contains("Containers"), "{out}");
+}

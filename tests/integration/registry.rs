@@ -21,6 +21,16 @@ fn pull_and_run_from_a_local_registry() {
     let arch = d.berth(&["inspect", "-f", "{{.Architecture}}", &image]).ok().stdout;
     assert_eq!(arch.trim(), "amd64");
 
+    // The manifest digest it was pulled by is recorded, and pulls by digest work.
+    let (_, manifest_digest, _) = manifest_of(&reg, "tools/busybox", "1.0");
+    let repo_digests = d.berth(&["inspect", "-f", "{{json .RepoDigests}}", &image]).ok().stdout;
+    assert!(repo_digests.contains(&format!("{}/tools/busybox@{manifest_digest}", reg.host())), "{repo_digests}");
+    let listed = d.docker(&["images", "--digests", "--format", "{{.Repository}} {{.Digest}}"]).ok().stdout;
+    assert!(listed.contains(&format!("{}/tools/busybox {manifest_digest}", reg.host())), "{listed}");
+    let by_digest = format!("{}/tools/busybox@{manifest_digest}", reg.host());
+    d.berth(&["pull", &by_digest]).ok();
+    assert_eq!(d.berth(&["run", "--rm", &by_digest, "echo", "by-digest"]).ok().stdout, "by-digest\n");
+
     // The same layer again under another tag: nothing is downloaded twice.
     let out = d.docker(&["pull", &format!("{}/tools/busybox:docker", reg.host())]).ok();
     assert!(out.stdout.contains("Already exists"), "{}", out.stdout);

@@ -29,8 +29,9 @@ pub fn list(ctx: &Ctx) -> ApiResult {
         out.push(json!({
             "Id": img.id,
             "ParentId": "",
-            "RepoTags": if tags.is_empty() { json!(["<none>:<none>"]) } else { json!(tags) },
-            "RepoDigests": [],
+            // Untagged: an empty list (API >= 1.25); older daemons said "<none>:<none>".
+            "RepoTags": tags,
+            "RepoDigests": ctx.d.images.digests_of(&img.id),
             "Created": crate::util::time::unix(&img.created),
             "Size": img.size,
             "VirtualSize": img.size,
@@ -49,7 +50,7 @@ pub fn inspect(ctx: &Ctx, name: &str) -> ApiResult {
     json(&json!({
         "Id": img.id,
         "RepoTags": ctx.d.images.tags_of(&img.id),
-        "RepoDigests": [],
+        "RepoDigests": ctx.d.images.digests_of(&img.id),
         "Parent": "",
         "Comment": config.history.last().and_then(|h| h.comment.clone()).unwrap_or_default(),
         "Created": img.created,
@@ -65,6 +66,68 @@ pub fn inspect(ctx: &Ctx, name: &str) -> ApiResult {
         "RootFS": {"Type": "layers", "Layers": config.rootfs.diff_ids},
         "Metadata": {"LastTagTime": img.last_tag_time.unwrap_or_else(|| crate::util::time::ZERO.into())},
     }))
+}
+
+/// `docker history`: the config's history, newest first, each entry that made a layer with
+/// that layer's size.
+pub fn history(ctx: &Ctx, name: &str) -> ApiResult {
+    let img = ctx.d.images.resolve(name)?;
+    let config = ctx.d.images.config(&img.id)?;
+    let sizes = ctx.d.images.layer_sizes(&img)?;
+    let mut layer = 0;
+    let mut out = Vec::new();
+    for h in &config.history {
+        let size = if h.empty_layer {
+            0
+        } else {
+            layer += 1;
+            sizes.get(layer - 1).copied().unwrap_or(0)
+        };
+        out.push(json!({
+            "Id": "<missing>",
+            "Created": h.created.as_deref().map(crate::util::time::unix).unwrap_or(0),
+            "CreatedBy": h.created_by.clone().unwrap_or_default(),
+            "Tags": null,
+            "Size": size,
+            "Comment": h.comment.clone().unwrap_or_default(),
+        }));
+    }
+    out.reverse();
+    if let Some(top) = out.first_mut() {
+        top["Id"] = json!(img.id);
+        top["Tags"] = json!(ctx.d.images.tags_of(&img.id));
+    }
+    json(&out)
+}
+
+/// `docker image prune`: dangling images (with `dangling=false`, every image) no container
+/// uses.
+pub fn prune(ctx: &Ctx) -> ApiResult {
+    let filters = ctx.q.filters()?;
+    let only_dangling = filters.get("dangling").and_then(|v| v.first()).is_none_or(|v| v == "true" || v == "1");
+    let (users, layers) = ctx.d.containers.image_users();
+    let mut deleted = Vec::new();
+    let mut reclaimed = 0u64;
+    for img in ctx.d.images.list() {
+        if users.contains_key(&img.id) || (only_dangling && !ctx.d.images.tags_of(&img.id).is_empty()) {
+            continue;
+        }
+        match ctx.d.images.delete(img.id.as_str(), true, &|_| None, &layers) {
+            Ok(items) => {
+                for i in items {
+                    deleted.push(match i {
+                        Deleted::Untagged(t) => json!({"Untagged": t}),
+                        Deleted::Deleted(id) => {
+                            reclaimed += img.size;
+                            json!({"Deleted": id})
+                        }
+                    });
+                }
+            }
+            Err(e) => tracing::warn!(image = %img.id.short(), "prune: {e:#}"),
+        }
+    }
+    json(&json!({"ImagesDeleted": deleted, "SpaceReclaimed": reclaimed}))
 }
 
 pub fn tag(ctx: &Ctx, name: &str) -> ApiResult {

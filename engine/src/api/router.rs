@@ -92,7 +92,10 @@ async fn dispatch(ctx: &Ctx, method: &Method, segs: &[&str], req: Request<Incomi
         (&M::GET, ["images", "json"]) => images::list(ctx),
         (&M::POST, ["images", "load"]) => images::load(ctx, req).await,
         (&M::POST, ["images", "create"]) => images::create(ctx, req).await,
+        (&M::POST, ["images", "prune"]) => images::prune(ctx),
+        (&M::GET, ["system", "df"]) => system::df(ctx),
         (&M::GET, ["images", name @ .., "json"]) if !name.is_empty() => images::inspect(ctx, &name.join("/")),
+        (&M::GET, ["images", name @ .., "history"]) if !name.is_empty() => images::history(ctx, &name.join("/")),
         (&M::POST, ["images", name @ .., "tag"]) if !name.is_empty() => images::tag(ctx, &name.join("/")),
         (&M::DELETE, ["images", name @ ..]) if !name.is_empty() => images::remove(ctx, &name.join("/")),
 

@@ -62,6 +62,45 @@ fn mem_total() -> u64 {
         .unwrap_or(0)
 }
 
+/// `docker system df`: what images and containers take. Volumes and the build cache do not
+/// exist yet: empty lists.
+pub fn df(ctx: &Ctx) -> ApiResult {
+    let d = &ctx.d;
+    let (users, _) = d.containers.image_users();
+    let images: Vec<serde_json::Value> = d
+        .images
+        .list()
+        .iter()
+        .map(|i| {
+            json!({
+                "Id": i.id, "ParentId": "", "RepoTags": d.images.tags_of(&i.id), "RepoDigests": d.images.digests_of(&i.id),
+                "Created": crate::util::time::unix(&i.created), "Size": i.size, "SharedSize": -1, "VirtualSize": i.size,
+                "Labels": {}, "Containers": users.keys().filter(|k| **k == i.id).count(),
+            })
+        })
+        .collect();
+    let containers: Vec<serde_json::Value> = d
+        .containers
+        .list()
+        .iter()
+        .map(|c| {
+            json!({
+                "Id": c.id, "Names": [format!("/{}", c.name)], "Image": c.image_name, "ImageID": c.image_id,
+                "Command": c.path, "Created": crate::util::time::unix(&c.created), "State": c.state.name(),
+                "Status": c.state.describe(c.started_at.as_deref(), c.finished_at.as_deref()), "SizeRw": d.driver.container_rw_size(&c.id),
+                "Labels": c.config.labels.clone().unwrap_or_default(), "Mounts": [],
+            })
+        })
+        .collect();
+    json(&json!({
+        "LayersSize": d.images.layers_size().map_err(anyhow::Error::from)?,
+        "Images": images,
+        "Containers": containers,
+        "Volumes": [],
+        "BuildCache": [],
+    }))
+}
+
 pub async fn info(ctx: &Ctx) -> ApiResult {
     let d = &ctx.d;
     let (all, running, stopped) = d.containers.counts();

@@ -210,7 +210,7 @@ pub async fn dispatch(client: &Client, cmd: Command) -> Result<i32> {
             }
             Ok(code)
         }
-        Command::Images { all: _, quiet, no_trunc, filter, repository } => {
+        Command::Images { all: _, quiet, no_trunc, digests, filter, repository } => {
             let mut f = filter;
             if let Some(r) = repository {
                 f.push(format!("reference={r}"));
@@ -230,18 +230,35 @@ pub async fn dispatch(client: &Client, cmd: Command) -> Result<i32> {
                 }
                 return Ok(0);
             }
-            let mut rows = vec![["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"].map(String::from).to_vec()];
+            let mut head = vec!["REPOSITORY", "TAG"];
+            if digests {
+                head.push("DIGEST");
+            }
+            head.extend(["IMAGE ID", "CREATED", "SIZE"]);
+            let mut rows = vec![head.into_iter().map(String::from).collect::<Vec<_>>()];
             for i in &list {
-                for t in i["RepoTags"].as_array().cloned().unwrap_or_default() {
+                let mut names = i["RepoTags"].as_array().cloned().unwrap_or_default();
+                if names.is_empty() {
+                    names.push(Value::String("<none>:<none>".into()));
+                }
+                for t in names {
                     let t = t.as_str().unwrap_or("<none>:<none>");
                     let (repo, tag) = t.rsplit_once(':').unwrap_or((t, "<none>"));
-                    rows.push(vec![
-                        repo.to_string(),
-                        tag.to_string(),
+                    let mut row = vec![repo.to_string(), tag.to_string()];
+                    if digests {
+                        let d = i["RepoDigests"]
+                            .as_array()
+                            .and_then(|a| a.iter().filter_map(|d| d.as_str()).find(|d| d.starts_with(&format!("{repo}@"))))
+                            .and_then(|d| d.split_once('@').map(|(_, d)| d.to_string()))
+                            .unwrap_or_else(|| "<none>".into());
+                        row.push(d);
+                    }
+                    row.extend([
                         short(i["Id"].as_str().unwrap_or("")),
                         ago(i["Created"].as_i64().unwrap_or(0)),
                         human_size(i["Size"].as_u64().unwrap_or(0)),
                     ]);
+                    rows.push(row);
                 }
             }
             table(&rows);
@@ -298,6 +315,70 @@ pub async fn dispatch(client: &Client, cmd: Command) -> Result<i32> {
                 }
             }
             Ok(code)
+        }
+        Command::History { no_trunc, quiet, image } => {
+            let list = client.json(Method::GET, &format!("/images/{}/history", enc(&image)), None).await?;
+            let list = list.as_array().cloned().unwrap_or_default();
+            let mut rows = vec![["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"].map(String::from).to_vec()];
+            for h in &list {
+                let id = h["Id"].as_str().unwrap_or("<missing>");
+                let id = if id.starts_with("sha256:") && !no_trunc { id[7..19].to_string() } else { id.to_string() };
+                if quiet {
+                    println!("{id}");
+                    continue;
+                }
+                let by = h["CreatedBy"].as_str().unwrap_or("");
+                rows.push(vec![
+                    id,
+                    ago(h["Created"].as_i64().unwrap_or(0)),
+                    if no_trunc { by.to_string() } else { trunc(by, 45) },
+                    human_size(h["Size"].as_u64().unwrap_or(0)),
+                    h["Comment"].as_str().unwrap_or("").to_string(),
+                ]);
+            }
+            if !quiet {
+                table(&rows);
+            }
+            Ok(0)
+        }
+        Command::Image { command: super::ImageCommand::Prune { all, force: _ } } => {
+            let f = if all { "%7B%22dangling%22%3A%5B%22false%22%5D%7D" } else { "%7B%22dangling%22%3A%5B%22true%22%5D%7D" };
+            let v = client.json(Method::POST, &format!("/images/prune?filters={f}"), None).await?;
+            for item in v["ImagesDeleted"].as_array().cloned().unwrap_or_default() {
+                if let Some(t) = item["Untagged"].as_str() {
+                    println!("untagged: {t}");
+                }
+                if let Some(d) = item["Deleted"].as_str() {
+                    println!("deleted: {d}");
+                }
+            }
+            println!("Total reclaimed space: {}", human_size(v["SpaceReclaimed"].as_u64().unwrap_or(0)));
+            Ok(0)
+        }
+        Command::System { command: super::SystemCommand::Df } => {
+            let v = client.json(Method::GET, "/system/df", None).await?;
+            let images = v["Images"].as_array().cloned().unwrap_or_default();
+            let containers = v["Containers"].as_array().cloned().unwrap_or_default();
+            let active_images = images.iter().filter(|i| i["Containers"].as_u64().unwrap_or(0) > 0).count();
+            let running = containers.iter().filter(|c| c["State"] == "running").count();
+            table(&[
+                ["TYPE", "TOTAL", "ACTIVE", "SIZE"].map(String::from).to_vec(),
+                vec![
+                    "Images".into(),
+                    images.len().to_string(),
+                    active_images.to_string(),
+                    human_size(v["LayersSize"].as_u64().unwrap_or(0)),
+                ],
+                vec![
+                    "Containers".into(),
+                    containers.len().to_string(),
+                    running.to_string(),
+                    human_size(containers.iter().map(|c| c["SizeRw"].as_u64().unwrap_or(0)).sum()),
+                ],
+                vec!["Local Volumes".into(), "0".into(), "0".into(), human_size(0)],
+                vec!["Build Cache".into(), "0".into(), "0".into(), human_size(0)],
+            ]);
+            Ok(0)
         }
         Command::Version => {
             println!(
@@ -362,7 +443,11 @@ pub async fn dispatch(client: &Client, cmd: Command) -> Result<i32> {
             );
             Ok(0)
         }
-        Command::Daemon(_) | Command::Monitor { .. } | Command::Run(_) | Command::Create(_) | Command::System { .. } => {
+        Command::Daemon(_)
+        | Command::Monitor { .. }
+        | Command::Run(_)
+        | Command::Create(_)
+        | Command::System { command: super::SystemCommand::Check { .. } } => {
             unreachable!("dispatched by main")
         }
     }
@@ -384,13 +469,13 @@ async fn stop_or_restart(client: &Client, verb: &str, a: super::StopArgs) -> Res
 /// `pull`, also used by `run`/`create` when the image is missing. Progress lines go to stdout,
 /// or to stderr with `to_stderr`, so `run -d` keeps printing only the id on stdout.
 pub async fn pull(client: &Client, image: &str, platform: Option<&str>, quiet: bool, to_stderr: bool) -> Result<i32> {
-    let (name, tag) = match image.rsplit_once(':') {
-        Some((n, t)) if !t.contains('/') => (n.to_string(), t.to_string()),
-        _ => (image.to_string(), String::new()),
-    };
-    let (name, tag) = match name.split_once('@') {
+    // `repo@sha256:...` first: the digest holds a ':' of its own.
+    let (name, tag) = match image.split_once('@') {
         Some((n, d)) => (n.to_string(), d.to_string()),
-        None => (name, tag),
+        None => match image.rsplit_once(':') {
+            Some((n, t)) if !t.contains('/') => (n.to_string(), t.to_string()),
+            _ => (image.to_string(), String::new()),
+        },
     };
     let mut path = format!("/images/create?fromImage={}&tag={}", enc(&name), enc(&tag));
     if let Some(p) = platform {

@@ -119,9 +119,25 @@ pub enum Command {
         quiet: bool,
         #[arg(long = "no-trunc")]
         no_trunc: bool,
+        /// Show digests
+        #[arg(long)]
+        digests: bool,
         #[arg(short = 'f', long = "filter")]
         filter: Vec<String>,
         repository: Option<String>,
+    },
+    /// Show the history of an image
+    History {
+        #[arg(long = "no-trunc")]
+        no_trunc: bool,
+        #[arg(short = 'q', long)]
+        quiet: bool,
+        image: String,
+    },
+    /// Manage images
+    Image {
+        #[command(subcommand)]
+        command: ImageCommand,
     },
     /// Download an image from a registry
     Pull {
@@ -172,7 +188,21 @@ pub enum Command {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// Remove unused images (dangling ones; all unused with -a)
+    Prune {
+        #[arg(short = 'a', long)]
+        all: bool,
+        /// Do not ask (berth never asks; accepted for docker compatibility)
+        #[arg(short = 'f', long)]
+        force: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum SystemCommand {
+    /// Show disk usage
+    Df,
     /// Check the state store offline (stop the daemon first)
     Check {
         /// Run the start-up recovery, clearing a salvage mark, then check again

@@ -34,7 +34,9 @@ impl ImageStore {
         let by_ref: Option<Reference> = name.parse::<Reference>().ok().filter(|r| {
             self.index.lock().unwrap().refs.get(r) == Some(&img.id) && !name.starts_with("sha256:") && !img.id.hex().starts_with(name)
         });
-        let tags: Vec<Reference> = self.index.lock().unwrap().refs.iter().filter(|(_, d)| **d == img.id).map(|(r, _)| r.clone()).collect();
+        // Names of the image: tags decide whether it goes; digest references go with the last tag.
+        let names: Vec<Reference> = self.index.lock().unwrap().refs.iter().filter(|(_, d)| **d == img.id).map(|(r, _)| r.clone()).collect();
+        let tags: Vec<Reference> = names.iter().filter(|r| r.tag().is_some()).cloned().collect();
         let user = users(&img.id);
         let mut out = Vec::new();
 
@@ -68,7 +70,7 @@ impl ImageStore {
                 untag(&[r], &mut out)?;
                 return Ok(out);
             }
-            untag(&[r], &mut out)?;
+            untag(&names, &mut out)?;
         } else {
             if let Some(u) = &user {
                 let how = if u.running {
@@ -84,7 +86,7 @@ impl ImageStore {
                     ))
                     .into());
                 }
-                untag(&tags, &mut out)?;
+                untag(&names, &mut out)?;
                 return Ok(out);
             }
             if tags.len() > 1 && !force {
@@ -94,7 +96,7 @@ impl ImageStore {
                 ))
                 .into());
             }
-            untag(&tags, &mut out)?;
+            untag(&names, &mut out)?;
         }
 
         // Nothing names or uses it any more. One commit drops the image record and the

@@ -178,7 +178,13 @@ impl ImageStore {
     /// The tags of an image, as Docker prints them.
     pub fn tags_of(&self, id: &Digest) -> Vec<String> {
         let index = self.index.lock().unwrap();
-        index.refs.iter().filter(|(_, d)| *d == id).map(|(r, _)| r.familiar()).collect()
+        index.refs.iter().filter(|(r, d)| *d == id && r.tag().is_some()).map(|(r, _)| r.familiar()).collect()
+    }
+
+    /// `repo@sha256:...` names of an image (the manifests it was pulled by).
+    pub fn digests_of(&self, id: &Digest) -> Vec<String> {
+        let index = self.index.lock().unwrap();
+        index.refs.iter().filter(|(r, d)| *d == id && r.tag().is_none()).map(|(r, _)| r.familiar()).collect()
     }
 
     pub fn list(&self) -> Vec<ImageRecord> {
@@ -322,6 +328,16 @@ impl ImageStore {
             }
             other => anyhow::bail!("not an image operation: {other:?}"),
         }
+    }
+
+    /// The size of each of an image's layers, bottom first.
+    pub fn layer_sizes(&self, img: &ImageRecord) -> Result<Vec<u64>> {
+        img.layers.iter().map(|c| Ok(self.layers.get(c.hex())?.map(|l| l.size).unwrap_or(0))).collect()
+    }
+
+    /// Bytes of all layers on disk (each counted once).
+    pub fn layers_size(&self) -> Result<u64> {
+        Ok(self.layers.list()?.iter().map(|(_, l)| l.size).sum())
     }
 
     /// Chain ids of every recorded layer.

@@ -216,7 +216,12 @@ impl ImageStore {
 
         // Unpack and commit, off the reactor.
         let this = self.clone();
-        let tags: Vec<Reference> = if reference.digest().is_none() { vec![reference.clone()] } else { vec![] };
+        // The tag asked for, and the manifest digest it was pulled by (RepoDigests).
+        let by_digest: Reference = format!("{}@{digest}", reference.repository()).parse()?;
+        let mut tags = vec![by_digest];
+        if reference.digest().is_none() {
+            tags.push(reference.clone());
+        }
         let layers: Vec<(Digest, Compression)> = image.layers.iter().map(|(d, c)| (d.digest.clone(), *c)).collect();
         let diff_ids = config.rootfs.diff_ids.clone();
         let p2 = progress.clone();

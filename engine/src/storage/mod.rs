@@ -43,11 +43,25 @@ pub trait Driver: Send + Sync {
     fn container_paths(&self, id: &ContainerId) -> Vec<(String, String)>;
     /// Does the container's root filesystem exist?
     fn container_exists(&self, id: &ContainerId) -> bool;
+    /// Bytes the container has written to its root filesystem.
+    fn container_rw_size(&self, id: &ContainerId) -> u64;
     /// Containers whose root filesystem is mounted now (one read of the mount table).
     fn mounted(&self) -> Vec<ContainerId>;
     /// Removes layers and container filesystems that are not in `layers`/`containers`
     /// (leftovers of crashes), unmounting first; returns what it removed.
     fn reconcile(&self, layers: &BTreeSet<Digest>, containers: &BTreeSet<ContainerId>) -> Result<Vec<String>>;
+}
+
+/// Bytes of the regular files under `path` (symlinks are not followed).
+pub(crate) fn dir_size(path: &Path) -> u64 {
+    let Ok(m) = std::fs::symlink_metadata(path) else { return 0 };
+    if m.is_dir() {
+        std::fs::read_dir(path).map(|r| r.filter_map(|e| e.ok()).map(|e| dir_size(&e.path())).sum()).unwrap_or(0)
+    } else if m.is_file() {
+        m.len()
+    } else {
+        0
+    }
 }
 
 /// Every mount point of this mount namespace, read once.

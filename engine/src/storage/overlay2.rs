@@ -145,6 +145,10 @@ impl Driver for Overlay2 {
         self.container_dir(id).join("diff").is_dir() && self.init_dir(id).join("diff").is_dir()
     }
 
+    fn container_rw_size(&self, id: &ContainerId) -> u64 {
+        super::dir_size(&self.container_dir(id).join("diff"))
+    }
+
     fn mounted(&self) -> Vec<ContainerId> {
         let prefix = format!("{}/", self.root.display());
         super::mount_points().iter().filter_map(|m| m.strip_prefix(&prefix)?.strip_suffix("/merged")?.parse().ok()).collect()

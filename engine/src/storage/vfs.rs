@@ -92,6 +92,11 @@ impl Driver for Vfs {
         self.dir(id.as_str()).is_dir()
     }
 
+    fn container_rw_size(&self, id: &ContainerId) -> u64 {
+        // A vfs root filesystem is a full copy: all of it is the container's.
+        super::dir_size(&self.dir(id.as_str()))
+    }
+
     fn mounted(&self) -> Vec<ContainerId> {
         vec![]
     }
