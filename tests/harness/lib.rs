@@ -242,8 +242,20 @@ impl Daemon {
 
     /// What, on disk and in the kernel, no record owns, and what a record owns but is gone:
     /// empty when the state is consistent. The daemon must be running (it is asked for its
-    /// records).
+    /// records). Removal finishes its files just after it answers, so a moment (up to 3 s)
+    /// is given for cleanup in progress; a leak stays and is reported.
     pub fn inconsistencies(&self) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(3);
+        loop {
+            let found = self.inconsistencies_now();
+            if found.is_empty() || Instant::now() > deadline {
+                return found;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn inconsistencies_now(&self) -> Vec<String> {
         use sha2::{Digest, Sha256};
         let mut problems = Vec::new();
         let list = self.api("GET", "/containers/json?all=1", None, b"").json();

@@ -93,7 +93,7 @@ pub fn df(ctx: &Ctx) -> ApiResult {
         })
         .collect();
     json(&json!({
-        "LayersSize": d.images.layers_size().map_err(anyhow::Error::from)?,
+        "LayersSize": d.images.layers_size()?,
         "Images": images,
         "Containers": containers,
         "Volumes": [],
