@@ -348,9 +348,9 @@ impl Daemon {
         }
     }
 
-    /// The berth CLI against this daemon.
+    /// The berth CLI against this daemon (its client config in the test root).
     pub fn berth(&self, args: &[&str]) -> Out {
-        self.run(&berth_bin(), args, &[("BERTH_HOST", self.host())])
+        self.run(&berth_bin(), args, &[("BERTH_HOST", self.host()), ("BERTH_CONFIG", self.root.join("berth-config").display().to_string())])
     }
 
     /// The real docker CLI against this daemon.
@@ -512,18 +512,54 @@ pub struct Registry {
     child: Child,
 }
 
+fn sh(dir: &Path, script: &str) {
+    let out = Command::new("sh").arg("-ec").arg(script).current_dir(dir).output().unwrap();
+    assert!(out.status.success(), "{script}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
 impl Registry {
     pub fn start() -> Option<Self> {
+        Self::start_with(None)
+    }
+
+    /// A registry over TLS (a CA made for the test; its certificate is `ca_cert()`) that
+    /// wants `user`/`password` (htpasswd, bcrypt).
+    pub fn start_secure(user: &str, password: &str) -> Option<Self> {
+        Self::start_with(Some((user, password)))
+    }
+
+    /// The test CA's certificate (secure registries only).
+    pub fn ca_cert(&self) -> PathBuf {
+        self.dir.join("ca.crt")
+    }
+
+    fn start_with(secure: Option<(&str, &str)>) -> Option<Self> {
         if Command::new("docker-registry").arg("--version").output().is_err() {
             eprintln!("skipped: docker-registry is not installed (ci/install-deps.sh installs it)");
             return None;
         }
         let dir = scratch_root();
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let config = format!(
+        let mut config = format!(
             "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
             dir.join("data").display()
         );
+        if let Some((user, password)) = secure {
+            sh(
+                &dir,
+                &format!(
+                    "openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 2 -subj '/CN=berth test CA' 2>/dev/null
+                     openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj '/CN=127.0.0.1' 2>/dev/null
+                     printf 'subjectAltName=IP:127.0.0.1\\nbasicConstraints=CA:FALSE\\nextendedKeyUsage=serverAuth\\n' > ext.cnf
+                     openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out server.crt -days 2 -extfile ext.cnf 2>/dev/null
+                     htpasswd -Bbn '{user}' '{password}' > htpasswd"
+                ),
+            );
+            config.push_str(&format!(
+                "  tls:\n    certificate: {d}/server.crt\n    key: {d}/server.key\nauth:\n  htpasswd:\n    realm: berth-test\n    path: {d}/htpasswd\n",
+                d = dir.display()
+            ));
+        }
         std::fs::write(dir.join("config.yml"), config).unwrap();
         let log = std::fs::File::create(dir.join("registry.log")).unwrap();
         let child = Command::new("docker-registry")
@@ -537,6 +573,13 @@ impl Registry {
         let r = Registry { port, dir, child };
         let deadline = Instant::now() + Duration::from_secs(15);
         while Instant::now() < deadline {
+            if secure.is_some() {
+                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    return Some(r);
+                }
+                std::thread::sleep(Duration::from_millis(50));
+                continue;
+            }
             if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
                 let _ = s.write_all(b"GET /v2/ HTTP/1.0\r\n\r\n");
                 let mut buf = [0u8; 12];
@@ -555,12 +598,18 @@ impl Registry {
 
     /// Pushes a docker-archive tar as `name` (repo:tag) with skopeo.
     pub fn push_archive(&self, archive: &Path, name: &str) {
-        let out = Command::new("skopeo")
-            .args(["copy", "--quiet", "--dest-tls-verify=false"])
-            .arg(format!("docker-archive:{}", archive.display()))
-            .arg(format!("docker://{}/{name}", self.host()))
-            .output()
-            .unwrap();
+        self.push_archive_as(archive, name, None)
+    }
+
+    /// [`Registry::push_archive`] with `user:password` credentials.
+    pub fn push_archive_as(&self, archive: &Path, name: &str, creds: Option<&str>) {
+        let mut cmd = Command::new("skopeo");
+        cmd.args(["copy", "--quiet", "--dest-tls-verify=false"]);
+        if let Some(c) = creds {
+            cmd.arg("--dest-creds").arg(c);
+        }
+        let out =
+            cmd.arg(format!("docker-archive:{}", archive.display())).arg(format!("docker://{}/{name}", self.host())).output().unwrap();
         assert!(out.status.success(), "skopeo push failed: {}", String::from_utf8_lossy(&out.stderr));
     }
 
@@ -669,6 +718,12 @@ fn proxy_one(
     seen: &std::sync::Mutex<Vec<Seen>>,
     cut_done: &std::sync::atomic::AtomicBool,
 ) -> std::io::Result<()> {
+    // A TLS handshake (berth probes HTTPS first): this proxy speaks plain HTTP, so it hangs up,
+    // as a plain-HTTP server's refusal would make the client fall back.
+    let mut first = [0u8; 1];
+    if client.peek(&mut first)? == 1 && first[0] == 0x16 {
+        return Ok(());
+    }
     let head = read_head(&mut client)?;
     let text = String::from_utf8_lossy(&head).into_owned();
     let path = text.split(' ').nth(1).unwrap_or("").to_string();

@@ -192,3 +192,42 @@ fn a_daemon_killed_mid_pull_leaves_nothing_and_the_retry_resumes() {
     assert!(layer.range.is_some(), "the retry did not resume: {reqs:?}");
     assert_eq!(d.berth(&["run", "--rm", &direct_image, "echo", "complete"]).ok().stdout, "complete\n");
 }
+
+#[test]
+fn a_tls_registry_with_basic_auth_needs_its_ca_and_a_login() {
+    require_root!();
+    let Some(reg) = Registry::start_secure("edge", "s3cret") else { return };
+    reg.push_archive_as(&busybox_tar(), "private/bb:1", Some("edge:s3cret"));
+    reg.push_archive_as(&busybox_tar(), "private/bb:2", Some("edge:s3cret"));
+    let certs = berth_tests::scratch_root();
+    std::fs::create_dir_all(certs.join(reg.host())).unwrap();
+    std::fs::copy(reg.ca_cert(), certs.join(reg.host()).join("ca.crt")).unwrap();
+    let d = Daemon::start_with_config(&serde_json::json!({"registry-certs-dir": certs}).to_string());
+    let image = format!("{}/private/bb:1", reg.host());
+
+    let out = d.berth(&["pull", &image]);
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains("requires a login"), "{}", out.stderr);
+    let out = d.berth(&["login", "-u", "edge", "-p", "wrong", &reg.host()]);
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains("unauthorized"), "{}", out.stderr);
+    let out = d.berth(&["login", "-u", "edge", "-p", "s3cret", &reg.host()]).ok();
+    assert!(out.stdout.contains("Login Succeeded"), "{}", out.stdout);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(d.root.join("berth-config/config.json")).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "credentials must not be readable by others");
+    d.berth(&["pull", &image]).ok();
+    assert_eq!(d.berth(&["run", "--rm", &image, "echo", "private"]).ok().stdout, "private\n");
+
+    // The docker CLI logs in through berth and sends its credentials with the pull.
+    let out = d.docker(&["login", "-u", "edge", "-p", "s3cret", &reg.host()]).ok();
+    assert!(out.stdout.contains("Login Succeeded"), "{}", out.stdout);
+    d.docker(&["pull", &format!("{}/private/bb:2", reg.host())]).ok();
+
+    // Without the CA the registry's certificate is refused.
+    let untrusting = Daemon::start();
+    let out = untrusting.berth(&["login", "-u", "edge", "-p", "s3cret", &reg.host()]);
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.to_lowercase().contains("certificate") || out.stderr.contains("TLS"), "{}", out.stderr);
+    let _ = std::fs::remove_dir_all(&certs);
+}

@@ -3,6 +3,7 @@
 use super::error::{ApiError, ApiResult};
 use super::query::spool;
 use super::router::{json, json_status, Ctx};
+use crate::images::transport::Credentials;
 use crate::images::{Deleted, LoadProgress};
 use berth_images::archive::ArchiveIndex;
 use berth_images::Reference;
@@ -205,9 +206,66 @@ pub async fn load(ctx: &Ctx, req: Request<Incoming>) -> ApiResult {
     Ok(hyper::Response::builder().header("Content-Type", "application/json").body(body).unwrap())
 }
 
+/// The `X-Registry-Auth` header: base64url JSON with `username` and `password` (or `auth`,
+/// base64 of `user:password`), as the docker CLI sends it.
+fn registry_auth(headers: &hyper::HeaderMap) -> ApiResult<Option<Credentials>> {
+    use base64::Engine;
+    let Some(raw) = headers.get("x-registry-auth").and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty()) else { return Ok(None) };
+    let bytes = base64::engine::general_purpose::URL_SAFE
+        .decode(raw.trim_end_matches('='))
+        .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(raw.trim_end_matches('=')))
+        .or_else(|_| base64::engine::general_purpose::STANDARD.decode(raw))
+        .map_err(|_| ApiError::bad_request("X-Registry-Auth is not base64"))?;
+    let v: serde_json::Value = serde_json::from_slice(&bytes).map_err(|_| ApiError::bad_request("X-Registry-Auth is not JSON"))?;
+    let (mut username, mut password) = (v["username"].as_str().unwrap_or("").to_string(), v["password"].as_str().unwrap_or("").to_string());
+    if username.is_empty() {
+        if let Some(auth) = v["auth"].as_str().and_then(|a| base64::engine::general_purpose::STANDARD.decode(a).ok()) {
+            let auth = String::from_utf8_lossy(&auth).into_owned();
+            if let Some((u, p)) = auth.split_once(':') {
+                (username, password) = (u.to_string(), p.to_string());
+            }
+        }
+    }
+    Ok((!username.is_empty()).then_some(Credentials { username, password }))
+}
+
+/// `docker login`: checks the credentials against the registry (`GET /v2/`).
+pub async fn auth(ctx: &Ctx, req: Request<Incoming>) -> ApiResult {
+    let body: serde_json::Value = super::query::read_json(req.into_body()).await?;
+    let username = body["username"].as_str().unwrap_or("").to_string();
+    let password = body["password"].as_str().unwrap_or("").to_string();
+    let server = body["serveraddress"].as_str().unwrap_or("").to_string();
+    if username.is_empty() || server.is_empty() {
+        return Err(ApiError::bad_request("username and serveraddress are required"));
+    }
+    let host = server
+        .trim_start_matches("https://")
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .trim_end_matches("/v1")
+        .trim_end_matches("/v2")
+        .to_string();
+    let host = if host == "index.docker.io" || host == "docker.io" { "registry-1.docker.io".to_string() } else { host };
+    let insecure =
+        berth_images::registry::is_loopback_host(&host) && !server.starts_with("https://") || ctx.d.cfg.insecure_registries.contains(&host);
+    let reg = crate::images::transport::Registry::new(
+        &host,
+        insecure,
+        Some(&ctx.d.cfg.registry_certs_dir),
+        Some(Credentials { username, password }),
+    )?;
+    match reg.get("/v2/", &[]).await {
+        Ok(_) => json(&json!({"Status": "Login Succeeded", "IdentityToken": ""})),
+        Err(e) if format!("{e:#}").contains("unauthorized") => {
+            Err(ApiError::new(hyper::StatusCode::UNAUTHORIZED, format!("login attempt to {host} failed: {e:#}")))
+        }
+        Err(e) => Err(ApiError::new(hyper::StatusCode::INTERNAL_SERVER_ERROR, format!("login attempt to {host} failed: {e:#}"))),
+    }
+}
+
 /// `docker pull`: answered at once with a stream of Docker's progress lines; a failure ends
 /// the stream with an `errorDetail` line, as dockerd does once it has started streaming.
-fn pull(ctx: &Ctx, image: &str) -> ApiResult {
+fn pull(ctx: &Ctx, image: &str, credentials: Option<Credentials>) -> ApiResult {
     let reference: Reference = match ctx.q.get("tag").filter(|t| !t.is_empty()) {
         Some(t) if t.starts_with("sha256:") => format!("{image}@{t}").parse(),
         Some(t) => Reference::with_tag(image, t),
@@ -218,7 +276,12 @@ fn pull(ctx: &Ctx, image: &str) -> ApiResult {
         Some(p) => Some(p.parse().map_err(ApiError::bad_request)?),
         None => None,
     };
-    let opts = crate::images::PullOptions { platform, insecure: ctx.d.cfg.insecure_registries.clone() };
+    let opts = crate::images::PullOptions {
+        platform,
+        insecure: ctx.d.cfg.insecure_registries.clone(),
+        certs_dir: Some(ctx.d.cfg.registry_certs_dir.clone()),
+        credentials,
+    };
     let (tx, body) = super::body::channel();
     let images = ctx.d.images.clone();
     tokio::spawn(async move {
@@ -236,7 +299,8 @@ fn pull(ctx: &Ctx, image: &str) -> ApiResult {
 /// comes with the registry work.
 pub async fn create(ctx: &Ctx, req: Request<Incoming>) -> ApiResult {
     if let Some(image) = ctx.q.get("fromImage").filter(|s| !s.is_empty()) {
-        return pull(ctx, image);
+        let credentials = registry_auth(req.headers())?;
+        return pull(ctx, image, credentials);
     }
     let src = ctx.q.get("fromSrc").unwrap_or("");
     if src != "-" {

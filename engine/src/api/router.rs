@@ -93,6 +93,7 @@ async fn dispatch(ctx: &Ctx, method: &Method, segs: &[&str], req: Request<Incomi
         (&M::POST, ["images", "load"]) => images::load(ctx, req).await,
         (&M::POST, ["images", "create"]) => images::create(ctx, req).await,
         (&M::POST, ["images", "prune"]) => images::prune(ctx),
+        (&M::POST, ["auth"]) => images::auth(ctx, req).await,
         (&M::GET, ["system", "df"]) => system::df(ctx),
         (&M::GET, ["images", name @ .., "json"]) if !name.is_empty() => images::inspect(ctx, &name.join("/")),
         (&M::GET, ["images", name @ .., "history"]) if !name.is_empty() => images::history(ctx, &name.join("/")),

@@ -44,6 +44,7 @@ impl Client {
         body: ResBody,
         content_type: Option<&str>,
         upgrade: bool,
+        headers: &[(&str, String)],
     ) -> Result<Response<Incoming>> {
         let stream = tokio::net::UnixStream::connect(&self.socket)
             .await
@@ -59,16 +60,30 @@ impl Client {
         if upgrade {
             req = req.header("Connection", "Upgrade").header("Upgrade", "tcp");
         }
+        for (k, v) in headers {
+            req = req.header(*k, v);
+        }
         Ok(sender.send_request(req.body(body)?).await?)
     }
 
     /// Sends a request; an error status becomes an [`ApiFailure`].
     pub async fn call(&self, method: Method, path: &str, body: Option<serde_json::Value>) -> Result<Response<Incoming>> {
+        self.call_with(method, path, body, &[]).await
+    }
+
+    /// [`Client::call`] with extra headers (`X-Registry-Auth`).
+    pub async fn call_with(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+        headers: &[(&str, String)],
+    ) -> Result<Response<Incoming>> {
         let (b, ct) = match body {
             Some(v) => (full(serde_json::to_vec(&v)?), Some("application/json")),
             None => (full(Bytes::new()), None),
         };
-        check(self.send(method, path, b, ct, false).await?).await
+        check(self.send(method, path, b, ct, false, headers).await?).await
     }
 
     pub async fn json(&self, method: Method, path: &str, body: Option<serde_json::Value>) -> Result<serde_json::Value> {
@@ -101,12 +116,12 @@ impl Client {
                 }
             }
         });
-        check(self.send(Method::POST, path, body, Some(content_type), false).await?).await
+        check(self.send(Method::POST, path, body, Some(content_type), false, &[]).await?).await
     }
 
     /// Opens a hijacked attach stream.
     pub async fn attach(&self, path: &str) -> Result<hyper::upgrade::Upgraded> {
-        let resp = self.send(Method::POST, path, full(Bytes::new()), None, true).await?;
+        let resp = self.send(Method::POST, path, full(Bytes::new()), None, true, &[]).await?;
         if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
             check(resp).await?;
             bail!("the daemon did not upgrade the attach connection");

@@ -264,6 +264,37 @@ pub async fn dispatch(client: &Client, cmd: Command) -> Result<i32> {
             table(&rows);
             Ok(0)
         }
+        Command::Login { username, password, password_stdin, server } => {
+            let key = super::credentials::server_key(server.as_deref());
+            let username = match username {
+                Some(u) => u,
+                None => bail!("a username is required (-u)"),
+            };
+            let password = match (password, password_stdin) {
+                (Some(p), false) => p,
+                (None, true) => {
+                    let mut p = String::new();
+                    std::io::stdin().read_line(&mut p)?;
+                    p.trim_end_matches(['\n', '\r']).to_string()
+                }
+                _ => bail!("give the password with -p or --password-stdin (one of them)"),
+            };
+            let v = client
+                .json(Method::POST, "/auth", Some(serde_json::json!({"username": username, "password": password, "serveraddress": key})))
+                .await?;
+            super::credentials::store(&key, &username, &password)?;
+            println!("{}", v["Status"].as_str().unwrap_or("Login Succeeded"));
+            Ok(0)
+        }
+        Command::Logout { server } => {
+            let key = super::credentials::server_key(server.as_deref());
+            if super::credentials::forget(&key)? {
+                println!("Removing login credentials for {key}");
+            } else {
+                println!("Not logged in to {key}");
+            }
+            Ok(0)
+        }
         Command::Pull { platform, quiet, image } => pull(client, &image, platform.as_deref(), quiet, false).await,
         Command::Load { input, quiet } => {
             let resp = client.upload(&format!("/images/load?quiet={}", quiet as u8), &input, "application/x-tar").await?;
@@ -481,7 +512,8 @@ pub async fn pull(client: &Client, image: &str, platform: Option<&str>, quiet: b
     if let Some(p) = platform {
         path.push_str(&format!("&platform={}", enc(p)));
     }
-    let resp = client.call(Method::POST, &path, None).await?;
+    let headers: Vec<(&str, String)> = super::credentials::header_for(image).map(|h| ("X-Registry-Auth", h)).into_iter().collect();
+    let resp = client.call_with(Method::POST, &path, None, &headers).await?;
     print_messages(resp, quiet, to_stderr).await
 }
 

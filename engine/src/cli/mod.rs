@@ -7,6 +7,7 @@
 
 pub mod client;
 mod commands;
+mod credentials;
 pub mod format;
 mod run;
 
@@ -139,6 +140,20 @@ pub enum Command {
         #[command(subcommand)]
         command: ImageCommand,
     },
+    /// Log in to a registry (credentials kept in ~/.berth/config.json, mode 0600)
+    Login {
+        #[arg(short = 'u', long)]
+        username: Option<String>,
+        #[arg(short = 'p', long)]
+        password: Option<String>,
+        /// Read the password from stdin
+        #[arg(long = "password-stdin")]
+        password_stdin: bool,
+        /// Registry (host[:port]); Docker Hub when left out
+        server: Option<String>,
+    },
+    /// Log out from a registry
+    Logout { server: Option<String> },
     /// Download an image from a registry
     Pull {
         /// Platform to pull from a multi-arch image (os/arch[/variant])

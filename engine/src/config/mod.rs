@@ -27,6 +27,8 @@ pub struct FileConfig {
     pub runtimes: Option<BTreeMap<String, RuntimeEntry>>,
     pub exec_opts: Option<Vec<String>>,
     pub insecure_registries: Option<Vec<String>>,
+    /// berth's own key: where per-registry CA certificates live (default /etc/berth/certs.d).
+    pub registry_certs_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -138,6 +140,8 @@ pub struct DaemonConfig {
     pub config_file: Option<PathBuf>,
     /// Registries reached over plain HTTP (loopback ones always are).
     pub insecure_registries: Vec<String>,
+    /// `<dir>/<host>/*.crt`: CAs trusted for that registry (Docker's certs.d layout).
+    pub registry_certs_dir: PathBuf,
 }
 
 /// Parses `native.umask=normal|secure`.
@@ -227,6 +231,7 @@ impl DaemonConfig {
             umask,
             config_file,
             insecure_registries: file.insecure_registries.unwrap_or_default(),
+            registry_certs_dir: file.registry_certs_dir.unwrap_or_else(|| "/etc/berth/certs.d".into()),
         })
     }
 }

@@ -46,6 +46,9 @@ impl Progress {
 pub struct PullOptions {
     pub platform: Option<Platform>,
     pub insecure: Vec<String>,
+    /// Docker's certs.d layout: `<dir>/<host>/*.crt` are CAs trusted for that registry.
+    pub certs_dir: Option<PathBuf>,
+    pub credentials: Option<super::transport::Credentials>,
 }
 
 async fn read_limited(resp: hyper::Response<hyper::body::Incoming>, limit: usize) -> Result<Bytes> {
@@ -148,7 +151,7 @@ impl ImageStore {
     pub async fn pull(self: &Arc<Self>, reference: &Reference, opts: &PullOptions, progress: &Progress) -> Result<Digest> {
         let (host, repo) = endpoint(reference);
         let insecure = is_loopback_host(&host) || opts.insecure.contains(&host);
-        let reg = Arc::new(Registry::new(&host, insecure));
+        let reg = Arc::new(Registry::new(&host, insecure, opts.certs_dir.as_deref(), opts.credentials.clone())?);
         let want = opts.platform.clone().unwrap_or_else(Platform::host);
         let wanted = reference
             .digest()

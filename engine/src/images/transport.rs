@@ -66,15 +66,33 @@ impl Url {
     }
 }
 
-fn tls_config() -> Result<Arc<rustls::ClientConfig>> {
-    static CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
-    if let Some(c) = CONFIG.get() {
-        return Ok(c.clone());
-    }
+/// The system's CA certificates, loaded once.
+fn system_roots() -> &'static [rustls::pki_types::CertificateDer<'static>] {
+    static ROOTS: OnceLock<Vec<rustls::pki_types::CertificateDer<'static>>> = OnceLock::new();
+    ROOTS.get_or_init(|| rustls_native_certs::load_native_certs().certs)
+}
+
+/// TLS for one registry: the system's roots plus the `*.crt` files of
+/// `<certs dir>/<host>/` (Docker's certs.d layout).
+pub fn tls_config(certs_dir: Option<&std::path::Path>) -> Result<Arc<rustls::ClientConfig>> {
+    use rustls::pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
-    let found = rustls_native_certs::load_native_certs();
-    for cert in found.certs {
-        let _ = roots.add(cert);
+    for cert in system_roots() {
+        let _ = roots.add(cert.clone());
+    }
+    if let Some(dir) = certs_dir.filter(|d| d.is_dir()) {
+        for e in std::fs::read_dir(dir)? {
+            let path = e?.path();
+            if path.extension().is_some_and(|x| x == "crt") {
+                for cert in
+                    rustls::pki_types::CertificateDer::pem_file_iter(&path).with_context(|| format!("reading {}", path.display()))?
+                {
+                    roots
+                        .add(cert.with_context(|| format!("parsing {}", path.display()))?)
+                        .with_context(|| format!("adding the CA {}", path.display()))?;
+                }
+            }
+        }
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
@@ -82,11 +100,11 @@ fn tls_config() -> Result<Arc<rustls::ClientConfig>> {
         .context("TLS configuration")?
         .with_root_certificates(roots)
         .with_no_client_auth();
-    Ok(CONFIG.get_or_init(|| Arc::new(config)).clone())
+    Ok(Arc::new(config))
 }
 
 /// One request on a new connection.
-async fn send(url: &Url, method: &str, headers: &[(&str, String)]) -> Result<Response<Incoming>> {
+async fn send(url: &Url, tls: &Arc<rustls::ClientConfig>, method: &str, headers: &[(&str, String)]) -> Result<Response<Incoming>> {
     let tcp = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(url.authority()))
         .await
         .with_context(|| format!("connecting to {} timed out", url.host))?
@@ -102,9 +120,9 @@ async fn send(url: &Url, method: &str, headers: &[(&str, String)]) -> Result<Res
     let req = req.body(Empty::<Bytes>::new())?;
     if url.https {
         let name = rustls::pki_types::ServerName::try_from(url.server_name()).context("invalid TLS server name")?;
-        let tls = tokio_rustls::TlsConnector::from(tls_config()?)
-            .connect(name, tcp)
+        let tls = tokio::time::timeout(CONNECT_TIMEOUT, tokio_rustls::TlsConnector::from(tls.clone()).connect(name, tcp))
             .await
+            .with_context(|| format!("TLS handshake with {} timed out", url.host))?
             .with_context(|| format!("TLS handshake with {}", url.host))?;
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
         tokio::spawn(conn);
@@ -116,16 +134,67 @@ async fn send(url: &Url, method: &str, headers: &[(&str, String)]) -> Result<Res
     }
 }
 
-/// A registry, with the token it was given.
+/// A user name and password for a registry.
+#[derive(Clone, Debug)]
+pub struct Credentials {
+    pub username: String,
+    pub password: String,
+}
+
+impl Credentials {
+    fn basic(&self) -> String {
+        use base64::Engine;
+        format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", self.username, self.password)))
+    }
+}
+
+/// A registry, with the authorization it earned (a token, or Basic credentials).
 pub struct Registry {
     base: Url,
-    token: Mutex<Option<String>>,
+    tls: Arc<rustls::ClientConfig>,
+    credentials: Option<Credentials>,
+    authorization: Mutex<Option<String>>,
+    /// Insecure registries (loopback, `insecure-registries`) are tried over HTTPS first and
+    /// over plain HTTP if that fails, as Docker does; what worked is remembered here (`None`:
+    /// not known yet).
+    https: Mutex<Option<bool>>,
 }
 
 impl Registry {
-    /// `host` over HTTPS, or plain HTTP when `insecure`.
-    pub fn new(host: &str, insecure: bool) -> Self {
-        Registry { base: Url { https: !insecure, host: host.to_string(), path: "/".into() }, token: Mutex::new(None) }
+    /// `host` over HTTPS (trusting the CAs in `certs_dir/<host>`); an `insecure` one also over
+    /// plain HTTP.
+    pub fn new(host: &str, insecure: bool, certs_dir: Option<&std::path::Path>, credentials: Option<Credentials>) -> Result<Self> {
+        let tls = tls_config(certs_dir.map(|d| d.join(host)).as_deref())?;
+        Ok(Registry {
+            base: Url { https: true, host: host.to_string(), path: "/".into() },
+            tls,
+            credentials,
+            authorization: Mutex::new(None),
+            https: Mutex::new(if insecure { None } else { Some(true) }),
+        })
+    }
+
+    /// Sends to the registry itself, choosing the scheme as described on `https`.
+    async fn send_to_registry(&self, url: &Url, headers: &[(&str, String)]) -> Result<Response<Incoming>> {
+        let decided = *self.https.lock().unwrap();
+        let with = |https: bool| Url { https, ..url.clone() };
+        match decided {
+            Some(https) => send(&with(https), &self.tls, "GET", headers).await,
+            None => match send(&with(true), &self.tls, "GET", headers).await {
+                Ok(r) => {
+                    *self.https.lock().unwrap() = Some(true);
+                    Ok(r)
+                }
+                Err(tls_err) => match send(&with(false), &self.tls, "GET", headers).await {
+                    Ok(r) if r.status() != StatusCode::BAD_REQUEST => {
+                        *self.https.lock().unwrap() = Some(false);
+                        Ok(r)
+                    }
+                    Ok(r) => bail!("{}: over HTTPS: {tls_err:#}; over plain HTTP it answered {}", self.base.host, r.status()),
+                    Err(e) => bail!("{}: over HTTPS: {tls_err:#}; over plain HTTP: {e:#}", self.base.host),
+                },
+            },
+        }
     }
 
     pub fn host(&self) -> &str {
@@ -139,13 +208,17 @@ impl Registry {
         let mut authed = false;
         for _ in 0..=MAX_REDIRECTS {
             let mut headers: Vec<(&str, String)> = extra.to_vec();
-            // The token is for the registry, never for the storage a redirect points to.
+            // Authorization is for the registry, never for the storage a redirect points to.
             if url.host == self.base.host {
-                if let Some(t) = self.token.lock().unwrap().clone() {
-                    headers.push(("Authorization", format!("Bearer {t}")));
+                if let Some(a) = self.authorization.lock().unwrap().clone() {
+                    headers.push(("Authorization", a));
                 }
             }
-            let resp = send(&url, "GET", &headers).await?;
+            let resp = if url.host == self.base.host {
+                self.send_to_registry(&url, &headers).await?
+            } else {
+                send(&url, &self.tls, "GET", &headers).await?
+            };
             let status = resp.status();
             if status.is_redirection() {
                 let loc = resp.headers().get("location").and_then(|l| l.to_str().ok()).context("redirect without Location")?.to_string();
@@ -160,11 +233,19 @@ impl Registry {
                         authed = true;
                         continue;
                     }
-                    Some(Challenge::Basic) => {
-                        bail!("{} asks for a login (Basic auth): registry login is not implemented in berth yet", self.base.host)
-                    }
+                    Some(Challenge::Basic) => match &self.credentials {
+                        Some(c) => {
+                            *self.authorization.lock().unwrap() = Some(c.basic());
+                            authed = true;
+                            continue;
+                        }
+                        None => bail!("{} requires a login: unauthorized (berth login {})", self.base.host, self.base.host),
+                    },
                     None => bail!("{} answered 401 without a usable challenge", self.base.host),
                 }
+            }
+            if status == StatusCode::UNAUTHORIZED {
+                bail!("{}: unauthorized: the credentials were refused", self.base.host);
             }
             if !status.is_success() {
                 let body = resp.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
@@ -188,12 +269,13 @@ impl Registry {
         if !q.is_empty() {
             url.path = format!("{}{}{}", url.path, if url.path.contains('?') { "&" } else { "?" }, q.join("&"));
         }
-        let resp = send(&url, "GET", &[]).await?;
+        let auth: Vec<(&str, String)> = self.credentials.iter().map(|c| ("Authorization", c.basic())).collect();
+        let resp = send(&url, &self.tls, "GET", &auth).await?;
         anyhow::ensure!(resp.status().is_success(), "token request to {} answered {}", url.host, resp.status());
         let body = http_body_util::Limited::new(resp.into_body(), 1 << 20).collect().await.map_err(|e| anyhow::anyhow!("{e}"))?.to_bytes();
         let v: serde_json::Value = serde_json::from_slice(&body).context("token answer is not JSON")?;
         let token = v["token"].as_str().or(v["access_token"].as_str()).context("token answer has no token")?;
-        *self.token.lock().unwrap() = Some(token.to_string());
+        *self.authorization.lock().unwrap() = Some(format!("Bearer {token}"));
         Ok(())
     }
 }
