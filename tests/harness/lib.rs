@@ -777,3 +777,54 @@ fn proxy_one(
     seen.lock().unwrap().push(Seen { path, range, body_bytes: sent });
     result
 }
+
+/// A registry that answers with canned responses: path (without query) → (status, extra
+/// headers, body). For the answers real registries never give.
+pub struct FakeRegistry {
+    pub port: u16,
+}
+
+/// One canned answer.
+pub type Canned = (u16, Vec<(String, String)>, Vec<u8>);
+
+impl FakeRegistry {
+    pub fn start(routes: std::collections::HashMap<String, Canned>) -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let routes = std::sync::Arc::new(routes);
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { break };
+                let routes = routes.clone();
+                std::thread::spawn(move || {
+                    let mut first = [0u8; 1];
+                    if conn.peek(&mut first).ok() != Some(1) || first[0] == 0x16 {
+                        return; // plain HTTP only: a TLS probe is hung up on
+                    }
+                    let Ok(head) = read_head(&mut conn) else { return };
+                    let text = String::from_utf8_lossy(&head).into_owned();
+                    let path = text.split(' ').nth(1).unwrap_or("").split('?').next().unwrap_or("").to_string();
+                    let (status, headers, body) =
+                        routes.get(&path).cloned().unwrap_or((404, vec![], b"{\"errors\":[{\"code\":\"NOT_FOUND\"}]}".to_vec()));
+                    let mut resp = format!("HTTP/1.1 {status} X\r\nConnection: close\r\n");
+                    let mut has_length = false;
+                    for (k, v) in &headers {
+                        has_length |= k.eq_ignore_ascii_case("content-length");
+                        resp.push_str(&format!("{k}: {v}\r\n"));
+                    }
+                    if !has_length {
+                        resp.push_str(&format!("Content-Length: {}\r\n", body.len()));
+                    }
+                    resp.push_str("\r\n");
+                    let _ = conn.write_all(resp.as_bytes());
+                    let _ = conn.write_all(&body);
+                });
+            }
+        });
+        FakeRegistry { port }
+    }
+
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}

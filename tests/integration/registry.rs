@@ -3,6 +3,7 @@
 //! multi-arch index.
 
 use berth_tests::{busybox_tar, docker_archive_for, raw_layer, require_root, Daemon, Registry};
+use sha2::Digest as _;
 use tar::EntryType;
 
 #[test]
@@ -230,4 +231,66 @@ fn a_tls_registry_with_basic_auth_needs_its_ca_and_a_login() {
     assert_ne!(out.code, 0);
     assert!(out.stderr.to_lowercase().contains("certificate") || out.stderr.contains("TLS"), "{}", out.stderr);
     let _ = std::fs::remove_dir_all(&certs);
+}
+
+fn sha(data: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(sha2::Sha256::digest(data)))
+}
+
+/// Routes serving `repo:tag` as an image with one uncompressed layer `layer`.
+fn image_routes(routes: &mut std::collections::HashMap<String, berth_tests::Canned>, repo: &str, layer: Vec<u8>) {
+    let config =
+        serde_json::json!({"architecture": "amd64", "os": "linux", "config": {}, "rootfs": {"type": "layers", "diff_ids": [sha(&layer)]}})
+            .to_string()
+            .into_bytes();
+    let manifest = serde_json::json!({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha(&config), "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": sha(&layer), "size": layer.len()}],
+    })
+    .to_string()
+    .into_bytes();
+    let ct = vec![("Content-Type".to_string(), "application/vnd.oci.image.manifest.v1+json".to_string())];
+    routes.insert(format!("/v2/{repo}/manifests/1"), (200, ct, manifest));
+    routes.insert(format!("/v2/{repo}/blobs/{}", sha(&config)), (200, vec![], config));
+    routes.insert(format!("/v2/{repo}/blobs/{}", sha(&layer)), (200, vec![], layer));
+}
+
+#[test]
+fn a_hostile_registry_gets_clear_errors_and_changes_nothing() {
+    require_root!();
+    let mut routes = std::collections::HashMap::new();
+    let manifest_ct = |ct: &str| vec![("Content-Type".to_string(), ct.to_string())];
+    routes.insert("/v2/".into(), (200, vec![], b"{}".to_vec()));
+    routes.insert("/v2/c401/manifests/1".into(), (401, vec![], b"no".to_vec()));
+    routes.insert("/v2/c500/manifests/1".into(), (500, vec![], b"boom".to_vec()));
+    routes.insert(
+        "/v2/garbage/manifests/1".into(),
+        (200, manifest_ct("application/vnd.oci.image.manifest.v1+json"), b"\x00\x01 not json".to_vec()),
+    );
+    routes.insert("/v2/huge/manifests/1".into(), (200, vec![("Content-Length".to_string(), (5 << 20).to_string())], vec![]));
+    routes.insert("/v2/weird/manifests/1".into(), (200, manifest_ct("application/x-weird+json"), b"{}".to_vec()));
+    image_routes(&mut routes, "dotdot", raw_layer(&[("../../../../../../tmp/berth-hostile-registry", EntryType::Regular, "", b"pwned")]));
+    image_routes(&mut routes, "hardlink", raw_layer(&[("hl", EntryType::Link, "../../../../etc/passwd", b"")]));
+    image_routes(&mut routes, "whiteout", raw_layer(&[("a/.wh...", EntryType::Regular, "", b"")]));
+    let fake = berth_tests::FakeRegistry::start(routes);
+    let d = Daemon::start();
+    for (repo, expect) in [
+        ("c401", "401"),
+        ("c404", "404"),
+        ("c500", "500"),
+        ("garbage", "not valid JSON"),
+        ("huge", "over the 4194304-byte limit"),
+        ("weird", "unsupported manifest media type"),
+        ("dotdot", "climbs out of the layer"),
+        ("hardlink", "outside the layer"),
+        ("whiteout", "whiteout of an invalid name"),
+    ] {
+        let out = d.berth(&["pull", &format!("{}/{repo}:1", fake.host())]);
+        assert_ne!(out.code, 0, "{repo}: the pull did not fail");
+        assert!(out.stderr.contains(expect), "{repo}: expected {expect:?} in: {}", out.stderr);
+    }
+    assert!(!std::path::Path::new("/tmp/berth-hostile-registry").exists(), "a hostile layer wrote outside");
+    assert_eq!(d.api("GET", "/images/json", None, b"").json(), serde_json::json!([]));
+    assert!(d.inconsistencies().is_empty(), "{:?}", d.inconsistencies());
 }

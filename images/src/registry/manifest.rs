@@ -107,7 +107,9 @@ pub fn parse(content_type: Option<&str>, body: &[u8]) -> Result<Manifest, Manife
             OCI_MANIFEST.to_string()
         }
     });
-    if raw.schema_version == 1 || kind.contains("manifest.v1") {
+    // Docker's schema 1 ("...distribution.manifest.v1+json" / "+prettyjws"); OCI's own manifest
+    // type also says "manifest.v1", so only Docker's names count.
+    if raw.schema_version == 1 || kind.starts_with("application/vnd.docker.distribution.manifest.v1") {
         return Err(ManifestError::Schema1);
     }
     match kind.as_str() {
@@ -155,6 +157,14 @@ mod tests {
         );
         let Manifest::Image(m) = parse(None, body.as_bytes()).unwrap() else { panic!() };
         assert_eq!(m.layers[0].1, Compression::Gzip);
+        // An OCI manifest, named by its Content-Type ("...image.manifest.v1+json" is not schema 1).
+        let oci = format!(
+            r#"{{"schemaVersion":2,"config":{{"digest":"{}"}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{}"}}]}}"#,
+            d(1),
+            d(2)
+        );
+        let Manifest::Image(m) = parse(Some(OCI_MANIFEST), oci.as_bytes()).unwrap() else { panic!() };
+        assert_eq!(m.layers[0].1, Compression::None);
         let index = format!(
             r#"{{"schemaVersion":2,"manifests":[{{"digest":"{}","platform":{{"os":"unknown","architecture":"unknown"}}}},{{"digest":"{}","platform":{{"os":"linux","architecture":"amd64"}}}},{{"digest":"{}","platform":{{"os":"linux","architecture":"arm64","variant":"v8"}}}}]}}"#,
             d(3),
@@ -170,6 +180,7 @@ mod tests {
     #[test]
     fn refuses_what_it_cannot_use() {
         assert!(matches!(parse(None, br#"{"schemaVersion":1,"fsLayers":[]}"#), Err(ManifestError::Schema1)));
+        assert!(matches!(parse(Some("application/vnd.docker.distribution.manifest.v1+prettyjws"), b"{}"), Err(ManifestError::Schema1)));
         assert!(matches!(parse(Some("application/x-weird"), b"{}"), Err(ManifestError::MediaType(_))));
         assert!(matches!(parse(None, &vec![b' '; MAX_MANIFEST + 1]), Err(ManifestError::TooLarge(_))));
         let foreign = format!(
