@@ -53,6 +53,32 @@ private_kib() { awk '/^Private_(Clean|Dirty):/ {s+=$2} END {print s}' "/proc/$1/
 pss_kib() { awk '/^Pss:/ {print $2}' "/proc/$1/smaps_rollup"; }
 mib() { awk -v k="$1" 'BEGIN{printf "%.2f", k/1024}'; }
 
+# Median time, over N restarts of the daemon on $WORK, from exec to the first answered
+# /_ping (the daemon must not be running).
+api_up() {
+  python3 - "$BERTH" "$SOCK" "$WORK" "$1" <<'PY'
+import socket, statistics, subprocess, sys, time
+berth, sock, work, runs = sys.argv[1:]
+times = []
+for _ in range(int(runs)):
+    t0 = time.monotonic()
+    p = subprocess.Popen([berth, "-H", "unix://" + sock, "daemon", "--config-file", work + "/daemon.json",
+                          "--data-root", work + "/data", "--exec-root", work + "/run"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while True:
+        try:
+            s = socket.socket(socket.AF_UNIX); s.connect(sock)
+            s.sendall(b"GET /_ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            if s.recv(12).startswith(b"HTTP/1.1 200"):
+                break
+        except OSError:
+            time.sleep(0.0005)
+    times.append((time.monotonic() - t0) * 1000)
+    p.terminate(); p.wait()
+print("%.1f" % statistics.median(times))
+PY
+}
+
 start_daemon() {
   "$BERTH" -H "unix://$SOCK" daemon --config-file "$WORK/daemon.json" --data-root "$WORK/data" --exec-root "$WORK/run" >>"$WORK/daemon.log" 2>&1 &
   DAEMON_PID=$!
@@ -93,28 +119,7 @@ BERTH_MS=$(median < "$WORK/t.berth")
 # containers (median of 5 restarts).
 for i in $(seq 1 10); do "$BERTH" create busybox true >/dev/null; done
 kill "$DAEMON_PID"; wait "$DAEMON_PID" 2>/dev/null || true; DAEMON_PID=""
-API_MS=$(python3 - "$BERTH" "$SOCK" "$WORK" <<'PY'
-import socket, statistics, subprocess, sys, time
-berth, sock, work = sys.argv[1:]
-times = []
-for _ in range(5):
-    t0 = time.monotonic()
-    p = subprocess.Popen([berth, "-H", "unix://" + sock, "daemon", "--config-file", work + "/daemon.json",
-                          "--data-root", work + "/data", "--exec-root", work + "/run"],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    while True:
-        try:
-            s = socket.socket(socket.AF_UNIX); s.connect(sock)
-            s.sendall(b"GET /_ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            if s.recv(12).startswith(b"HTTP/1.1 200"):
-                break
-        except OSError:
-            time.sleep(0.0005)
-    times.append((time.monotonic() - t0) * 1000)
-    p.terminate(); p.wait()
-print("%.1f" % statistics.median(times))
-PY
-)
+API_MS=$(api_up 5)
 start_daemon
 for _ in $(seq 1 200); do "$BERTH" version >/dev/null 2>&1 && break; sleep 0.02; done
 
@@ -141,28 +146,7 @@ for _ in range(1000):
 PY
 RSS_1000=$(rss_kib "$DAEMON_PID")
 kill "$DAEMON_PID"; wait "$DAEMON_PID" 2>/dev/null || true; DAEMON_PID=""
-UP_1000=$(python3 - "$BERTH" "$SOCK" "$WORK" <<'PY'
-import socket, statistics, subprocess, sys, time
-berth, sock, work = sys.argv[1:]
-times = []
-for _ in range(3):
-    t0 = time.monotonic()
-    p = subprocess.Popen([berth, "-H", "unix://" + sock, "daemon", "--config-file", work + "/daemon.json",
-                          "--data-root", work + "/data", "--exec-root", work + "/run"],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    while True:
-        try:
-            s = socket.socket(socket.AF_UNIX); s.connect(sock)
-            s.sendall(b"GET /_ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            if s.recv(12).startswith(b"HTTP/1.1 200"):
-                break
-        except OSError:
-            time.sleep(0.0005)
-    times.append((time.monotonic() - t0) * 1000)
-    p.terminate(); p.wait()
-print("%.1f" % statistics.median(times))
-PY
-)
+UP_1000=$(api_up 3)
 start_daemon
 for _ in $(seq 1 200); do "$BERTH" version >/dev/null 2>&1 && break; sleep 0.02; done
 sleep 0.5

@@ -82,8 +82,13 @@ impl Store {
             .set_cache_size(CACHE_BYTES)
             .create(&path)
             .with_context(|| format!("opening the state store {}", path.display()))?;
-        let schema = schema::check(&db, &path)?;
-        let store = Store { db: Arc::new(db), path, schema };
+        Self::init(db, &path)
+    }
+
+    /// Checks the schema and creates the tables every store has.
+    fn init(db: Database, path: &Path) -> Result<Self> {
+        let schema = schema::check(&db, path)?;
+        let store = Store { db: Arc::new(db), path: path.to_path_buf(), schema };
         store.write(|tx| {
             tx.0.open_table(table::<Intent>())?;
             tx.0.open_table(QUARANTINE)?;
@@ -95,14 +100,7 @@ impl Store {
     /// A store over any redb storage backend (the power-loss tests record every write).
     pub fn with_backend(backend: impl redb::StorageBackend, label: &Path) -> Result<Self> {
         let db = Database::builder().set_cache_size(CACHE_BYTES).create_with_backend(backend).context("opening a state store backend")?;
-        let schema = schema::check(&db, label)?;
-        let store = Store { db: Arc::new(db), path: label.to_path_buf(), schema };
-        store.write(|tx| {
-            tx.0.open_table(table::<Intent>())?;
-            tx.0.open_table(QUARANTINE)?;
-            Ok(())
-        })?;
-        Ok(store)
+        Self::init(db, label)
     }
 
     pub fn path(&self) -> &Path {
