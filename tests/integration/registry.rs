@@ -294,3 +294,18 @@ fn a_hostile_registry_gets_clear_errors_and_changes_nothing() {
     assert_eq!(d.api("GET", "/images/json", None, b"").json(), serde_json::json!([]));
     assert!(d.inconsistencies().is_empty(), "{:?}", d.inconsistencies());
 }
+
+#[test]
+fn docker_hub_images_come_from_the_mirrors_first() {
+    require_root!();
+    let Some(reg) = Registry::start() else { return };
+    reg.push_archive(&busybox_tar(), "library/busybox:mirrored");
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let config =
+        serde_json::json!({"registry-mirrors": [format!("http://127.0.0.1:{dead}"), format!("http://{}", reg.host())]}).to_string();
+    let d = Daemon::start_with_config(&config);
+    let out = d.berth(&["pull", "busybox:mirrored"]).ok();
+    assert!(out.stdout.contains("trying the next source"), "the dead mirror was not tried first: {}", out.stdout);
+    assert!(d.image_tags().contains(&"busybox:mirrored".to_string()), "{:?}", d.image_tags());
+    assert_eq!(d.berth(&["run", "--rm", "busybox:mirrored", "echo", "mirrored"]).ok().stdout, "mirrored\n");
+}

@@ -281,6 +281,7 @@ fn pull(ctx: &Ctx, image: &str, credentials: Option<Credentials>) -> ApiResult {
         insecure: ctx.d.cfg.insecure_registries.clone(),
         certs_dir: Some(ctx.d.cfg.registry_certs_dir.clone()),
         credentials,
+        mirrors: ctx.d.cfg.registry_mirrors.clone(),
     };
     let (tx, body) = super::body::channel();
     let images = ctx.d.images.clone();

@@ -29,6 +29,7 @@ pub struct FileConfig {
     pub insecure_registries: Option<Vec<String>>,
     /// berth's own key: where per-registry CA certificates live (default /etc/berth/certs.d).
     pub registry_certs_dir: Option<PathBuf>,
+    pub registry_mirrors: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -142,6 +143,8 @@ pub struct DaemonConfig {
     pub insecure_registries: Vec<String>,
     /// `<dir>/<host>/*.crt`: CAs trusted for that registry (Docker's certs.d layout).
     pub registry_certs_dir: PathBuf,
+    /// Mirrors of Docker Hub, tried in order before it.
+    pub registry_mirrors: Vec<String>,
 }
 
 /// Parses `native.umask=normal|secure`.
@@ -213,6 +216,12 @@ impl DaemonConfig {
         if let Some(o) = storage_opts.first() {
             bail!("storage-opt {o:?} is not supported by the overlay2/vfs drivers");
         }
+        let registry_mirrors = file.registry_mirrors.clone().unwrap_or_default();
+        for m in &registry_mirrors {
+            if !(m.starts_with("http://") || m.starts_with("https://")) || m.len() <= "https://".len() {
+                bail!("invalid registry-mirrors entry {m:?}: expected http(s)://host[:port]");
+            }
+        }
         let data_root = flags.data_root.clone().or(file.data_root).unwrap_or_else(|| DEFAULT_DATA_ROOT.into());
         let exec_root = flags.exec_root.clone().or(file.exec_root).unwrap_or_else(|| DEFAULT_EXEC_ROOT.into());
         if !data_root.is_absolute() || !exec_root.is_absolute() {
@@ -232,6 +241,7 @@ impl DaemonConfig {
             config_file,
             insecure_registries: file.insecure_registries.unwrap_or_default(),
             registry_certs_dir: file.registry_certs_dir.unwrap_or_else(|| "/etc/berth/certs.d".into()),
+            registry_mirrors,
         })
     }
 }
@@ -266,6 +276,8 @@ mod tests {
         assert!(parse(r#"{"log-opts":{"max-file":"3"}}"#, Flags::default()).is_err());
         assert!(parse(r#"{"exec-opts":["native.umask=weird"]}"#, Flags::default()).is_err());
         assert!(parse(r#"{"default-runtime":"crun"}"#, Flags::default()).is_err());
+        assert!(parse(r#"{"registry-mirrors":["mirror.example"]}"#, Flags::default()).is_err());
+        assert_eq!(parse(r#"{"registry-mirrors":["https://mirror.example"]}"#, Flags::default()).unwrap().registry_mirrors.len(), 1);
     }
 
     #[test]

@@ -49,6 +49,8 @@ pub struct PullOptions {
     /// Docker's certs.d layout: `<dir>/<host>/*.crt` are CAs trusted for that registry.
     pub certs_dir: Option<PathBuf>,
     pub credentials: Option<super::transport::Credentials>,
+    /// `registry-mirrors`: tried in order for Docker Hub images.
+    pub mirrors: Vec<String>,
 }
 
 async fn read_limited(resp: hyper::Response<hyper::body::Incoming>, limit: usize) -> Result<Bytes> {
@@ -150,8 +152,46 @@ impl ImageStore {
     /// Pulls `reference`; progress goes to `progress` as Docker's JSON lines.
     pub async fn pull(self: &Arc<Self>, reference: &Reference, opts: &PullOptions, progress: &Progress) -> Result<Digest> {
         let (host, repo) = endpoint(reference);
+        // Docker Hub images come from the mirrors first, in order, then from the Hub.
+        let mut sources: Vec<(String, bool)> = Vec::new();
+        if reference.repository().starts_with("docker.io/") {
+            for m in &opts.mirrors {
+                let (https, rest) = match m.split_once("://") {
+                    Some(("http", r)) => (false, r),
+                    Some((_, r)) => (true, r),
+                    None => (true, m.as_str()),
+                };
+                let mhost = rest.trim_end_matches('/').to_string();
+                let insecure = !https || is_loopback_host(&mhost) || opts.insecure.contains(&mhost);
+                sources.push((mhost, insecure));
+            }
+        }
         let insecure = is_loopback_host(&host) || opts.insecure.contains(&host);
-        let reg = Arc::new(Registry::new(&host, insecure, opts.certs_dir.as_deref(), opts.credentials.clone())?);
+        sources.push((host, insecure));
+        let last = sources.len() - 1;
+        for (i, (source, insecure)) in sources.into_iter().enumerate() {
+            let reg = Arc::new(Registry::new(&source, insecure, opts.certs_dir.as_deref(), opts.credentials.clone())?);
+            match self.pull_from(reg, &repo, reference, opts, progress).await {
+                Ok(id) => return Ok(id),
+                Err(e) if i < last => {
+                    tracing::warn!(mirror = %source, image = %reference.familiar(), "pull from the mirror failed, trying the next source: {e:#}");
+                    progress.send(json!({"status": format!("Mirror {source} failed; trying the next source")})).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        unreachable!("the origin is always the last source")
+    }
+
+    async fn pull_from(
+        self: &Arc<Self>,
+        reg: Arc<Registry>,
+        repo: &str,
+        reference: &Reference,
+        opts: &PullOptions,
+        progress: &Progress,
+    ) -> Result<Digest> {
+        let repo = repo.to_string();
         let want = opts.platform.clone().unwrap_or_else(Platform::host);
         let wanted = reference
             .digest()
