@@ -6,7 +6,7 @@
 //! The default run is short. `BERTH_TORTURE_KILLS=N` sets the number of random kills
 //! (default 6); `ci/test.sh --torture` runs the long version.
 
-use berth_tests::{docker_archive, raw_layer, require_root, Daemon};
+use berth_tests::{docker_archive, raw_layer, require_root, Daemon, Rng};
 use std::collections::BTreeMap;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -101,20 +101,6 @@ fn every_failpoint_is_recovered() {
     eprintln!("torture: {} failpoints exercised", FAILPOINTS.len());
 }
 
-/// xorshift64*: reproducible randomness from a printed seed, no dependency.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 /// What the workload learned for sure about a name: acknowledged to exist, acknowledged
 /// removed; an operation cut by the kill leaves it unknown.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -147,7 +133,7 @@ fn random_kills_lose_nothing_acknowledged() {
         let archives = d.root.join("archives");
         std::fs::create_dir_all(&archives).unwrap();
         let (ttx, trx) = mpsc::channel::<(String, Known)>();
-        let mut wrng = Rng(rng.next() | 1);
+        let mut wrng = Rng(rng.next_u64() | 1);
         let worker = std::thread::spawn(move || {
             let berth = |args: &[&str]| std::process::Command::new(berth_tests::berth_bin()).args(args).env("BERTH_HOST", &host).output();
             let mut existing = names;

@@ -33,9 +33,14 @@ pub fn percent_decode(s: &str, plus_is_space: bool) -> String {
 
 /// Percent-encodes a query value.
 pub fn percent_encode(s: &str) -> String {
+    percent_encode_keeping(s, b"")
+}
+
+/// Percent-encodes `s`, leaving unreserved characters and those in `keep` as they are.
+pub fn percent_encode_keeping(s: &str, keep: &[u8]) -> String {
     let mut out = String::new();
     for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) || keep.contains(&b) {
             out.push(b as char);
         } else {
             out.push_str(&format!("%{b:02X}"));

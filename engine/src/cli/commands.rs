@@ -8,16 +8,9 @@ use http_body_util::BodyExt;
 use hyper::Method;
 use serde_json::Value;
 
+/// Encodes a path segment or query value; `:` and `/` stay (image names hold them).
 fn enc(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~:/".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    crate::api::query::percent_encode_keeping(s, b":/")
 }
 
 /// `key=value` filters as the API's JSON.

@@ -16,13 +16,12 @@
 
 pub mod codec;
 pub mod intent;
-#[cfg(test)]
-mod power_loss;
 mod salvage;
 mod schema;
 
 pub use codec::Record;
 pub use intent::{Intent, Op};
+pub use salvage::is_corruption;
 
 use anyhow::{Context, Result};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
@@ -97,7 +96,8 @@ impl Store {
         Ok(store)
     }
 
-    /// A store over any redb storage backend (the power-loss tests record every write).
+    /// A store over any redb storage backend (the power-loss tests, in
+    /// tests/integration/power_loss.rs, record every write).
     pub fn with_backend(backend: impl redb::StorageBackend, label: &Path) -> Result<Self> {
         let db = Database::builder().set_cache_size(CACHE_BYTES).create_with_backend(backend).context("opening a state store backend")?;
         Self::init(db, label)

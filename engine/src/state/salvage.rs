@@ -19,7 +19,7 @@ const SALVAGED_KEY: &str = "salvaged";
 /// Is `e` the database saying its file is damaged (rather than busy, or newer)? That
 /// includes a file that is not (yet) a database at all: a power cut while the very first
 /// start creates the store leaves one (found by the power-loss tests).
-pub(crate) fn is_corruption(e: &anyhow::Error) -> bool {
+pub fn is_corruption(e: &anyhow::Error) -> bool {
     let storage = |s: &redb::StorageError| match s {
         redb::StorageError::Corrupted(_) => true,
         redb::StorageError::Io(io) => io.kind() == std::io::ErrorKind::InvalidData,

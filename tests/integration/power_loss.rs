@@ -11,11 +11,12 @@
 //! - every commit acknowledged before the cut is there;
 //! - no commit is half there: a record never stands beside the intent its commit removed.
 
-use super::{Intent, Op, Store};
-use crate::config::LogLimits;
-use crate::containers::model::{Container, ContainerConfig, HostConfig, State};
-use crate::util::id::ContainerId;
+use berth::config::LogLimits;
+use berth::containers::model::{Container, ContainerConfig, HostConfig, State};
+use berth::state::{Intent, Op, Store};
+use berth::util::id::ContainerId;
 use berth_images::Digest;
+use berth_tests::Rng;
 use redb::StorageBackend;
 use std::collections::BTreeMap;
 use std::io;
@@ -99,7 +100,7 @@ fn container(i: usize) -> Container {
     let id = ContainerId::random().unwrap();
     Container {
         name: format!("c{i}"),
-        created: crate::util::time::now(),
+        created: berth::util::time::now(),
         image_name: "busybox".into(),
         image_id: Digest::of(b"config"),
         layers: vec![Digest::of(b"layer")],
@@ -125,17 +126,6 @@ enum Ack {
     Created(String),
     Updated(String, i32),
     Removed(String),
-}
-
-/// xorshift64*: reproducible torn images.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
 }
 
 #[test]
@@ -195,7 +185,7 @@ fn every_flush_point_recovers_with_nothing_acknowledged_lost() {
             // Torn: some of the writes after this sync reached the disk, some did not.
             let mut img = p.image.clone();
             for (off, data) in &p.after {
-                if rng.next().is_multiple_of(2) {
+                if rng.next_u64().is_multiple_of(2) {
                     let end = *off as usize + data.len();
                     if end > img.len() {
                         img.resize(end, 0);
@@ -212,7 +202,7 @@ fn every_flush_point_recovers_with_nothing_acknowledged_lost() {
                     // Only while the store is being created, before anything was acknowledged:
                     // the daemon salvages such a file (nothing to lose) instead of refusing.
                     assert!(
-                        super::salvage::is_corruption(&e),
+                        berth::state::is_corruption(&e),
                         "sync point {n} ({what}): the store does not open and is not taken for damage: {e:#}"
                     );
                     assert_eq!(p.acked, 0, "sync point {n} ({what}): the store does not open after acknowledged commits: {e:#}");
