@@ -109,10 +109,18 @@ impl Containers {
                 error: Some("the container's monitor ended without recording an exit status (daemon or host restarted?)".into()),
             },
         };
-        self.update(entry, |c| {
+        let exited = |c: &mut super::model::Container| {
             c.state = State::Exited { exit_code: status.exit_code, error: status.error.clone() };
             c.finished_at = Some(status.finished_at.clone());
-        })?;
+        };
+        if c.host_config.auto_remove {
+            // Its removal follows at once and is what gets written. Should the daemon die in
+            // between, the record still says running, the exit file is on disk, and recovery
+            // replays this exit and the removal.
+            exited(&mut entry.rec.lock().unwrap());
+        } else {
+            self.update(entry, exited)?;
+        }
         entry.watch.send_modify(|s| {
             s.running = false;
             s.exits += 1;
@@ -131,6 +139,7 @@ impl Containers {
             });
             *entry.pending_unmount.lock().unwrap() = Some(unmount);
         } else {
+            crate::util::failpoint::hit("container.exit.before-autoremove");
             let this = self.clone();
             let id = c.id.to_string();
             tokio::spawn(async move {

@@ -13,13 +13,15 @@ pub struct JsonFileWriter {
     file: File,
     size: u64,
     limits: LogLimits,
+    /// Written since the last sync?
+    dirty: bool,
 }
 
 impl JsonFileWriter {
     pub fn open(path: &Path, limits: LogLimits) -> io::Result<Self> {
         let file = OpenOptions::new().create(true).append(true).open(path)?;
         let size = file.metadata()?.len();
-        Ok(JsonFileWriter { path: path.to_path_buf(), file, size, limits })
+        Ok(JsonFileWriter { path: path.to_path_buf(), file, size, limits, dirty: false })
     }
 
     /// Writes one record for `line` (which keeps its trailing newline, if any).
@@ -34,6 +36,7 @@ impl JsonFileWriter {
         }
         self.file.write_all(&buf)?;
         self.size += buf.len() as u64;
+        self.dirty = true;
         Ok(())
     }
 
@@ -55,8 +58,13 @@ impl JsonFileWriter {
         Ok(())
     }
 
-    pub fn sync(&self) -> io::Result<()> {
-        self.file.sync_all()
+    /// Makes what was written durable; nothing to do when nothing was written.
+    pub fn sync(&mut self) -> io::Result<()> {
+        if self.dirty {
+            self.file.sync_all()?;
+            self.dirty = false;
+        }
+        Ok(())
     }
 }
 

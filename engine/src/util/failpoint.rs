@@ -10,6 +10,7 @@ pub const ALL: &[&str] = &[
     "container.start.after-mount",
     "container.start.after-monitor",
     "container.remove.after-commit",
+    "container.exit.before-autoremove",
     "image.layers.after-intent",
     "image.layers.after-first-layer",
     "image.layers.before-commit",
