@@ -92,9 +92,7 @@ impl LogLimits {
                 _ => bail!("unknown log opt '{k}' for json-file log driver"),
             }
         }
-        if out.max_file > 1 && out.max_size.is_none() {
-            bail!("max-file cannot be set without max-size");
-        }
+        // As in Docker, max-file without max-size is accepted and has no effect (nothing rotates).
         Ok(out)
     }
 }
@@ -273,7 +271,8 @@ mod tests {
         let c = parse(r#"{"log-opts":{"max-size":"10m","max-file":"3"}}"#, Flags::default()).unwrap();
         assert_eq!(c.umask, 0o027);
         assert_eq!(c.log_limits, LogLimits { max_size: Some(10 << 20), max_file: 3 });
-        assert!(parse(r#"{"log-opts":{"max-file":"3"}}"#, Flags::default()).is_err());
+        assert_eq!(parse(r#"{"log-opts":{"max-file":"3"}}"#, Flags::default()).unwrap().log_limits.max_size, None);
+        assert!(parse(r#"{"log-opts":{"max-file":"0"}}"#, Flags::default()).is_err());
         assert!(parse(r#"{"exec-opts":["native.umask=weird"]}"#, Flags::default()).is_err());
         assert!(parse(r#"{"default-runtime":"crun"}"#, Flags::default()).is_err());
         assert!(parse(r#"{"registry-mirrors":["mirror.example"]}"#, Flags::default()).is_err());
