@@ -225,4 +225,12 @@ fn history_prune_and_disk_usage() {
     assert!(df["LayersSize"].as_u64().unwrap() > 1_000_000, "{}", df["LayersSize"]);
     let out = d.docker(&["system", "df"]).ok().stdout;
     assert!(out.contains("Images") && out.contains("Containers"), "{out}");
+
+    // Container prune: stopped containers go, running ones stay; the space is counted.
+    d.berth(&["run", "-d", "--name", "busy", "busybox", "sleep", "100"]).ok();
+    d.berth(&["create", "--name", "idle", "busybox", "true"]).ok();
+    let out = d.docker(&["container", "prune", "-f"]).ok().stdout;
+    assert!(out.contains("Total reclaimed space"), "{out}");
+    let left = d.docker(&["ps", "-a", "--format", "{{.Names}}"]).ok().stdout;
+    assert_eq!(left.trim(), "busy", "{left}");
 }

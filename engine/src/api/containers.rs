@@ -193,3 +193,30 @@ pub fn wait(ctx: &Ctx, id: &str) -> ApiResult {
     });
     Ok(hyper::Response::builder().header("Content-Type", "application/json").body(body).unwrap())
 }
+
+/// `docker container prune`: every container that is not running (label filters honoured),
+/// with the bytes their writable layers held.
+pub async fn prune(ctx: &Ctx) -> ApiResult {
+    let filters = ctx.q.filters()?;
+    for k in filters.keys() {
+        if k != "label" {
+            return Err(ApiError::bad_request(format!("invalid filter '{k}' for container prune (label is supported)")));
+        }
+    }
+    let mut deleted = Vec::new();
+    let mut reclaimed = 0u64;
+    for c in ctx.d.containers.list() {
+        if c.state.is_running() || !matches_filters(&c, &filters) {
+            continue;
+        }
+        let size = ctx.d.driver.container_rw_size(&c.id);
+        match ctx.d.containers.remove(c.id.as_str(), false).await {
+            Ok(()) => {
+                deleted.push(c.id.to_string());
+                reclaimed += size;
+            }
+            Err(e) => tracing::warn!(container = %c.id.short(), "prune: {e:#}"),
+        }
+    }
+    json(&json!({"ContainersDeleted": deleted, "SpaceReclaimed": reclaimed}))
+}

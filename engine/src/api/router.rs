@@ -77,6 +77,7 @@ async fn dispatch(ctx: &Ctx, method: &Method, segs: &[&str], req: Request<Incomi
         (&M::GET, ["info"]) => system::info(ctx).await,
 
         (&M::POST, ["containers", "create"]) => containers::create(ctx, req).await,
+        (&M::POST, ["containers", "prune"]) => containers::prune(ctx).await,
         (&M::GET, ["containers", "json"]) => containers::list(ctx),
         (&M::GET, ["containers", id, "json"]) => containers::inspect(ctx, id),
         (&M::POST, ["containers", id, "start"]) => containers::start(ctx, id).await,
