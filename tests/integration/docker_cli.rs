@@ -234,3 +234,18 @@ fn history_prune_and_disk_usage() {
     let left = d.docker(&["ps", "-a", "--format", "{{.Names}}"]).ok().stdout;
     assert_eq!(left.trim(), "busy", "{left}");
 }
+
+#[test]
+fn a_large_log_is_streamed_not_held_in_memory() {
+    require_root!();
+    let d = Daemon::start();
+    d.load_busybox();
+    // ~30 MB of output in 8000-byte lines.
+    d.berth(&["run", "--name", "chatty", "busybox", "sh", "-c", "dd if=/dev/zero bs=1M count=30 2>/dev/null | tr '\\0' x | fold -w 8000"])
+        .ok();
+    let before = d.peak_rss_kib();
+    let out = d.berth(&["logs", "chatty"]).ok();
+    assert!(out.stdout.len() >= 30 << 20, "{} bytes of logs", out.stdout.len());
+    let grown = d.peak_rss_kib().saturating_sub(before);
+    assert!(grown < 12 * 1024, "the daemon's peak memory grew by {grown} KiB while sending a 30 MB log");
+}

@@ -107,18 +107,16 @@ pub async fn logs(ctx: &Ctx, name: &str) -> ApiResult {
     let (tx, body) = super::body::channel();
     let f2 = filter.clone();
     tokio::spawn(async move {
+        // Frames go out as they are read (the channel is bounded): a large log is streamed,
+        // never held in memory.
+        let tx2 = tx.clone();
         let existing = tokio::task::spawn_blocking(move || {
-            let mut frames = Vec::new();
-            let follower = read_existing(&c.log_path, c.log_limits.max_file, &f2, tail, &mut |e| frames.push(frame(&e, timestamps)));
-            (frames, follower)
+            read_existing(&c.log_path, c.log_limits.max_file, &f2, tail, &mut |e| {
+                let _ = tx2.blocking_send(frame(&e, timestamps));
+            })
         })
         .await;
-        let Ok((frames, follower)) = existing else { return };
-        for fr in frames {
-            if tx.send(fr).await.is_err() {
-                return;
-            }
-        }
+        let Ok(follower) = existing else { return };
         if follow_on && filter.until.is_none() {
             if let Ok(f) = follower {
                 follow(f, filter, timestamps, rx, |s| !s.running, tx).await;

@@ -81,7 +81,8 @@ impl Containers {
         for rt in self.cfg.runtimes.values() {
             for name in entries(&crate::runtime::runtime_root(&self.cfg.exec_root, &rt.name)) {
                 if !running.contains(&name) {
-                    super::start::kill_monitors_of(&self.cfg.exec_root.join("containers").join(&name));
+                    let bundle = self.cfg.exec_root.join("containers").join(&name);
+                    let _ = tokio::task::spawn_blocking(move || super::start::kill_monitors_of(&bundle)).await;
                     self.runtime_delete(&name).await;
                     actions.push(format!("deleted runtime container {name} ({}) of no running container", rt.name));
                 }

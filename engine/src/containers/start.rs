@@ -126,15 +126,21 @@ impl Containers {
     /// Undoes a start whose outcome was never recorded: the runtime container (killed if it
     /// runs), the mount, the bundle. Idempotent; used by start's own error paths and by
     /// recovery.
-    pub(super) async fn undo_start(&self, id: &crate::util::id::ContainerId) {
+    pub(super) async fn undo_start(self: &Arc<Self>, id: &crate::util::id::ContainerId) {
         // A monitor left by a crashed daemon would run its own `runc delete` later, possibly
-        // against the next run of this id: it goes first.
-        kill_monitors_of(&self.bundle_dir(id));
+        // against the next run of this id: it goes first. (It waits for processes to die:
+        // off the reactor.)
+        let bundle = self.bundle_dir(id);
+        let _ = tokio::task::spawn_blocking(move || kill_monitors_of(&bundle)).await;
         self.runtime_delete(id.as_str()).await;
-        if let Err(e) = self.driver.unmount(id) {
-            tracing::warn!(container = %id.short(), "unmount while undoing a start: {e:#}");
-        }
-        let _ = crate::storage::remove_tree(&self.bundle_dir(id));
+        let (this, id2) = (self.clone(), id.clone());
+        let _ = tokio::task::spawn_blocking(move || {
+            if let Err(e) = this.driver.unmount(&id2) {
+                tracing::warn!(container = %id2.short(), "unmount while undoing a start: {e:#}");
+            }
+            let _ = crate::storage::remove_tree(&this.bundle_dir(&id2));
+        })
+        .await;
     }
 
     /// `<runtime> delete --force`: kills and forgets the runtime's container for `id`, under

@@ -104,7 +104,7 @@ pub struct ImageStore {
 
 /// The one key of the `references` collection: all tags in one record, so a tag move is one
 /// atomic write.
-const REFS_KEY: &str = "all";
+pub(super) const REFS_KEY: &str = "all";
 
 impl ImageStore {
     pub fn open(data_root: &std::path::Path, store: &Store, driver: Arc<dyn Driver>) -> Result<Self> {
@@ -205,12 +205,15 @@ impl ImageStore {
         let mut index = self.index.lock().unwrap();
         let mut refs = index.refs.clone();
         refs.insert(target, img.id.clone());
-        self.save_refs(&refs)?;
+        let mut rec = img;
+        rec.last_tag_time = Some(crate::util::time::now());
+        // The tag and the image's tag time: one commit.
+        self.store.write(|tx| {
+            tx.put(REFS_KEY, &ref_map(&refs))?;
+            tx.put(rec.id.hex(), &rec)
+        })?;
         index.refs = refs;
-        if let Some(rec) = index.images.get_mut(&img.id) {
-            rec.last_tag_time = Some(crate::util::time::now());
-            let _ = self.images.put(rec.id.hex(), rec);
-        }
+        index.images.insert(rec.id.clone(), rec);
         Ok(())
     }
 
@@ -370,6 +373,6 @@ impl ImageStore {
     }
 }
 
-fn ref_map(refs: &BTreeMap<Reference, Digest>) -> RefMap {
+pub(super) fn ref_map(refs: &BTreeMap<Reference, Digest>) -> RefMap {
     RefMap(refs.iter().map(|(r, d)| (r.to_string(), d.clone())).collect())
 }

@@ -95,22 +95,28 @@ impl Follower {
         Ok(())
     }
 
+    /// Reads what was appended, a chunk at a time: a log can be far larger than the daemon's
+    /// memory budget.
     fn drain(&mut self, out: &mut dyn FnMut(Entry)) -> io::Result<()> {
         let Some(file) = self.file.as_mut() else { return Ok(()) };
         file.seek(SeekFrom::Start(self.offset))?;
-        let mut buf = Vec::new();
-        let n = file.read_to_end(&mut buf)?;
-        self.offset += n as u64;
-        self.pending.extend_from_slice(&buf);
-        let mut start = 0;
-        while let Some(nl) = self.pending[start..].iter().position(|b| *b == b'\n') {
-            if let Some(e) = parse_line(&self.pending[start..start + nl]) {
-                out(e);
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = file.read(&mut buf)?;
+            if n == 0 {
+                return Ok(());
             }
-            start += nl + 1;
+            self.offset += n as u64;
+            self.pending.extend_from_slice(&buf[..n]);
+            let mut start = 0;
+            while let Some(nl) = self.pending[start..].iter().position(|b| *b == b'\n') {
+                if let Some(e) = parse_line(&self.pending[start..start + nl]) {
+                    out(e);
+                }
+                start += nl + 1;
+            }
+            self.pending.drain(..start);
         }
-        self.pending.drain(..start);
-        Ok(())
     }
 }
 
