@@ -2,7 +2,7 @@
 # README command 2: the test run CI does (.ci/run calls this). Needs root: the integration
 # suites run real containers with runc and mount overlayfs.
 #
-#   ci/test.sh            lint, unit tests, integration suites (docker CLI, API errors, restart,
+#   ci/test.sh            lint, unit tests, integration suites (docker CLI, API errors, restart, archives,
 #                         daemon config, crash torture with 6 random kills and every failpoint)
 #   ci/test.sh --torture  the same, with the long crash torture (200 random kills)
 #

@@ -8,6 +8,8 @@
 //! - [`archive`]: reading `docker save` archives and OCI image layouts from a tar file.
 //! - [`unpack`]: applying a layer tar to a directory, refusing entries that escape it and
 //!   translating whiteouts into overlayfs' form.
+//! - [`tarsplit`]: a layer tar's layout kept beside its unpacked directory, so the exact tar
+//!   (and its `diff_id`) can be rebuilt for `save` and `push`.
 //! - [`registry`]: the registry protocol as data: manifests, indexes, platforms, auth
 //!   challenges.
 //! - [`durable`]: the one place where files that must survive a power cut are written.
@@ -20,6 +22,7 @@ pub mod digest;
 pub mod durable;
 pub mod reference;
 pub mod registry;
+pub mod tarsplit;
 pub mod unpack;
 
 pub use config::ImageConfig;

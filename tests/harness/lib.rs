@@ -310,6 +310,14 @@ impl Daemon {
             if !ov.join(l).join("diff").is_dir() {
                 problems.push(format!("layer {l} of a listed image is missing"));
             }
+            if !self.data_root().join(format!("images/layers/{l}.split")).is_file() {
+                problems.push(format!("layer {l} of a listed image has no recorded tar layout"));
+            }
+        }
+        for n in names(self.data_root().join("images/layers")) {
+            if !n.strip_suffix(".split").is_some_and(|c| chains.contains(c)) {
+                problems.push(format!("layer layout images/layers/{n} belongs to no listed layer"));
+            }
         }
         for n in names(self.data_root().join("containers")) {
             if !all.contains(&n) {

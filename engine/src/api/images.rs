@@ -1,4 +1,4 @@
-//! Image endpoints: list, inspect, tag, rmi, load, import.
+//! Image endpoints: list, inspect, tag, rmi, load, import, save, pull.
 
 use super::error::{ApiError, ApiResult};
 use super::query::spool;
@@ -158,6 +158,30 @@ pub fn remove(ctx: &Ctx, name: &str) -> ApiResult {
         })
         .collect();
     json(&items)
+}
+
+/// `docker save`: `GET /images/{name}/get` and `GET /images/get?names=...`. Names are
+/// resolved before the answer starts (404 for an unknown one); the tar is then written from a
+/// blocking thread as it is built. `format=oci` (berth's own) leaves out the Docker files.
+pub fn save(ctx: &Ctx, names: Vec<String>) -> ApiResult {
+    if names.is_empty() {
+        return Err(ApiError::bad_request("no image names given"));
+    }
+    let format = match ctx.q.get("format").unwrap_or("") {
+        "" | "docker" => crate::images::SaveFormat::Docker,
+        "oci" => crate::images::SaveFormat::Oci,
+        other => return Err(ApiError::bad_request(format!("unknown save format {other:?} (docker or oci)"))),
+    };
+    let items = ctx.d.images.save_items(&names)?;
+    let (mut out, body) = super::body::writer();
+    let images = ctx.d.images.clone();
+    tokio::task::spawn_blocking(move || {
+        if let Err(e) = images.save(&items, format, &mut out) {
+            tracing::warn!(images = ?names, "save failed: {e:#}");
+            out.fail(&e);
+        }
+    });
+    Ok(hyper::Response::builder().header("Content-Type", "application/x-tar").body(body).unwrap())
 }
 
 fn message_line(v: serde_json::Value) -> Bytes {

@@ -95,6 +95,8 @@ async fn dispatch(ctx: &Ctx, method: &Method, segs: &[&str], req: Request<Incomi
         (&M::POST, ["images", "create"]) => images::create(ctx, req).await,
         (&M::POST, ["images", "prune"]) => images::prune(ctx),
         (&M::POST, ["auth"]) => images::auth(ctx, req).await,
+        (&M::GET, ["images", "get"]) => images::save(ctx, ctx.q.all("names").to_vec()),
+        (&M::GET, ["images", name @ .., "get"]) if !name.is_empty() => images::save(ctx, vec![name.join("/")]),
         (&M::GET, ["system", "df"]) => system::df(ctx),
         (&M::GET, ["images", name @ .., "json"]) if !name.is_empty() => images::inspect(ctx, &name.join("/")),
         (&M::GET, ["images", name @ .., "history"]) if !name.is_empty() => images::history(ctx, &name.join("/")),

@@ -3,7 +3,7 @@
 use super::client::{body_reader, demux, Client};
 use super::format::{ago, human_size, template};
 use super::Command;
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use http_body_util::BodyExt;
 use hyper::Method;
 use serde_json::Value;
@@ -293,6 +293,13 @@ pub async fn dispatch(client: &Client, cmd: Command) -> Result<i32> {
             let resp = client.upload(&format!("/images/load?quiet={}", quiet as u8), &input, "application/x-tar").await?;
             print_messages(resp, quiet, false).await
         }
+        Command::Save { output, format, images } => {
+            let mut path = format!("/images/get?{}", images.iter().map(|i| format!("names={}", enc(i))).collect::<Vec<_>>().join("&"));
+            if let Some(f) = format {
+                path.push_str(&format!("&format={}", enc(&f)));
+            }
+            save_to(client, &path, output.as_deref()).await
+        }
         Command::Import { file, reference, change, message } => {
             let mut path = "/images/create?fromSrc=-".to_string();
             if let Some(r) = reference {
@@ -475,6 +482,39 @@ pub async fn dispatch(client: &Client, cmd: Command) -> Result<i32> {
             unreachable!("dispatched by main")
         }
     }
+}
+
+/// Streams a tar answer (`save`, `export`) to `output` (through a temp file renamed at the
+/// end, so a failed transfer leaves no half file) or to stdout, never to a terminal.
+pub async fn save_to(client: &Client, path: &str, output: Option<&str>) -> Result<i32> {
+    use std::io::IsTerminal;
+    if output.is_none() && std::io::stdout().is_terminal() {
+        anyhow::bail!("cowardly refusing to save to a terminal. Use the -o flag or redirect");
+    }
+    let resp = client.call(Method::GET, path, None).await?;
+    let mut body = body_reader(resp);
+    match output {
+        None => {
+            tokio::io::copy(&mut body, &mut tokio::io::stdout()).await.context("receiving the archive")?;
+        }
+        Some(out) => {
+            let target = std::path::Path::new(out);
+            let tmp =
+                target.with_file_name(format!(".{}.tmp-{}", target.file_name().unwrap_or_default().to_string_lossy(), std::process::id()));
+            let result = async {
+                let mut f = tokio::fs::File::create(&tmp).await.with_context(|| format!("creating {}", tmp.display()))?;
+                tokio::io::copy(&mut body, &mut f).await.context("receiving the archive")?;
+                f.sync_all().await?;
+                tokio::fs::rename(&tmp, target).await.with_context(|| format!("renaming to {out}"))
+            }
+            .await;
+            if result.is_err() {
+                let _ = tokio::fs::remove_file(&tmp).await;
+            }
+            result?;
+        }
+    }
+    Ok(0)
 }
 
 async fn stop_or_restart(client: &Client, verb: &str, a: super::StopArgs) -> Result<i32> {

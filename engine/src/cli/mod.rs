@@ -171,6 +171,17 @@ pub enum Command {
         #[arg(short = 'q', long)]
         quiet: bool,
     },
+    /// Save images to a tar archive (streamed to stdout unless -o)
+    Save {
+        /// Write to a file instead of stdout
+        #[arg(short = 'o', long)]
+        output: Option<String>,
+        /// `oci` for a plain OCI image layout (default: Docker's, which is also an OCI layout)
+        #[arg(long)]
+        format: Option<String>,
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
     /// Import a root filesystem tar as an image
     Import {
         file: String,

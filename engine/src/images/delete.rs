@@ -127,7 +127,7 @@ impl ImageStore {
         // next start rolls the removal forward), not reported as a failed deletion.
         let removed = chains
             .iter()
-            .map(|c| self.driver.remove_layer(c))
+            .map(|c| self.remove_layer_files(c))
             .chain(std::iter::once(berth_images::durable::remove_file(&self.blobs.join(img.id.hex()))))
             .collect::<Result<Vec<()>>>();
         match removed {

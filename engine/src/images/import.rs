@@ -5,7 +5,7 @@ use anyhow::{Context, Result};
 use berth_images::archive::open_tar_file;
 use berth_images::config::{History, RootFs};
 use berth_images::digest::HashingReader;
-use berth_images::unpack::apply_layer;
+use berth_images::tarsplit::apply_recorded;
 use berth_images::{Digest, ImageConfig, Reference};
 use std::path::Path;
 
@@ -43,9 +43,9 @@ impl ImageStore {
         self.add_image(
             &bytes,
             tag.as_slice(),
-            &mut |_, dir, wh| {
+            &mut |_, dir, wh, split| {
                 let mut r = HashingReader::new(open_tar_file(path)?);
-                let stats = apply_layer(&mut r, dir, wh)?;
+                let (stats, _) = apply_recorded(&mut r, dir, wh, split)?;
                 let (again, _) = r.finish()?;
                 anyhow::ensure!(again == diff_id, "the imported tar changed while it was read");
                 Ok(stats.size)

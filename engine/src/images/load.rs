@@ -3,7 +3,7 @@
 use super::ImageStore;
 use anyhow::Result;
 use berth_images::archive::ArchiveIndex;
-use berth_images::unpack::apply_layer;
+use berth_images::tarsplit::apply_recorded;
 use berth_images::{Digest, Reference};
 use std::path::Path;
 
@@ -25,9 +25,9 @@ impl ImageStore {
             let id = self.add_image(
                 &img.config_bytes,
                 &img.tags,
-                &mut |i, dir, wh| {
+                &mut |i, dir, wh, split| {
                     let mut reader = archive.open_layer(&img.layers[i])?;
-                    let stats = apply_layer(&mut reader, dir, wh)?;
+                    let (stats, _) = apply_recorded(&mut reader, dir, wh, split)?;
                     reader.finish(&img.config.rootfs.diff_ids[i])?;
                     Ok(stats.size)
                 },

@@ -3,15 +3,18 @@
 //! storage driver; the parsing and verifying lives in the `berth-images` crate.
 //!
 //! On disk: `<data-root>/images/blobs/sha256/<hex>` (config blobs, checked against their
-//! name when read) and the `images`, `layers`, `references` collections of the state store.
-//! Write order, so a crash never shows a half-made image: layers, layer records, config
-//! blob, image record, references.
+//! name when read), `<data-root>/images/layers/<chain-hex>.split` (each layer tar's layout,
+//! see `berth_images::tarsplit`: what `save` and `push` rebuild the exact tar from) and the
+//! `images`, `layers`, `references` collections of the state store. Write order, so a crash
+//! never shows a half-made image: layers and their layouts, layer records, config blob,
+//! image record, references.
 
 mod changes;
 mod delete;
 mod import;
 mod load;
 mod pull;
+mod save;
 pub mod transport;
 
 pub use changes::apply_changes;
@@ -19,6 +22,7 @@ pub use delete::{Deleted, User as DeleteUser};
 pub use import::host_arch;
 pub use load::LoadProgress;
 pub use pull::{Progress, PullOptions};
+pub use save::{SaveFormat, SaveItem};
 
 use crate::state::{Collection, Op, Record, Store};
 use crate::storage::Driver;
@@ -30,6 +34,10 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+
+/// Unpacks layer `i` of an image being added into a directory (whiteouts as given), writing
+/// its tar's layout to the writer; returns the bytes written.
+pub(crate) type FillLayer<'a> = dyn FnMut(usize, &std::path::Path, Whiteouts, &mut dyn std::io::Write) -> Result<u64> + 'a;
 
 /// What the daemon knows of an image.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -90,6 +98,7 @@ struct Index {
 
 pub struct ImageStore {
     blobs: PathBuf,
+    splits: PathBuf,
     tmp: PathBuf,
     store: Store,
     images: Collection<ImageRecord>,
@@ -109,12 +118,16 @@ pub(super) const REFS_KEY: &str = "all";
 impl ImageStore {
     pub fn open(data_root: &std::path::Path, store: &Store, driver: Arc<dyn Driver>) -> Result<Self> {
         let blobs = data_root.join("images/blobs/sha256");
+        let splits = data_root.join("images/layers");
         let tmp = data_root.join("tmp");
-        std::fs::create_dir_all(&blobs).with_context(|| format!("creating {}", blobs.display()))?;
-        std::fs::create_dir_all(&tmp)?;
+        for dir in [&blobs, &splits, &tmp] {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        remove_spooled(&tmp);
         pull::collect_stale_downloads(&tmp.join("pull"));
         let s = ImageStore {
             blobs,
+            splits,
             tmp,
             store: store.clone(),
             images: store.collection()?,
@@ -147,6 +160,17 @@ impl ImageStore {
 
     pub fn driver(&self) -> &dyn Driver {
         &*self.driver
+    }
+
+    /// Where the layout of layer `chain`'s tar is kept.
+    fn split_path(&self, chain: &Digest) -> PathBuf {
+        self.splits.join(format!("{}.split", chain.hex()))
+    }
+
+    /// Removes a layer's directory and its recorded layout.
+    fn remove_layer_files(&self, chain: &Digest) -> Result<()> {
+        self.driver.remove_layer(chain)?;
+        durable::remove_file(&self.split_path(chain))
     }
 
     fn save_refs(&self, refs: &BTreeMap<Reference, Digest>) -> Result<()> {
@@ -218,14 +242,15 @@ impl ImageStore {
     }
 
     /// Adds an image: the layers it lacks are named in an intent, created with `fill`
-    /// (layer index, directory, whiteout mode → bytes written), then the layer records, the
-    /// image record and its tags commit in one transaction with the intent's removal. A crash
+    /// (layer index, directory, whiteout mode, where the tar's layout goes → bytes written;
+    /// see [`berth_images::tarsplit::apply_recorded`]), then the layer records, the image
+    /// record and its tags commit in one transaction with the intent's removal. A crash
     /// anywhere before that commit leaves no image and, after recovery, no layer directory.
     pub(crate) fn add_image(
         &self,
         config_bytes: &[u8],
         tags: &[Reference],
-        fill: &mut dyn FnMut(usize, &std::path::Path, Whiteouts) -> Result<u64>,
+        fill: &mut FillLayer<'_>,
         progress: &mut dyn FnMut(usize, &Digest, bool),
     ) -> Result<Digest> {
         let _writer = self.writer.lock().unwrap();
@@ -251,12 +276,24 @@ impl ImageStore {
                 }
                 let parent = i.checked_sub(1).map(|p| &chains[p]);
                 let mut written = 0;
-                self.driver
-                    .create_layer(chain, parent, &mut |dir, wh| {
-                        written = fill(i, dir, wh)?;
-                        Ok(written)
-                    })
-                    .with_context(|| format!("layer {} of image {}", i + 1, id.short()))?;
+                let split_tmp = self.tmp.join(format!("{}.split", chain.hex()));
+                let made = (|| -> Result<()> {
+                    let file = std::fs::File::create(&split_tmp).with_context(|| format!("creating {}", split_tmp.display()))?;
+                    let mut split = flate2::write::GzEncoder::new(std::io::BufWriter::new(file), flate2::Compression::fast());
+                    self.driver
+                        .create_layer(chain, parent, &mut |dir, wh| {
+                            written = fill(i, dir, wh, &mut split)?;
+                            Ok(written)
+                        })
+                        .with_context(|| format!("layer {} of image {}", i + 1, id.short()))?;
+                    let file = split.finish()?.into_inner().map_err(|e| e.into_error())?;
+                    file.sync_all().with_context(|| format!("fsync of {}", split_tmp.display()))?;
+                    durable::rename(&split_tmp, &self.split_path(chain))
+                })();
+                if made.is_err() {
+                    let _ = std::fs::remove_file(&split_tmp);
+                }
+                made?;
                 failpoint::hit("image.layers.after-first-layer");
                 new_layers.push(LayerRecord { chain: chain.clone(), diff_id: diff_id.clone(), parent: parent.cloned(), size: written });
                 size += written;
@@ -270,7 +307,7 @@ impl ImageStore {
             Ok(v) => v,
             Err(e) => {
                 for c in &missing {
-                    if let Err(undo) = self.driver.remove_layer(c) {
+                    if let Err(undo) = self.remove_layer_files(c) {
                         tracing::error!(layer = %c.short(), "undoing a failed layer: {undo:#}");
                     }
                 }
@@ -311,7 +348,7 @@ impl ImageStore {
             Op::CreateLayers { chains } => {
                 for c in chains {
                     if self.layers.get(c.hex())?.is_none() {
-                        self.driver.remove_layer(c)?;
+                        self.remove_layer_files(c)?;
                     }
                 }
                 Ok(format!("rolled back: {} unfinished layer(s) removed", chains.len()))
@@ -319,7 +356,7 @@ impl ImageStore {
             Op::RemoveLayers { chains, blobs } => {
                 for c in chains {
                     if self.layers.get(c.hex())?.is_none() {
-                        self.driver.remove_layer(c)?;
+                        self.remove_layer_files(c)?;
                     }
                 }
                 for b in blobs {
@@ -362,6 +399,18 @@ impl ImageStore {
             }
         }
         let layers = self.layer_ids()?;
+        for e in std::fs::read_dir(&self.splits)? {
+            let e = e?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            let owned = name
+                .strip_suffix(".split")
+                .and_then(|hex| format!("sha256:{hex}").parse::<Digest>().ok())
+                .is_some_and(|d| layers.contains(&d));
+            if !owned {
+                durable::remove_file(&e.path())?;
+                actions.push(format!("removed layer layout {name} that no layer owns"));
+            }
+        }
         for img in index.images.values() {
             if let Some(missing) = img.layers.iter().find(|c| !layers.contains(c) || !self.driver.has_layer(c)) {
                 let msg = format!("image {} is damaged: its layer {} is missing", img.id.short(), missing.short());
@@ -370,6 +419,18 @@ impl ImageStore {
             }
         }
         Ok(actions)
+    }
+}
+
+/// Removes the uploads and layer layouts a crash left in `tmp` (the pull downloads below it
+/// are kept for a resume). Called at start, before anything writes there.
+fn remove_spooled(tmp: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(tmp) else { return };
+    for e in entries.flatten() {
+        if e.file_type().is_ok_and(|t| t.is_file()) {
+            tracing::info!(file = %e.path().display(), "removing a leftover upload");
+            let _ = std::fs::remove_file(e.path());
+        }
     }
 }
 

@@ -14,7 +14,7 @@ use berth_images::digest::HashingReader;
 use berth_images::registry::manifest::{self, Compression, Descriptor, Manifest};
 use berth_images::registry::platform::Platform;
 use berth_images::registry::{endpoint, is_loopback_host};
-use berth_images::unpack::apply_layer;
+use berth_images::tarsplit::apply_recorded;
 use berth_images::{Digest, ImageConfig, Reference};
 use bytes::Bytes;
 use http_body_util::BodyExt;
@@ -273,12 +273,12 @@ impl ImageStore {
             this.add_image(
                 &config_bytes,
                 &tags,
-                &mut |i, dir, wh| {
+                &mut |i, dir, wh, split| {
                     let path = files2[i].as_ref().with_context(|| format!("layer {} was not downloaded", layers[i].0))?;
                     p2.blocking_send(json!({"status": "Extracting", "id": layers[i].0.short()}));
                     let file = std::fs::File::open(path)?;
                     let mut reader = HashingReader::new(decompressed(std::io::BufReader::new(file), layers[i].1)?);
-                    let stats = apply_layer(&mut reader, dir, wh)?;
+                    let (stats, _) = apply_recorded(&mut reader, dir, wh, split)?;
                     let (got, _) = reader.finish()?;
                     ensure!(got == diff_ids[i], "layer {} unpacks to {got}, not its diff_id {}", layers[i].0, diff_ids[i]);
                     Ok(stats.size)

@@ -30,6 +30,9 @@ pub trait Driver: Send + Sync {
     /// its content is on disk; on error nothing is left behind.
     fn create_layer(&self, chain: &Digest, parent: Option<&Digest>, apply: &mut ApplyFn<'_>) -> Result<()>;
     fn remove_layer(&self, chain: &Digest) -> Result<()>;
+    /// The directory holding layer `chain`'s files as its tar unpacked them: where `save`
+    /// and `push` read file content back from.
+    fn layer_content(&self, chain: &Digest) -> PathBuf;
     /// Creates a container's writable layer above the image's `layers` (chain ids, bottom
     /// first), with an init layer that `init` fills (`/etc/hosts` ...).
     fn create_container(&self, id: &ContainerId, layers: &[Digest], init: &dyn Fn(&Path) -> Result<()>) -> Result<()>;

@@ -83,6 +83,10 @@ impl Driver for Overlay2 {
         remove_tree(&self.layer_dir(chain))
     }
 
+    fn layer_content(&self, chain: &Digest) -> PathBuf {
+        self.layer_dir(chain).join("diff")
+    }
+
     fn create_container(&self, id: &ContainerId, _layers: &[Digest], init: &dyn Fn(&Path) -> Result<()>) -> Result<()> {
         let dir = self.container_dir(id);
         let init_dir = self.init_dir(id);

@@ -67,6 +67,12 @@ impl Driver for Vfs {
         remove_tree(&self.dir(chain.hex()))
     }
 
+    fn layer_content(&self, chain: &Digest) -> PathBuf {
+        // A vfs layer holds everything below it too; the files its own tar wrote are at the
+        // same paths, which is all a rebuild reads.
+        self.dir(chain.hex())
+    }
+
     fn create_container(&self, id: &ContainerId, layers: &[Digest], init: &dyn Fn(&Path) -> Result<()>) -> Result<()> {
         let base = layers.last().map(|c| self.dir(c.hex()));
         self.build(&self.dir(id.as_str()), id.as_str(), base.as_deref(), &mut |d| init(d))

@@ -1,0 +1,111 @@
+//! Images as archives and containers as images: `save`/`load` round trips that keep the image
+//! id, OCI tools reading what berth saved, and a layer damaged on disk refused instead of
+//! exported.
+
+use berth_tests::{require_root, scratch_root, Daemon};
+use std::process::Command;
+
+fn skopeo(args: &[&str]) -> (bool, String) {
+    let out = Command::new("skopeo").args(args).output().expect("skopeo (ci/install-deps.sh installs it)");
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+}
+
+fn tar_members(path: &std::path::Path) -> Vec<String> {
+    let mut a = tar::Archive::new(std::fs::File::open(path).unwrap());
+    a.entries().unwrap().map(|e| e.unwrap().path().unwrap().display().to_string()).collect()
+}
+
+#[test]
+fn save_then_load_keeps_the_image_and_oci_tools_read_it() {
+    require_root!();
+    let d = Daemon::start();
+    d.load_busybox();
+    let id = d.berth(&["inspect", "-f", "{{.Id}}", "busybox:latest"]).ok().stdout.trim().to_string();
+    let dir = scratch_root();
+    let saved = dir.join("busybox.tar");
+
+    // A tag saves that tag; the archive is Docker's and an OCI layout at once.
+    d.berth(&["save", "-o", saved.to_str().unwrap(), "busybox:latest"]).ok();
+    let members = tar_members(&saved);
+    for m in ["manifest.json", "index.json", "oci-layout", "repositories"] {
+        assert!(members.iter().any(|n| n == m), "{m} missing from {members:?}");
+    }
+    let (ok, out) = skopeo(&["inspect", &format!("docker-archive:{}", saved.display())]);
+    assert!(ok, "skopeo could not read the docker archive: {out}");
+    let (ok, out) = skopeo(&["inspect", "--config", &format!("oci-archive:{}", saved.display())]);
+    assert!(ok && out.contains("\"architecture\""), "skopeo could not read the OCI layout: {out}");
+    // skopeo copies it (every layer checked against its digest on the way).
+    let (ok, out) = skopeo(&["copy", &format!("docker-archive:{}", saved.display()), &format!("oci:{}:copied", dir.join("oci").display())]);
+    assert!(ok, "{out}");
+
+    // The docker CLI's save streams the same bytes (the archive is deterministic).
+    let via_docker = dir.join("docker.tar");
+    d.docker(&["save", "-o", via_docker.to_str().unwrap(), "busybox:latest"]).ok();
+    assert!(std::fs::read(&via_docker).unwrap() == std::fs::read(&saved).unwrap(), "docker save and berth save differ");
+
+    // rmi, load: the same id and tag, and it runs.
+    for t in ["busybox:latest", "busybox:buildroot-2014.02", "alpine:3.10", "alpine:latest"] {
+        d.berth(&["rmi", t]).ok();
+    }
+    assert!(d.image_tags().is_empty(), "{:?}", d.image_tags());
+    let out = d.berth(&["load", "-i", saved.to_str().unwrap()]).ok();
+    assert!(out.stdout.contains("Loaded image: busybox:latest"), "{}", out.stdout);
+    assert_eq!(d.berth(&["inspect", "-f", "{{.Id}}", "busybox:latest"]).ok().stdout.trim(), id);
+    assert_eq!(d.berth(&["run", "--rm", "busybox", "echo", "reloaded"]).ok().stdout, "reloaded\n");
+
+    // Several images in one archive; a bare repository name saves all its tags.
+    d.berth(&["tag", "busybox:latest", "busybox:second"]).ok();
+    d.berth(&["tag", "busybox:latest", "other/tool:1"]).ok();
+    let several = dir.join("several.tar");
+    d.docker(&["save", "-o", several.to_str().unwrap(), "busybox", "other/tool:1"]).ok();
+    let manifest: serde_json::Value = {
+        let mut a = tar::Archive::new(std::fs::File::open(&several).unwrap());
+        let mut e = a.entries().unwrap().map(|e| e.unwrap()).find(|e| e.path().unwrap().to_str() == Some("manifest.json")).unwrap();
+        serde_json::from_reader(&mut e).unwrap()
+    };
+    let mut tags: Vec<String> = manifest[0]["RepoTags"].as_array().unwrap().iter().map(|t| t.as_str().unwrap().to_string()).collect();
+    tags.sort();
+    assert_eq!(tags, ["busybox:latest", "busybox:second", "other/tool:1"], "{manifest}");
+
+    // `--format oci`: the layout alone.
+    let oci = dir.join("oci.tar");
+    d.berth(&["save", "--format", "oci", "-o", oci.to_str().unwrap(), "busybox:latest"]).ok();
+    let members = tar_members(&oci);
+    assert!(members.contains(&"index.json".to_string()) && !members.contains(&"manifest.json".to_string()), "{members:?}");
+    let (ok, out) = skopeo(&["inspect", &format!("oci-archive:{}", oci.display())]);
+    assert!(ok, "{out}");
+
+    // Unknown names fail before anything is written.
+    let missing = dir.join("missing.tar");
+    let out = d.berth(&["save", "-o", missing.to_str().unwrap(), "nothing:here"]);
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains("No such image"), "{}", out.stderr);
+    assert!(!missing.exists());
+    assert!(d.inconsistencies().is_empty(), "{:?}", d.inconsistencies());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_layer_damaged_on_disk_is_not_exported() {
+    require_root!();
+    let d = Daemon::start();
+    d.load_busybox();
+    let dir = scratch_root();
+    // Change the content of a file of the image's layer behind berth's back (same size).
+    let layers = d.data_root().join("overlay2");
+    let passwd = std::fs::read_dir(&layers)
+        .unwrap()
+        .map(|e| e.unwrap().path().join("diff/etc/passwd"))
+        .find(|p| p.is_file())
+        .expect("the busybox layer has /etc/passwd");
+    let mut content = std::fs::read(&passwd).unwrap();
+    content[0] ^= 0x20;
+    std::fs::write(&passwd, &content).unwrap();
+
+    let out_file = dir.join("damaged.tar");
+    let out = d.berth(&["save", "-o", out_file.to_str().unwrap(), "busybox:latest"]);
+    assert_ne!(out.code, 0, "a damaged layer was exported");
+    assert!(!out_file.exists(), "a partial archive was left behind");
+    assert!(d.log().contains("damaged on disk"), "{}", d.log());
+    let _ = std::fs::remove_dir_all(&dir);
+}
