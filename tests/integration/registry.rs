@@ -309,3 +309,56 @@ fn docker_hub_images_come_from_the_mirrors_first() {
     assert!(d.image_tags().contains(&"busybox:mirrored".to_string()), "{:?}", d.image_tags());
     assert_eq!(d.berth(&["run", "--rm", "busybox:mirrored", "echo", "mirrored"]).ok().stdout, "mirrored\n");
 }
+
+#[test]
+fn push_then_pull_on_a_clean_data_root_gives_the_same_image() {
+    require_root!();
+    let Some(reg) = Registry::start() else { return };
+    let d = Daemon::start();
+    d.load_busybox();
+    let id = d.berth(&["inspect", "-f", "{{.Id}}", "busybox:latest"]).ok().stdout.trim().to_string();
+    let target = format!("{}/pushed/busybox:1", reg.host());
+    d.berth(&["tag", "busybox:latest", &target]).ok();
+
+    let out = d.berth(&["push", &target]).ok();
+    assert!(out.stdout.contains("Pushed") && out.stdout.contains("1: digest: sha256:"), "{}", out.stdout);
+    // skopeo reads what was pushed: the config is the image (same id), each layer verified.
+    let (_, manifest_digest, media_type) = manifest_of(&reg, "pushed/busybox", "1");
+    assert_eq!(media_type, "application/vnd.docker.distribution.manifest.v2+json");
+    let out = std::process::Command::new("skopeo")
+        .args(["inspect", "--tls-verify=false", "--format", "{{.Digest}}", &format!("docker://{target}")])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), manifest_digest, "{}", String::from_utf8_lossy(&out.stderr));
+    let copy_dir = berth_tests::scratch_root();
+    let out = std::process::Command::new("skopeo")
+        .args(["copy", "--src-tls-verify=false", &format!("docker://{target}"), &format!("oci:{}:x", copy_dir.display())])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "skopeo copy of the pushed image: {}", String::from_utf8_lossy(&out.stderr));
+    let digests = d.berth(&["inspect", "-f", "{{json .RepoDigests}}", &target]).ok().stdout;
+    assert!(digests.contains(&manifest_digest), "{digests}");
+
+    // Again, through the docker CLI under another tag: the layer is known and not rebuilt.
+    let again = format!("{}/pushed/busybox:2", reg.host());
+    d.docker(&["tag", "busybox:latest", &again]).ok();
+    let out = d.docker(&["push", &again]).ok();
+    assert!(out.stdout.contains("Layer already exists"), "{}", out.stdout);
+
+    // A clean data root pulls it back: the same image id, and it runs.
+    let fresh = Daemon::start();
+    fresh.berth(&["pull", &target]).ok();
+    assert_eq!(fresh.berth(&["inspect", "-f", "{{.Id}}", &target]).ok().stdout.trim(), id);
+    assert_eq!(fresh.berth(&["run", "--rm", &target, "echo", "round trip"]).ok().stdout, "round trip\n");
+
+    // What cannot be pushed: an unknown image (nothing sent), a registry that is not there.
+    let out = d.berth(&["push", &format!("{}/pushed/nothing:1", reg.host())]);
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains("No such image"), "{}", out.stderr);
+    d.berth(&["tag", "busybox:latest", "127.0.0.1:9/nowhere/busybox:1"]).ok();
+    let out = d.berth(&["push", "127.0.0.1:9/nowhere/busybox:1"]);
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains("127.0.0.1:9"), "{}", out.stderr);
+    assert!(d.inconsistencies().is_empty(), "{:?}", d.inconsistencies());
+    let _ = std::fs::remove_dir_all(&copy_dir);
+}

@@ -100,6 +100,12 @@ impl Drop for BodyWriter {
     }
 }
 
+/// A streaming body whose producer can end it with an error.
+pub fn fallible_channel() -> (mpsc::Sender<std::io::Result<Bytes>>, ResBody) {
+    let (tx, rx) = mpsc::channel(8);
+    (tx, FallibleBody { rx }.boxed())
+}
+
 /// A streaming body written by a blocking producer.
 pub fn writer() -> (BodyWriter, ResBody) {
     let (tx, rx) = mpsc::channel(8);

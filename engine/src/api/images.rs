@@ -315,6 +315,34 @@ fn pull(ctx: &Ctx, image: &str, credentials: Option<Credentials>) -> ApiResult {
     Ok(hyper::Response::builder().header("Content-Type", "application/json").body(body).unwrap())
 }
 
+/// `docker push`: `POST /images/{name}/push?tag=`, answered with Docker's progress stream;
+/// a failure ends it with an `errorDetail` line.
+pub fn push(ctx: &Ctx, name: &str, req: &Request<Incoming>) -> ApiResult {
+    let reference = match ctx.q.get("tag").filter(|t| !t.is_empty()) {
+        Some(t) => Reference::with_tag(name, t),
+        None => name.parse(),
+    }
+    .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    // The image must exist before anything streams (Docker: 404 "No such image").
+    ctx.d.images.resolve(&reference.to_string())?;
+    let opts = crate::images::PushOptions {
+        insecure: ctx.d.cfg.insecure_registries.clone(),
+        certs_dir: Some(ctx.d.cfg.registry_certs_dir.clone()),
+        credentials: registry_auth(req.headers())?,
+    };
+    let (tx, body) = super::body::channel();
+    let images = ctx.d.images.clone();
+    tokio::spawn(async move {
+        let progress = crate::images::Progress(tx.clone());
+        if let Err(e) = images.push(&reference, &opts, &progress).await {
+            tracing::warn!(image = %reference.familiar(), "push failed: {e:#}");
+            let msg = format!("{e:#}");
+            let _ = tx.send(message_line(json!({"errorDetail": {"message": msg}, "error": msg}))).await;
+        }
+    });
+    Ok(hyper::Response::builder().header("Content-Type", "application/json").body(body).unwrap())
+}
+
 /// `POST /images/create`: `fromSrc` imports a root filesystem tar; `fromImage` (pull)
 /// comes with the registry work.
 pub async fn create(ctx: &Ctx, req: Request<Incoming>) -> ApiResult {

@@ -101,6 +101,7 @@ async fn dispatch(ctx: &Ctx, method: &Method, segs: &[&str], req: Request<Incomi
         (&M::GET, ["images", name @ .., "json"]) if !name.is_empty() => images::inspect(ctx, &name.join("/")),
         (&M::GET, ["images", name @ .., "history"]) if !name.is_empty() => images::history(ctx, &name.join("/")),
         (&M::POST, ["images", name @ .., "tag"]) if !name.is_empty() => images::tag(ctx, &name.join("/")),
+        (&M::POST, ["images", name @ .., "push"]) if !name.is_empty() => images::push(ctx, &name.join("/"), &req),
         (&M::DELETE, ["images", name @ ..]) if !name.is_empty() => images::remove(ctx, &name.join("/")),
 
         // No networks or volumes exist until those subsystems land; `docker inspect NAME`

@@ -293,6 +293,15 @@ pub async fn dispatch(client: &Client, cmd: Command) -> Result<i32> {
             let resp = client.upload(&format!("/images/load?quiet={}", quiet as u8), &input, "application/x-tar").await?;
             print_messages(resp, quiet, false).await
         }
+        Command::Push { quiet, image } => {
+            let (name, tag) = match image.rsplit_once(':') {
+                Some((n, t)) if !t.contains('/') => (n.to_string(), t.to_string()),
+                _ => (image.clone(), "latest".to_string()),
+            };
+            let headers: Vec<(&str, String)> = super::credentials::header_for(&image).map(|h| ("X-Registry-Auth", h)).into_iter().collect();
+            let resp = client.call_with(Method::POST, &format!("/images/{}/push?tag={}", enc(&name), enc(&tag)), None, &headers).await?;
+            print_messages(resp, quiet, false).await
+        }
         Command::Save { output, format, images } => {
             let mut path = format!("/images/get?{}", images.iter().map(|i| format!("names={}", enc(i))).collect::<Vec<_>>().join("&"));
             if let Some(f) = format {

@@ -164,6 +164,13 @@ pub enum Command {
         quiet: bool,
         image: String,
     },
+    /// Upload an image to a registry
+    Push {
+        /// Less output
+        #[arg(short = 'q', long)]
+        quiet: bool,
+        image: String,
+    },
     /// Load images from a tar archive (docker save or OCI layout)
     Load {
         #[arg(short = 'i', long = "input", default_value = "-")]

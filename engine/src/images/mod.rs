@@ -14,6 +14,7 @@ mod delete;
 mod import;
 mod load;
 mod pull;
+mod push;
 mod save;
 pub mod transport;
 
@@ -22,6 +23,7 @@ pub use delete::{Deleted, User as DeleteUser};
 pub use import::host_arch;
 pub use load::LoadProgress;
 pub use pull::{Progress, PullOptions};
+pub use push::PushOptions;
 pub use save::{SaveFormat, SaveItem};
 
 use crate::state::{Collection, Op, Record, Store};
@@ -104,6 +106,7 @@ pub struct ImageStore {
     images: Collection<ImageRecord>,
     layers: Collection<LayerRecord>,
     references: Collection<RefMap>,
+    blob_sources: Collection<push::BlobSource>,
     driver: Arc<dyn Driver>,
     index: Mutex<Index>,
     /// Serialises operations that create or delete layers, so two loads never race on one
@@ -133,6 +136,7 @@ impl ImageStore {
             images: store.collection()?,
             layers: store.collection()?,
             references: store.collection()?,
+            blob_sources: store.collection()?,
             driver,
             index: Mutex::new(Index::default()),
             writer: Mutex::new(()),
@@ -409,6 +413,14 @@ impl ImageStore {
             if !owned {
                 durable::remove_file(&e.path())?;
                 actions.push(format!("removed layer layout {name} that no layer owns"));
+            }
+        }
+        // What is known of blobs of layers that are gone is dropped.
+        let diff_ids: std::collections::BTreeSet<String> =
+            self.layers.list()?.into_iter().map(|(_, l)| l.diff_id.hex().to_string()).collect();
+        for (key, _) in self.blob_sources.list()? {
+            if !diff_ids.contains(&key) {
+                self.blob_sources.delete(&key)?;
             }
         }
         for img in index.images.values() {

@@ -35,7 +35,7 @@ const ATTEMPTS: u32 = 5;
 pub struct Progress(pub mpsc::Sender<Bytes>);
 
 impl Progress {
-    async fn send(&self, v: Value) {
+    pub(crate) async fn send(&self, v: Value) {
         let _ = self.0.send(Bytes::from(v.to_string() + "\n")).await;
     }
     fn blocking_send(&self, v: Value) {
@@ -291,8 +291,13 @@ impl ImageStore {
             )
         })
         .await??;
-        for f in files.into_iter().flatten() {
-            let _ = tokio::fs::remove_file(f).await;
+        for (i, f) in files.into_iter().enumerate() {
+            if let Some(f) = f {
+                let _ = tokio::fs::remove_file(f).await;
+                let (desc, _) = &image.layers[i];
+                let source = super::push::BlobSource { digest: desc.digest.clone(), size: desc.size, media_type: desc.media_type.clone() };
+                self.remember_blob(&config.rootfs.diff_ids[i], &source);
+            }
         }
         progress.send(json!({"status": format!("Digest: {digest}")})).await;
         progress.send(json!({"status": format!("Status: Downloaded newer image for {}", reference.familiar())})).await;

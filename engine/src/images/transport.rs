@@ -6,7 +6,7 @@
 use anyhow::{bail, Context, Result};
 use berth_images::registry::auth::{self, Challenge};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
@@ -103,8 +103,62 @@ pub fn tls_config(certs_dir: Option<&std::path::Path>) -> Result<Arc<rustls::Cli
     Ok(Arc::new(config))
 }
 
+/// What a request carries. Replayable: a request may be sent again after a 401 challenge or
+/// over plain HTTP after HTTPS failed, so a file is reopened for each attempt.
+#[derive(Clone, Debug)]
+pub enum Payload {
+    Empty,
+    Bytes(Bytes),
+    /// A file on disk, streamed.
+    File(std::path::PathBuf),
+}
+
+impl Payload {
+    /// The body and its length.
+    async fn body(&self) -> Result<(crate::api::body::ResBody, u64)> {
+        Ok(match self {
+            Payload::Empty => (crate::api::body::empty(), 0),
+            Payload::Bytes(b) => (Full::new(b.clone()).map_err(|never| match never {}).boxed(), b.len() as u64),
+            Payload::File(path) => {
+                use tokio::io::AsyncReadExt;
+                let mut f = tokio::fs::File::open(path).await.with_context(|| format!("opening {}", path.display()))?;
+                let len = f.metadata().await?.len();
+                let (tx, body) = crate::api::body::fallible_channel();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    loop {
+                        match f.read(&mut buf).await {
+                            Ok(0) => break,
+                            Ok(n) => {
+                                if tx.send(Ok(Bytes::copy_from_slice(&buf[..n]))).await.is_err() {
+                                    break;
+                                }
+                            }
+                            Err(e) => {
+                                let _ = tx.send(Err(e)).await;
+                                break;
+                            }
+                        }
+                    }
+                });
+                (body, len)
+            }
+        })
+    }
+}
+
 /// One request on a new connection.
 async fn send(url: &Url, tls: &Arc<rustls::ClientConfig>, method: &str, headers: &[(&str, String)]) -> Result<Response<Incoming>> {
+    send_with(url, tls, method, headers, &Payload::Empty).await
+}
+
+async fn send_with(
+    url: &Url,
+    tls: &Arc<rustls::ClientConfig>,
+    method: &str,
+    headers: &[(&str, String)],
+    payload: &Payload,
+) -> Result<Response<Incoming>> {
     let tcp = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(url.authority()))
         .await
         .with_context(|| format!("connecting to {} timed out", url.host))?
@@ -117,7 +171,11 @@ async fn send(url: &Url, tls: &Arc<rustls::ClientConfig>, method: &str, headers:
     for (k, v) in headers {
         req = req.header(*k, v);
     }
-    let req = req.body(Empty::<Bytes>::new())?;
+    let (body, len) = payload.body().await?;
+    if !matches!(payload, Payload::Empty) || matches!(method, "POST" | "PUT" | "PATCH") {
+        req = req.header("Content-Length", len.to_string());
+    }
+    let req = req.body(body)?;
     if url.https {
         let name = rustls::pki_types::ServerName::try_from(url.server_name()).context("invalid TLS server name")?;
         let tls = tokio::time::timeout(CONNECT_TIMEOUT, tokio_rustls::TlsConnector::from(tls.clone()).connect(name, tcp))
@@ -175,17 +233,17 @@ impl Registry {
     }
 
     /// Sends to the registry itself, choosing the scheme as described on `https`.
-    async fn send_to_registry(&self, url: &Url, headers: &[(&str, String)]) -> Result<Response<Incoming>> {
+    async fn send_to_registry(&self, method: &str, url: &Url, headers: &[(&str, String)], payload: &Payload) -> Result<Response<Incoming>> {
         let decided = *self.https.lock().unwrap();
         let with = |https: bool| Url { https, ..url.clone() };
         match decided {
-            Some(https) => send(&with(https), &self.tls, "GET", headers).await,
-            None => match send(&with(true), &self.tls, "GET", headers).await {
+            Some(https) => send_with(&with(https), &self.tls, method, headers, payload).await,
+            None => match send_with(&with(true), &self.tls, method, headers, payload).await {
                 Ok(r) => {
                     *self.https.lock().unwrap() = Some(true);
                     Ok(r)
                 }
-                Err(tls_err) => match send(&with(false), &self.tls, "GET", headers).await {
+                Err(tls_err) => match send_with(&with(false), &self.tls, method, headers, payload).await {
                     Ok(r) if r.status() != StatusCode::BAD_REQUEST => {
                         *self.https.lock().unwrap() = Some(false);
                         Ok(r)
@@ -204,7 +262,21 @@ impl Registry {
     /// GET `path` (under the registry), following redirects and the token challenge. A
     /// status other than 2xx is an error naming it.
     pub async fn get(&self, path: &str, extra: &[(&str, String)]) -> Result<Response<Incoming>> {
-        let mut url = Url { path: path.to_string(), ..self.base.clone() };
+        let resp = self.request("GET", path, extra, &Payload::Empty).await?;
+        success(resp, &format!("{path} at {}", self.base.host)).await
+    }
+
+    /// Sends `method` to `path` (under the registry, or an absolute URL on the registry
+    /// itself, as upload locations are), following redirects and the auth challenge. Any
+    /// other status is the caller's to judge.
+    pub async fn request(&self, method: &str, path: &str, extra: &[(&str, String)], payload: &Payload) -> Result<Response<Incoming>> {
+        let mut url = if path.contains("://") {
+            let u = Url::parse(path)?;
+            anyhow::ensure!(u.host == self.base.host, "{} pointed to another host ({})", self.base.host, u.host);
+            Url { https: self.base.https, ..u }
+        } else {
+            Url { path: path.to_string(), ..self.base.clone() }
+        };
         let mut authed = false;
         for _ in 0..=MAX_REDIRECTS {
             let mut headers: Vec<(&str, String)> = extra.to_vec();
@@ -215,9 +287,9 @@ impl Registry {
                 }
             }
             let resp = if url.host == self.base.host {
-                self.send_to_registry(&url, &headers).await?
+                self.send_to_registry(method, &url, &headers, payload).await?
             } else {
-                send(&url, &self.tls, "GET", &headers).await?
+                send_with(&url, &self.tls, method, &headers, payload).await?
             };
             let status = resp.status();
             if status.is_redirection() {
@@ -247,14 +319,9 @@ impl Registry {
             if status == StatusCode::UNAUTHORIZED {
                 bail!("{}: unauthorized: the credentials were refused", self.base.host);
             }
-            if !status.is_success() {
-                let body = resp.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-                let text = String::from_utf8_lossy(&body[..body.len().min(300)]).trim().to_string();
-                bail!("{} answered {status} for {}: {text}", url.host, url.path);
-            }
             return Ok(resp);
         }
-        bail!("too many redirects fetching {path} from {}", self.base.host)
+        bail!("too many redirects for {path} at {}", self.base.host)
     }
 
     async fn fetch_token(&self, realm: &str, service: Option<&str>, scope: Option<&str>) -> Result<()> {
@@ -278,6 +345,18 @@ impl Registry {
         *self.authorization.lock().unwrap() = Some(format!("Bearer {token}"));
         Ok(())
     }
+}
+
+/// The answer if it is a success; otherwise an error naming the status and the start of the
+/// body (registries explain themselves there).
+pub async fn success(resp: Response<Incoming>, what: &str) -> Result<Response<Incoming>> {
+    let status = resp.status();
+    if status.is_success() {
+        return Ok(resp);
+    }
+    let body = http_body_util::Limited::new(resp.into_body(), 64 * 1024).collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let text = String::from_utf8_lossy(&body[..body.len().min(300)]).trim().to_string();
+    bail!("the registry answered {status} for {what}: {text}")
 }
 
 #[cfg(test)]
