@@ -109,3 +109,68 @@ fn a_layer_damaged_on_disk_is_not_exported() {
     assert!(d.log().contains("damaged on disk"), "{}", d.log());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn commit_diff_export_and_import_round_trip() {
+    require_root!();
+    let d = Daemon::start();
+    d.load_busybox();
+    let dir = scratch_root();
+    d.berth(&["run", "--name", "maker", "busybox", "sh", "-c", "mkdir /data && echo committed > /data/hello && rm /etc/group"]).ok();
+
+    // diff: the user's changes only (not the files the daemon writes into every container).
+    let diff = d.berth(&["diff", "maker"]).ok().stdout;
+    for line in ["A /data", "A /data/hello", "D /etc/group", "C /etc"] {
+        assert!(diff.lines().any(|l| l == line), "{line:?} missing from:\n{diff}");
+    }
+    assert!(!diff.contains("/etc/hosts") && !diff.contains("/etc/hostname"), "{diff}");
+    assert_eq!(d.docker(&["diff", "maker"]).ok().stdout, diff);
+
+    // commit: a new image whose top layer is those changes, with -c applied.
+    let id = d
+        .berth(&["commit", "-a", "berth tests", "-m", "add hello", "-c", r#"CMD ["cat", "/data/hello"]"#, "maker", "committed:1"])
+        .ok()
+        .stdout;
+    assert!(id.trim().starts_with("sha256:"), "{id}");
+    assert_eq!(d.berth(&["run", "--rm", "committed:1"]).ok().stdout, "committed\n");
+    assert_ne!(d.berth(&["run", "--rm", "committed:1", "ls", "/etc/group"]).code, 0, "the deletion was not committed");
+    let insp = d.berth(&["inspect", "-f", "{{.Author}}|{{.Comment}}", "committed:1"]).ok().stdout;
+    assert_eq!(insp.trim(), "berth tests|add hello");
+    let layers: Vec<String> =
+        serde_json::from_str(&d.berth(&["inspect", "-f", "{{json .RootFS.Layers}}", "committed:1"]).ok().stdout).unwrap();
+    assert_eq!(layers.len(), 2, "{layers:?}");
+    // The committed image is saved and pushed like any other: its new layer has a layout.
+    let saved = dir.join("committed.tar");
+    d.berth(&["save", "-o", saved.to_str().unwrap(), "committed:1"]).ok();
+
+    // docker commit of a running container pauses it and lets it run on.
+    d.berth(&["run", "-d", "--name", "busy", "busybox", "sh", "-c", "echo x > /tmp/x; sleep 60"]).ok();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    d.docker(&["commit", "busy", "from-running:1"]).ok();
+    assert_eq!(d.berth(&["inspect", "-f", "{{.State.Status}}", "busy"]).ok().stdout.trim(), "running");
+    assert_eq!(d.berth(&["run", "--rm", "from-running:1", "cat", "/tmp/x"]).ok().stdout, "x\n");
+    d.berth(&["rm", "-f", "busy"]).ok();
+
+    // export -> import -> run: the whole tree, the deletion honoured.
+    let exported = dir.join("maker.tar");
+    d.docker(&["export", "-o", exported.to_str().unwrap(), "maker"]).ok();
+    let names: Vec<String> = {
+        let mut a = tar::Archive::new(std::fs::File::open(&exported).unwrap());
+        a.entries().unwrap().map(|e| e.unwrap().path().unwrap().display().to_string()).collect()
+    };
+    assert!(names.iter().any(|n| n == "data/hello") && names.iter().any(|n| n == "bin/busybox"), "{names:?}");
+    assert!(!names.iter().any(|n| n == "etc/group"), "a deleted file was exported");
+    assert!(!names.iter().any(|n| n.contains(".wh.")), "whiteouts leaked into the export");
+    d.berth(&["import", exported.to_str().unwrap(), "imported:1"]).ok();
+    assert_eq!(d.berth(&["run", "--rm", "imported:1", "cat", "/data/hello"]).ok().stdout, "committed\n");
+
+    // Errors: unknown container, bad change instruction; nothing is created.
+    let before = d.image_tags().len();
+    let out = d.berth(&["commit", "nothing", "x:1"]);
+    assert!(out.code != 0 && out.stderr.contains("No such container"), "{}", out.stderr);
+    let out = d.berth(&["commit", "-c", "FROB x", "maker", "x:2"]);
+    assert!(out.code != 0, "{}", out.stderr);
+    assert_eq!(d.image_tags().len(), before);
+    assert!(d.inconsistencies().is_empty(), "{:?}", d.inconsistencies());
+    let _ = std::fs::remove_dir_all(&dir);
+}

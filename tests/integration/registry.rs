@@ -351,6 +351,17 @@ fn push_then_pull_on_a_clean_data_root_gives_the_same_image() {
     assert_eq!(fresh.berth(&["inspect", "-f", "{{.Id}}", &target]).ok().stdout.trim(), id);
     assert_eq!(fresh.berth(&["run", "--rm", &target, "echo", "round trip"]).ok().stdout, "round trip\n");
 
+    // run -> commit -> push -> pull on a clean data root -> run shows the change.
+    d.berth(&["run", "--name", "changer", "busybox", "sh", "-c", "echo changed > /marker"]).ok();
+    let committed = format!("{}/pushed/changed:1", reg.host());
+    d.berth(&["commit", "changer", &committed]).ok();
+    let out = d.berth(&["push", &committed]).ok();
+    // The base layer is linked from the repository it was pushed to, not uploaded again.
+    assert!(out.stdout.contains("Mounted from pushed/busybox") && out.stdout.contains("Pushed"), "{}", out.stdout);
+    let clean = Daemon::start();
+    clean.berth(&["pull", &committed]).ok();
+    assert_eq!(clean.berth(&["run", "--rm", &committed, "cat", "/marker"]).ok().stdout, "changed\n");
+
     // What cannot be pushed: an unknown image (nothing sent), a registry that is not there.
     let out = d.berth(&["push", &format!("{}/pushed/nothing:1", reg.host())]);
     assert_ne!(out.code, 0);

@@ -173,6 +173,56 @@ pub fn rename(ctx: &Ctx, id: &str) -> ApiResult {
     no_content()
 }
 
+/// `docker diff`: `[{"Path": "/etc/x", "Kind": 0|1|2}]` (modified, added, deleted).
+pub async fn changes(ctx: &Ctx, id: &str) -> ApiResult {
+    let containers = ctx.d.containers.clone();
+    let id = id.to_string();
+    let changes = tokio::task::spawn_blocking(move || containers.changes(&id)).await.map_err(anyhow::Error::from)??;
+    let out: Vec<Value> = changes.iter().map(|c| json!({"Path": format!("/{}", c.path.display()), "Kind": c.kind as u8})).collect();
+    json(&out)
+}
+
+/// `docker export`: the container's whole file system as a tar, streamed as it is read.
+pub fn export(ctx: &Ctx, id: &str) -> ApiResult {
+    let view = ctx.d.containers.export_view(id)?;
+    let (mut out, body) = super::body::writer();
+    let id = id.to_string();
+    tokio::task::spawn_blocking(move || {
+        if let Err(e) = view.write_export_tar(&mut out) {
+            tracing::warn!(container = %id, "export failed: {e:#}");
+            out.fail(&e);
+        }
+    });
+    Ok(hyper::Response::builder().header("Content-Type", "application/x-tar").body(body).unwrap())
+}
+
+/// `docker commit`: `POST /commit?container=&repo=&tag=&author=&comment=&pause=&changes=`,
+/// with an optional configuration in the body.
+pub async fn commit(ctx: &Ctx, req: Request<Incoming>) -> ApiResult {
+    let container = ctx.q.get("container").filter(|c| !c.is_empty()).ok_or_else(|| ApiError::bad_request("container is required"))?;
+    let tag = match ctx.q.get("repo").filter(|r| !r.is_empty()) {
+        None => None,
+        Some(repo) => Some(
+            match ctx.q.get("tag").filter(|t| !t.is_empty()) {
+                Some(t) => berth_images::Reference::with_tag(repo, t),
+                None => repo.parse(),
+            }
+            .map_err(|e| ApiError::bad_request(e.to_string()))?,
+        ),
+    };
+    let overrides: Option<berth_images::config::RunConfig> = super::query::read_json(req.into_body()).await?;
+    let opts = crate::containers::CommitOptions {
+        tag,
+        author: ctx.q.get("author").unwrap_or("").to_string(),
+        comment: ctx.q.get("comment").unwrap_or("").to_string(),
+        changes: ctx.q.all("changes").to_vec(),
+        pause: ctx.q.get("pause").is_none_or(|p| p != "0" && p != "false"),
+        overrides,
+    };
+    let id = ctx.d.containers.commit(container, opts).await?;
+    json_status(StatusCode::CREATED, &json!({"Id": id}))
+}
+
 pub async fn remove(ctx: &Ctx, id: &str) -> ApiResult {
     if ctx.q.bool("link") {
         return Err(ApiError::not_implemented("removing links (rm --link)"));

@@ -87,6 +87,9 @@ async fn dispatch(ctx: &Ctx, method: &Method, segs: &[&str], req: Request<Incomi
         (&M::POST, ["containers", id, "wait"]) => containers::wait(ctx, id),
         (&M::POST, ["containers", id, "rename"]) => containers::rename(ctx, id),
         (&M::DELETE, ["containers", id]) => containers::remove(ctx, id).await,
+        (&M::GET, ["containers", id, "changes"]) => containers::changes(ctx, id).await,
+        (&M::GET, ["containers", id, "export"]) => containers::export(ctx, id),
+        (&M::POST, ["commit"]) => containers::commit(ctx, req).await,
         (&M::GET, ["containers", id, "logs"]) => super::streams::logs(ctx, id).await,
         (&M::POST, ["containers", id, "attach"]) => super::streams::attach(ctx, id, req),
 

@@ -293,6 +293,43 @@ pub async fn dispatch(client: &Client, cmd: Command) -> Result<i32> {
             let resp = client.upload(&format!("/images/load?quiet={}", quiet as u8), &input, "application/x-tar").await?;
             print_messages(resp, quiet, false).await
         }
+        Command::Diff { container } => {
+            let v = client.json(Method::GET, &format!("/containers/{}/changes", enc(&container)), None).await?;
+            for c in v.as_array().cloned().unwrap_or_default() {
+                let kind = match c["Kind"].as_u64() {
+                    Some(0) => "C",
+                    Some(1) => "A",
+                    _ => "D",
+                };
+                println!("{kind} {}", c["Path"].as_str().unwrap_or(""));
+            }
+            Ok(0)
+        }
+        Command::Export { output, container } => {
+            save_to(client, &format!("/containers/{}/export", enc(&container)), output.as_deref()).await
+        }
+        Command::Commit { author, message, change, pause, container, repository } => {
+            let mut path = format!("/commit?container={}&pause={}", enc(&container), pause as u8);
+            if let Some(r) = repository {
+                let (repo, tag) = match r.rsplit_once(':') {
+                    Some((n, t)) if !t.contains('/') => (n.to_string(), t.to_string()),
+                    _ => (r.clone(), "latest".to_string()),
+                };
+                path.push_str(&format!("&repo={}&tag={}", enc(&repo), enc(&tag)));
+            }
+            if let Some(a) = author {
+                path.push_str(&format!("&author={}", enc(&a)));
+            }
+            if let Some(m) = message {
+                path.push_str(&format!("&comment={}", enc(&m)));
+            }
+            for c in &change {
+                path.push_str(&format!("&changes={}", enc(c)));
+            }
+            let v = client.json(Method::POST, &path, None).await?;
+            println!("{}", v["Id"].as_str().unwrap_or(""));
+            Ok(0)
+        }
         Command::Push { quiet, image } => {
             let (name, tag) = match image.rsplit_once(':') {
                 Some((n, t)) if !t.contains('/') => (n.to_string(), t.to_string()),

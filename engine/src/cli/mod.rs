@@ -110,6 +110,28 @@ pub enum Command {
         #[arg(required = true)]
         names: Vec<String>,
     },
+    /// Inspect changes to files on a container's filesystem
+    Diff { container: String },
+    /// Export a container's filesystem as a tar archive
+    Export {
+        #[arg(short = 'o', long)]
+        output: Option<String>,
+        container: String,
+    },
+    /// Create a new image from a container's changes
+    Commit {
+        #[arg(short = 'a', long)]
+        author: Option<String>,
+        #[arg(short = 'm', long)]
+        message: Option<String>,
+        #[arg(short = 'c', long = "change")]
+        change: Vec<String>,
+        /// Pause the container during commit
+        #[arg(short = 'p', long, default_value = "true", action = clap::ArgAction::Set)]
+        pause: bool,
+        container: String,
+        repository: Option<String>,
+    },
     /// Rename a container
     Rename { container: String, new_name: String },
     /// List images

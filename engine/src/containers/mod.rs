@@ -6,6 +6,7 @@
 //! tokio mutex, since they wait on the runtime). Exit handling never takes the `op` lock, so
 //! `stop` can hold it while it waits for the exit.
 
+mod commit;
 mod create;
 mod error;
 mod exit;
@@ -18,6 +19,7 @@ mod stop;
 pub mod user;
 mod wait;
 
+pub use commit::CommitOptions;
 pub use create::CreateRequest;
 pub use error::ContainerError;
 pub use wait::WaitCondition;

@@ -10,6 +10,7 @@
 //! image record, references.
 
 mod changes;
+mod commit;
 mod delete;
 mod import;
 mod load;
@@ -19,6 +20,7 @@ mod save;
 pub mod transport;
 
 pub use changes::apply_changes;
+pub use commit::CommitMeta;
 pub use delete::{Deleted, User as DeleteUser};
 pub use import::host_arch;
 pub use load::LoadProgress;

@@ -295,7 +295,13 @@ impl ImageStore {
             if let Some(f) = f {
                 let _ = tokio::fs::remove_file(f).await;
                 let (desc, _) = &image.layers[i];
-                let source = super::push::BlobSource { digest: desc.digest.clone(), size: desc.size, media_type: desc.media_type.clone() };
+                let source = super::push::BlobSource {
+                    digest: desc.digest.clone(),
+                    size: desc.size,
+                    media_type: desc.media_type.clone(),
+                    host: reg.host().to_string(),
+                    repository: repo.clone(),
+                };
                 self.remember_blob(&config.rootfs.diff_ids[i], &source);
             }
         }

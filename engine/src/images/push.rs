@@ -35,6 +35,9 @@ pub struct BlobSource {
     pub digest: Digest,
     pub size: u64,
     pub media_type: String,
+    /// Where it was seen last: registry host and repository.
+    pub host: String,
+    pub repository: String,
 }
 
 impl Record for BlobSource {
@@ -121,8 +124,15 @@ impl ImageStore {
             let known =
                 self.blob_sources.get(l.diff_id.hex())?.filter(|s| s.media_type == DOCKER_LAYER_GZIP || s.media_type == OCI_LAYER_GZIP);
             if let Some(s) = &known {
-                if blob_exists(&reg, &repo, &s.digest).await? {
-                    progress.send(json!({"status": "Layer already exists", "id": short})).await;
+                let status = if blob_exists(&reg, &repo, &s.digest).await? {
+                    Some("Layer already exists".to_string())
+                } else if s.host == host && s.repository != repo && mount(&reg, &repo, &s.digest, &s.repository).await? {
+                    Some(format!("Mounted from {}", s.repository))
+                } else {
+                    None
+                };
+                if let Some(status) = status {
+                    progress.send(json!({"status": status, "id": short})).await;
                     descriptors.push(json!({"mediaType": DOCKER_LAYER_GZIP, "digest": s.digest, "size": s.size}));
                     continue;
                 }
@@ -144,7 +154,14 @@ impl ImageStore {
             .await;
             let _ = std::fs::remove_file(&file);
             uploaded.with_context(|| format!("pushing layer {short}"))?;
-            self.remember_blob(&l.diff_id, &BlobSource { digest: digest.clone(), size, media_type: DOCKER_LAYER_GZIP.into() });
+            let source = BlobSource {
+                digest: digest.clone(),
+                size,
+                media_type: DOCKER_LAYER_GZIP.into(),
+                host: host.clone(),
+                repository: repo.clone(),
+            };
+            self.remember_blob(&l.diff_id, &source);
             descriptors.push(json!({"mediaType": DOCKER_LAYER_GZIP, "digest": digest, "size": size}));
         }
         if !blob_exists(&reg, &repo, &img.id).await? {
@@ -182,6 +199,18 @@ async fn blob_exists(reg: &Registry, repo: &str, digest: &Digest) -> Result<bool
         404 => Ok(false),
         _ => success(resp, &format!("the blob {digest}")).await.map(|_| false),
     }
+}
+
+/// A cross-repository mount: the registry links a blob it holds under `from` into `repo`
+/// (201) or declines (202, an upload session that is left to expire).
+async fn mount(reg: &Registry, repo: &str, digest: &Digest, from: &str) -> Result<bool> {
+    let path = format!(
+        "/v2/{repo}/blobs/uploads/?mount={}&from={}",
+        crate::api::query::percent_encode(digest.as_str()),
+        crate::api::query::percent_encode(from)
+    );
+    let resp = reg.request("POST", &path, &[], &Payload::Empty).await?;
+    Ok(resp.status() == hyper::StatusCode::CREATED)
 }
 
 /// A monolithic upload: a location from `POST`, then the content with its digest in `PUT`.

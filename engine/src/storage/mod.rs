@@ -5,6 +5,7 @@
 //! only makes and removes directories and mounts. The devicemapper thin-pool driver for
 //! devices comes in its own module with the VM rig.
 
+pub mod changes;
 mod copy;
 mod overlay2;
 mod vfs;
@@ -36,6 +37,8 @@ pub trait Driver: Send + Sync {
     /// Creates a container's writable layer above the image's `layers` (chain ids, bottom
     /// first), with an init layer that `init` fills (`/etc/hosts` ...).
     fn create_container(&self, id: &ContainerId, layers: &[Digest], init: &dyn Fn(&Path) -> Result<()>) -> Result<()>;
+    /// Where the container's files are, for `diff`, `export` and `commit` (nothing mounted).
+    fn container_view(&self, id: &ContainerId, layers: &[Digest]) -> changes::ContainerView;
     /// Mounts the container's root filesystem and returns where.
     fn mount(&self, id: &ContainerId, layers: &[Digest]) -> Result<PathBuf>;
     fn unmount(&self, id: &ContainerId) -> Result<()>;

@@ -105,6 +105,12 @@ impl Driver for Overlay2 {
         result.with_context(|| format!("creating the overlay2 layers of container {}", id.short()))
     }
 
+    fn container_view(&self, id: &ContainerId, layers: &[Digest]) -> super::changes::ContainerView {
+        let mut lower = vec![self.init_dir(id).join("diff")];
+        lower.extend(layers.iter().rev().map(|c| self.layer_content(c)));
+        super::changes::ContainerView::Layered { upper: self.container_dir(id).join("diff"), lower }
+    }
+
     fn mount(&self, id: &ContainerId, layers: &[Digest]) -> Result<PathBuf> {
         let dir = self.container_dir(id);
         let merged = dir.join("merged");

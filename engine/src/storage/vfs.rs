@@ -78,6 +78,10 @@ impl Driver for Vfs {
         self.build(&self.dir(id.as_str()), id.as_str(), base.as_deref(), &mut |d| init(d))
     }
 
+    fn container_view(&self, id: &ContainerId, layers: &[Digest]) -> super::changes::ContainerView {
+        super::changes::ContainerView::Copy { root: self.dir(id.as_str()), base: layers.last().map(|c| self.dir(c.hex())) }
+    }
+
     fn mount(&self, id: &ContainerId, _layers: &[Digest]) -> Result<PathBuf> {
         Ok(self.dir(id.as_str()))
     }

@@ -1,0 +1,112 @@
+//! A container's file system as data: `diff` (what changed), `export` (all of it as a tar)
+//! and `commit` (the changes as a new image layer). Read from the driver's directories, not
+//! through a mount, so they work on stopped containers and never race a start.
+
+use super::error::ContainerError;
+use super::model::State;
+use super::{Containers, Entry};
+use crate::images::CommitMeta;
+use crate::storage::changes::{Change, ContainerView};
+use anyhow::{Context, Result};
+use berth_images::config::RunConfig;
+use berth_images::{Digest, Reference};
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// `docker commit`'s options.
+pub struct CommitOptions {
+    pub tag: Option<Reference>,
+    pub author: String,
+    pub comment: String,
+    /// Dockerfile instructions applied to the container's configuration.
+    pub changes: Vec<String>,
+    /// Freeze a running container while its changes are read (Docker's default).
+    pub pause: bool,
+    /// The request body's configuration: what it sets replaces the container's.
+    pub overrides: Option<RunConfig>,
+}
+
+impl Containers {
+    fn view(&self, entry: &Entry) -> Result<ContainerView> {
+        let c = entry.get();
+        if !self.driver.container_exists(&c.id) {
+            return Err(ContainerError::Conflict(format!("container {} has no root filesystem (it is dead)", c.id.short())).into());
+        }
+        Ok(self.driver.container_view(&c.id, &c.layers))
+    }
+
+    /// `docker diff`. Blocking: run it off the reactor.
+    pub fn changes(&self, name: &str) -> Result<Vec<Change>> {
+        let entry = self.lookup(name)?;
+        self.view(&entry)?.changes()
+    }
+
+    /// Checks `name` can be exported and returns the view to write from (blocking).
+    pub fn export_view(&self, name: &str) -> Result<ContainerView> {
+        let entry = self.lookup(name)?;
+        self.view(&entry)
+    }
+
+    /// `runc pause` / `runc resume` of a running container.
+    async fn freeze(&self, c: &super::model::Container, verb: &str) -> Result<()> {
+        let rt = self.cfg.runtimes.get(&c.runtime).with_context(|| format!("runtime {:?} is not configured", c.runtime))?;
+        let root = crate::runtime::runtime_root(&self.cfg.exec_root, &rt.name).display().to_string();
+        let mut args: Vec<&str> = rt.args.iter().map(String::as_str).collect();
+        args.extend(["--root", &root, verb, c.id.as_str()]);
+        crate::util::command::run(&rt.path, &args, Duration::from_secs(30)).await.map(drop)
+    }
+
+    /// `docker commit`: the container's changes become the top layer of a new image with the
+    /// container's configuration (after `changes`).
+    pub async fn commit(self: &Arc<Self>, name: &str, opts: CommitOptions) -> Result<Digest> {
+        let entry = self.lookup(name)?;
+        // No start, stop or removal while the changes are read.
+        let _op = entry.op.lock().await;
+        let c = entry.get();
+        let mut config: RunConfig = serde_json::from_value(serde_json::to_value(&c.config)?)?;
+        config.extra.remove("Image");
+        if let Some(o) = opts.overrides {
+            config.user = o.user.or(config.user);
+            config.env = o.env.or(config.env);
+            config.entrypoint = o.entrypoint.or(config.entrypoint);
+            config.cmd = o.cmd.or(config.cmd);
+            config.working_dir = o.working_dir.or(config.working_dir);
+            config.labels = o.labels.or(config.labels);
+            config.stop_signal = o.stop_signal.or(config.stop_signal);
+            config.exposed_ports = o.exposed_ports.or(config.exposed_ports);
+            config.volumes = o.volumes.or(config.volumes);
+        }
+        crate::images::apply_changes(&mut config, &opts.changes).map_err(|e| ContainerError::Invalid(format!("{e:#}")))?;
+        let view = self.view(&entry)?;
+        let spool = self.images.tmp_dir().join(format!("commit-{}-{}.tar", c.id.short(), std::process::id()));
+        let paused = opts.pause && matches!(c.state, State::Running { .. });
+        if paused {
+            self.freeze(&c, "pause").await.context("pausing the container for the commit")?;
+        }
+        let spool2 = spool.clone();
+        let written = tokio::task::spawn_blocking(move || -> Result<()> {
+            let changes = view.changes()?;
+            let mut f = std::io::BufWriter::new(std::fs::File::create(&spool2).with_context(|| format!("creating {}", spool2.display()))?);
+            view.write_changes_tar(&changes, &mut f)?;
+            f.flush()?;
+            Ok(())
+        })
+        .await;
+        if paused {
+            if let Err(e) = self.freeze(&c, "resume").await {
+                tracing::error!(container = %c.id.short(), "resuming after the commit failed: {e:#}");
+            }
+        }
+        let result = async {
+            written??;
+            let images = self.images.clone();
+            let meta = CommitMeta { config, author: opts.author, comment: opts.comment, container: c.id.to_string() };
+            let (base, spool2, tag) = (c.image_id.clone(), spool.clone(), opts.tag);
+            tokio::task::spawn_blocking(move || images.commit_layer(&base, &spool2, meta, tag)).await?
+        }
+        .await;
+        let _ = std::fs::remove_file(&spool);
+        result
+    }
+}
