@@ -82,6 +82,13 @@ impl Daemon {
             summary.reconciled.extend(self.images.reconcile()?);
             summary.reconciled.extend(self.containers.reconcile(&layers).await?);
         }
+        if self.cfg.image_layer_check {
+            let images = self.images.clone();
+            let t = std::time::Instant::now();
+            let damaged = tokio::task::spawn_blocking(move || images.check_layers()).await??;
+            tracing::info!(damaged = damaged.len(), ms = t.elapsed().as_millis() as u64, "image-layer-check done");
+            summary.reconciled.extend(damaged);
+        }
         summary.millis = t0.elapsed().as_millis() as u64;
         tracing::info!(intents = summary.intents.len(), reconciled = summary.reconciled.len(), ms = summary.millis, "state recovered");
         *self.recovery.lock().unwrap() = summary;

@@ -174,3 +174,41 @@ fn commit_diff_export_and_import_round_trip() {
     assert!(d.inconsistencies().is_empty(), "{:?}", d.inconsistencies());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn image_layer_check_marks_a_damaged_image_unusable() {
+    require_root!();
+    let mut d = Daemon::start_with_config(r#"{"image-layer-check": true}"#);
+    d.load_busybox();
+    d.berth(&["tag", "busybox:latest", "second:1"]).ok();
+    // An image with a layer of its own is not touched by the other's damage.
+    let dir = scratch_root();
+    std::fs::create_dir_all(dir.join("rootfs")).unwrap();
+    std::fs::write(dir.join("rootfs/hello"), b"hi\n").unwrap();
+    let t = dir.join("rootfs.tar");
+    assert!(Command::new("tar").arg("-C").arg(dir.join("rootfs")).arg("-cf").arg(&t).arg(".").status().unwrap().success());
+    d.berth(&["import", t.to_str().unwrap(), "healthy:1"]).ok();
+
+    // Flip a byte of busybox's /etc/passwd (same size) while the daemon is down.
+    d.stop();
+    let passwd = std::fs::read_dir(d.data_root().join("overlay2"))
+        .unwrap()
+        .map(|e| e.unwrap().path().join("diff/etc/passwd"))
+        .find(|p| p.is_file())
+        .unwrap();
+    let mut content = std::fs::read(&passwd).unwrap();
+    content[0] ^= 0x20;
+    std::fs::write(&passwd, &content).unwrap();
+    d.spawn();
+
+    let insp = d.api("GET", "/images/busybox:latest/json", None, b"").json();
+    let why = insp["Damaged"].as_str().unwrap_or_default().to_string();
+    assert!(why.contains("failed verification"), "{insp}");
+    let out = d.berth(&["run", "--rm", "second:1", "true"]);
+    assert_ne!(out.code, 0, "a damaged image was run");
+    assert!(out.stderr.contains("damaged"), "{}", out.stderr);
+    let out = d.berth(&["images"]).ok();
+    assert!(out.stderr.contains("is damaged"), "{}", out.stderr);
+    assert!(d.api("GET", "/images/healthy:1/json", None, b"").json()["Damaged"].is_null());
+    let _ = std::fs::remove_dir_all(&dir);
+}

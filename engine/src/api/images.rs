@@ -38,6 +38,8 @@ pub fn list(ctx: &Ctx) -> ApiResult {
             "SharedSize": -1,
             "Labels": config.and_then(|c| c.config.labels).unwrap_or_default(),
             "Containers": users.keys().filter(|k| **k == img.id).count(),
+            // berth's own: why the image cannot be used (image-layer-check, missing layers).
+            "Damaged": ctx.d.images.damage(&img),
         }));
     }
     out.sort_by_key(|v| std::cmp::Reverse(v["Created"].as_i64().unwrap_or(0)));
@@ -64,7 +66,8 @@ pub fn inspect(ctx: &Ctx, name: &str) -> ApiResult {
         "VirtualSize": img.size,
         "GraphDriver": {"Name": ctx.d.driver.name(), "Data": null},
         "RootFS": {"Type": "layers", "Layers": config.rootfs.diff_ids},
-        "Metadata": {"LastTagTime": img.last_tag_time.unwrap_or_else(|| crate::util::time::ZERO.into())},
+        "Metadata": {"LastTagTime": img.last_tag_time.clone().unwrap_or_else(|| crate::util::time::ZERO.into())},
+        "Damaged": ctx.d.images.damage(&img),
     }))
 }
 

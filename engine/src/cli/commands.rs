@@ -255,6 +255,11 @@ pub async fn dispatch(client: &Client, cmd: Command) -> Result<i32> {
                 }
             }
             table(&rows);
+            for i in &list {
+                if let Some(why) = i["Damaged"].as_str() {
+                    eprintln!("warning: image {} is damaged and cannot be run: {why}", short(i["Id"].as_str().unwrap_or("")));
+                }
+            }
             Ok(0)
         }
         Command::Login { username, password, password_stdin, server } => {

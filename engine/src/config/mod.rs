@@ -30,6 +30,8 @@ pub struct FileConfig {
     /// berth's own key: where per-registry CA certificates live (default /etc/berth/certs.d).
     pub registry_certs_dir: Option<PathBuf>,
     pub registry_mirrors: Option<Vec<String>>,
+    /// As in the openEuler engine: verify every layer against its diff_id at start.
+    pub image_layer_check: Option<bool>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -143,6 +145,8 @@ pub struct DaemonConfig {
     pub registry_certs_dir: PathBuf,
     /// Mirrors of Docker Hub, tried in order before it.
     pub registry_mirrors: Vec<String>,
+    /// Verify every layer's content at start (slow; off by default).
+    pub image_layer_check: bool,
 }
 
 /// Parses `native.umask=normal|secure`.
@@ -238,6 +242,7 @@ impl DaemonConfig {
             umask,
             config_file,
             insecure_registries: file.insecure_registries.unwrap_or_default(),
+            image_layer_check: file.image_layer_check.unwrap_or(false),
             registry_certs_dir: file.registry_certs_dir.unwrap_or_else(|| "/etc/berth/certs.d".into()),
             registry_mirrors,
         })

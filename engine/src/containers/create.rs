@@ -163,6 +163,9 @@ impl Containers {
         }
         let shown = config.image.parse::<Reference>().map(|r| r.familiar()).unwrap_or_else(|_| config.image.clone());
         let image = self.images.resolve(&config.image).map_err(|_| crate::images::ImageError::NotFound(shown))?;
+        if let Some(why) = self.images.damage(&image) {
+            return Err(ContainerError::Conflict(format!("image {} is damaged and cannot be used: {why}", config.image)).into());
+        }
         let image_config = self.images.config(&image.id)?.config;
 
         // 2. Merge the image's defaults.

@@ -111,6 +111,8 @@ pub struct ImageStore {
     blob_sources: Collection<push::BlobSource>,
     driver: Arc<dyn Driver>,
     index: Mutex<Index>,
+    /// Layers found damaged (chain id → why): images standing on them are refused by `run`.
+    damaged: Mutex<BTreeMap<Digest, String>>,
     /// Serialises operations that create or delete layers, so two loads never race on one
     /// layer directory and a deletion never removes a layer a load is about to reuse.
     writer: Mutex<()>,
@@ -141,6 +143,7 @@ impl ImageStore {
             blob_sources: store.collection()?,
             driver,
             index: Mutex::new(Index::default()),
+            damaged: Mutex::new(BTreeMap::new()),
             writer: Mutex::new(()),
         };
         let mut index = Index::default();
@@ -347,6 +350,37 @@ impl ImageStore {
         Ok(id)
     }
 
+    /// Why the image cannot be used, if one of its layers was found damaged.
+    pub fn damage(&self, img: &ImageRecord) -> Option<String> {
+        let damaged = self.damaged.lock().unwrap();
+        img.layers.iter().find_map(|c| damaged.get(c).cloned())
+    }
+
+    /// `image-layer-check`: rebuilds every layer's tar from its directory and compares it
+    /// with its `diff_id`. A layer that differs is marked damaged (with the reason), so the
+    /// images on it are refused by `run` instead of failing deep inside a container start.
+    /// Returns one line per damaged layer. Blocking, and as slow as reading every layer.
+    pub fn check_layers(&self) -> Result<Vec<String>> {
+        let mut found = Vec::new();
+        for (_, l) in self.layers.list()? {
+            let split = self.split_path(&l.chain);
+            if !split.exists() {
+                tracing::warn!(layer = %l.diff_id.short(), "image-layer-check: the layer's tar layout was not recorded; not checked");
+                continue;
+            }
+            let checked = berth_images::tarsplit::Rebuild::tar_size(&split).map_err(anyhow::Error::from).and_then(|size| {
+                self.write_layer_tar(&save::LayerTar { chain: l.chain.clone(), diff_id: l.diff_id.clone(), size }, &mut std::io::sink())
+            });
+            if let Err(e) = checked {
+                let why = format!("layer {} failed verification: {e:#}", l.diff_id.short());
+                tracing::error!("image-layer-check: {why}");
+                self.damaged.lock().unwrap().insert(l.chain.clone(), why.clone());
+                found.push(why);
+            }
+        }
+        Ok(found)
+    }
+
     /// Finishes or undoes an image operation a crash interrupted.
     pub fn recover(&self, op: &Op) -> Result<String> {
         let _writer = self.writer.lock().unwrap();
@@ -429,6 +463,7 @@ impl ImageStore {
             if let Some(missing) = img.layers.iter().find(|c| !layers.contains(c) || !self.driver.has_layer(c)) {
                 let msg = format!("image {} is damaged: its layer {} is missing", img.id.short(), missing.short());
                 tracing::error!("{msg}");
+                self.damaged.lock().unwrap().insert(missing.clone(), format!("layer {} is missing", missing.short()));
                 actions.push(msg);
             }
         }
