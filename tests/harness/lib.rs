@@ -537,13 +537,24 @@ fn sh(dir: &Path, script: &str) {
 
 impl Registry {
     pub fn start() -> Option<Self> {
-        Self::start_with(None)
+        Self::start_with(None, false)
+    }
+
+    /// A registry over TLS that wants a client certificate signed by the test CA (no
+    /// password). `client_dir()` holds Docker's certs.d files for it: `ca.crt`,
+    /// `client.cert`, `client.key`.
+    pub fn start_mutual_tls() -> Option<Self> {
+        Self::start_with(None, true)
+    }
+
+    pub fn client_dir(&self) -> PathBuf {
+        self.dir.join("client")
     }
 
     /// A registry over TLS (a CA made for the test; its certificate is `ca_cert()`) that
     /// wants `user`/`password` (htpasswd, bcrypt).
     pub fn start_secure(user: &str, password: &str) -> Option<Self> {
-        Self::start_with(Some((user, password)))
+        Self::start_with(Some((user, password)), false)
     }
 
     /// The test CA's certificate (secure registries only).
@@ -551,7 +562,7 @@ impl Registry {
         self.dir.join("ca.crt")
     }
 
-    fn start_with(secure: Option<(&str, &str)>) -> Option<Self> {
+    fn start_with(secure: Option<(&str, &str)>, mutual: bool) -> Option<Self> {
         if Command::new("docker-registry").arg("--version").output().is_err() {
             eprintln!("skipped: docker-registry is not installed (ci/install-deps.sh installs it)");
             return None;
@@ -562,21 +573,27 @@ impl Registry {
             "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
             dir.join("data").display()
         );
-        if let Some((user, password)) = secure {
+        let tls = secure.is_some() || mutual;
+        if tls {
             sh(
                 &dir,
-                &format!(
-                    "openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 2 -subj '/CN=berth test CA' 2>/dev/null
-                     openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj '/CN=127.0.0.1' 2>/dev/null
-                     printf 'subjectAltName=IP:127.0.0.1\\nbasicConstraints=CA:FALSE\\nextendedKeyUsage=serverAuth\\n' > ext.cnf
-                     openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out server.crt -days 2 -extfile ext.cnf 2>/dev/null
-                     htpasswd -Bbn '{user}' '{password}' > htpasswd"
-                ),
+                "openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 2 -subj '/CN=berth test CA' 2>/dev/null
+                 openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj '/CN=127.0.0.1' 2>/dev/null
+                 printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' > ext.cnf
+                 openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out server.crt -days 2 -extfile ext.cnf 2>/dev/null
+                 mkdir client && cp ca.crt client/ca.crt
+                 openssl req -newkey rsa:2048 -nodes -keyout client/client.key -out client.csr -subj '/CN=edge-device' 2>/dev/null
+                 printf 'basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n' > client-ext.cnf
+                 openssl x509 -req -in client.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out client/client.cert -days 2 -extfile client-ext.cnf 2>/dev/null",
             );
-            config.push_str(&format!(
-                "  tls:\n    certificate: {d}/server.crt\n    key: {d}/server.key\nauth:\n  htpasswd:\n    realm: berth-test\n    path: {d}/htpasswd\n",
-                d = dir.display()
-            ));
+            config.push_str(&format!("  tls:\n    certificate: {d}/server.crt\n    key: {d}/server.key\n", d = dir.display()));
+            if mutual {
+                config.push_str(&format!("    clientcas:\n      - {d}/ca.crt\n", d = dir.display()));
+            }
+        }
+        if let Some((user, password)) = secure {
+            sh(&dir, &format!("htpasswd -Bbn '{user}' '{password}' > htpasswd"));
+            config.push_str(&format!("auth:\n  htpasswd:\n    realm: berth-test\n    path: {d}/htpasswd\n", d = dir.display()));
         }
         std::fs::write(dir.join("config.yml"), config).unwrap();
         let log = std::fs::File::create(dir.join("registry.log")).unwrap();
@@ -591,7 +608,7 @@ impl Registry {
         let r = Registry { port, dir, child };
         let deadline = Instant::now() + Duration::from_secs(15);
         while Instant::now() < deadline {
-            if secure.is_some() {
+            if tls {
                 if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
                     return Some(r);
                 }
@@ -623,6 +640,9 @@ impl Registry {
     pub fn push_archive_as(&self, archive: &Path, name: &str, creds: Option<&str>) {
         let mut cmd = Command::new("skopeo");
         cmd.args(["copy", "--quiet", "--dest-tls-verify=false"]);
+        if self.client_dir().join("client.cert").exists() {
+            cmd.arg("--dest-cert-dir").arg(self.client_dir());
+        }
         if let Some(c) = creds {
             cmd.arg("--dest-creds").arg(c);
         }

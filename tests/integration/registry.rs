@@ -373,3 +373,32 @@ fn push_then_pull_on_a_clean_data_root_gives_the_same_image() {
     assert!(d.inconsistencies().is_empty(), "{:?}", d.inconsistencies());
     let _ = std::fs::remove_dir_all(&copy_dir);
 }
+
+#[test]
+fn a_registry_that_wants_a_client_certificate_gets_the_one_in_certs_d() {
+    require_root!();
+    let Some(reg) = Registry::start_mutual_tls() else { return };
+    reg.push_archive(&busybox_tar(), "device/bb:1");
+    let image = format!("{}/device/bb:1", reg.host());
+    let certs = berth_tests::scratch_root();
+    let host_dir = certs.join(reg.host());
+    std::fs::create_dir_all(&host_dir).unwrap();
+    std::fs::copy(reg.client_dir().join("ca.crt"), host_dir.join("ca.crt")).unwrap();
+    let d = Daemon::start_with_config(&serde_json::json!({"registry-certs-dir": certs}).to_string());
+
+    // The CA alone is not enough: the registry refuses the handshake.
+    let out = d.berth(&["pull", &image]);
+    assert_ne!(out.code, 0, "pulled without a client certificate");
+    // A certificate without its key is named as the problem.
+    std::fs::copy(reg.client_dir().join("client.cert"), host_dir.join("client.cert")).unwrap();
+    let out = d.berth(&["pull", &image]);
+    assert!(out.code != 0 && out.stderr.contains("missing key"), "{}", out.stderr);
+    // With both, pull and push work.
+    std::fs::copy(reg.client_dir().join("client.key"), host_dir.join("client.key")).unwrap();
+    d.berth(&["pull", &image]).ok();
+    assert_eq!(d.berth(&["run", "--rm", &image, "echo", "mutual"]).ok().stdout, "mutual\n");
+    let pushed = format!("{}/device/bb:pushed", reg.host());
+    d.berth(&["tag", &image, &pushed]).ok();
+    d.berth(&["push", &pushed]).ok();
+    let _ = std::fs::remove_dir_all(&certs);
+}

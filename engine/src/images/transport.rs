@@ -73,7 +73,8 @@ fn system_roots() -> &'static [rustls::pki_types::CertificateDer<'static>] {
 }
 
 /// TLS for one registry: the system's roots plus the `*.crt` files of
-/// `<certs dir>/<host>/` (Docker's certs.d layout).
+/// `<certs dir>/<host>/` (Docker's certs.d layout), and a client certificate from the same
+/// directory when there is one (`*.cert` + `*.key`).
 pub fn tls_config(certs_dir: Option<&std::path::Path>) -> Result<Arc<rustls::ClientConfig>> {
     use rustls::pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
@@ -95,12 +96,36 @@ pub fn tls_config(certs_dir: Option<&std::path::Path>) -> Result<Arc<rustls::Cli
         }
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .context("TLS configuration")?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        .with_root_certificates(roots);
+    let config = match certs_dir.filter(|d| d.is_dir()).map(client_identity).transpose()?.flatten() {
+        Some((chain, key)) => builder.with_client_auth_cert(chain, key).context("the client certificate and key do not match")?,
+        None => builder.with_no_client_auth(),
+    };
     Ok(Arc::new(config))
+}
+
+type Identity = (Vec<rustls::pki_types::CertificateDer<'static>>, rustls::pki_types::PrivateKeyDer<'static>);
+
+/// Docker's client certificate convention: `<name>.cert` with its key in `<name>.key`, in
+/// the registry's certs.d directory. A certificate without its key is an error, not ignored.
+fn client_identity(dir: &std::path::Path) -> Result<Option<Identity>> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let mut certs: Vec<_> =
+        std::fs::read_dir(dir)?.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "cert")).collect();
+    certs.sort();
+    let Some(cert) = certs.first() else { return Ok(None) };
+    let key = cert.with_extension("key");
+    anyhow::ensure!(key.exists(), "missing key {} for client certificate {}", key.display(), cert.display());
+    let chain = CertificateDer::pem_file_iter(cert)
+        .with_context(|| format!("reading {}", cert.display()))?
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("parsing {}", cert.display()))?;
+    let key = PrivateKeyDer::from_pem_file(&key).with_context(|| format!("reading the private key {}", key.display()))?;
+    Ok(Some((chain, key)))
 }
 
 /// What a request carries. Replayable: a request may be sent again after a 401 challenge or
