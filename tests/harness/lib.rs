@@ -48,21 +48,35 @@ pub fn berth_bin() -> PathBuf {
 /// and is renamed into place, so nobody reads a half-written tar.
 pub fn busybox_tar() -> PathBuf {
     static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let exe = std::env::current_exe().unwrap();
-            let dir = exe.parent().unwrap().parent().unwrap().join("berth-fixtures");
-            let tar = dir.join("busybox-image.tar");
-            if !tar.exists() {
-                std::fs::create_dir_all(&dir).unwrap();
-                let tmp = dir.join(format!("busybox-image.{}.tar", std::process::id()));
-                let out = Command::new("bash").arg(workspace_root().join("tests/fixtures/busybox-image.sh")).arg(&tmp).output().unwrap();
-                assert!(out.status.success(), "fixture build failed: {}", String::from_utf8_lossy(&out.stderr));
-                std::fs::rename(&tmp, &tar).unwrap();
-            }
-            tar
-        })
-        .clone()
+    BUILT.get_or_init(|| fixture("busybox-image", "busybox-image.sh")).clone()
+}
+
+/// The linux/arm64 busybox image (tag `busybox:arm64`), built from Debian's arm64
+/// busybox-static package (downloaded once into the target dir; see the script).
+pub fn busybox_arm64_tar() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT.get_or_init(|| fixture("busybox-arm64-image", "busybox-arm64-image.sh")).clone()
+}
+
+/// Builds `tests/fixtures/<script>` into `<target>/berth-fixtures/<name>.tar` once; the
+/// script gets the output path and a work directory of its own.
+fn fixture(name: &str, script: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap().join("berth-fixtures");
+    let tar = dir.join(format!("{name}.tar"));
+    if !tar.exists() {
+        std::fs::create_dir_all(&dir).unwrap();
+        let tmp = dir.join(format!("{name}.{}.tar", std::process::id()));
+        let out = Command::new("bash")
+            .arg(workspace_root().join("tests/fixtures").join(script))
+            .arg(&tmp)
+            .arg(dir.join(format!("{name}-work")))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "fixture {name} failed: {}", String::from_utf8_lossy(&out.stderr));
+        std::fs::rename(&tmp, &tar).unwrap();
+    }
+    tar
 }
 
 /// What a command printed and how it ended.

@@ -2,7 +2,7 @@
 //! docker CLI through berth, pull-on-missing in `run`, and the platform chosen from a
 //! multi-arch index.
 
-use berth_tests::{busybox_tar, docker_archive_for, raw_layer, require_root, Daemon, Registry};
+use berth_tests::{busybox_tar, raw_layer, require_root, Daemon, Registry};
 use sha2::Digest as _;
 use tar::EntryType;
 
@@ -70,13 +70,9 @@ fn manifest_of(reg: &Registry, repo: &str, tag: &str) -> (Vec<u8>, String, Strin
 fn the_platform_is_chosen_from_a_multi_arch_index() {
     require_root!();
     let Some(reg) = Registry::start() else { return };
-    let dir = berth_tests::scratch_root();
-    for arch in ["amd64", "arm64"] {
-        let layer = raw_layer(&[("arch", EntryType::Regular, "", arch.as_bytes())]);
-        let path = dir.join(format!("{arch}.tar"));
-        std::fs::write(&path, docker_archive_for(&[&layer], &format!("multi:{arch}"), arch)).unwrap();
-        reg.push_archive(&path, &format!("multi:{arch}"));
-    }
+    // Real images for both platforms: the host's busybox and Debian's arm64 busybox-static.
+    reg.push_archive(&busybox_tar(), "multi:amd64");
+    reg.push_archive(&berth_tests::busybox_arm64_tar(), "multi:arm64");
     let entries: Vec<serde_json::Value> = ["amd64", "arm64"]
         .iter()
         .map(|arch| {
@@ -101,13 +97,19 @@ fn the_platform_is_chosen_from_a_multi_arch_index() {
     let image = format!("{}/multi:latest", reg.host());
     d.berth(&["pull", "--platform", "linux/arm64", &image]).ok();
     assert_eq!(d.berth(&["inspect", "-f", "{{.Architecture}}", &image]).ok().stdout.trim(), "arm64");
+    // What was unpacked is the arm64 binary (ELF e_machine 0xB7 = AArch64), not the host's.
+    let machines: Vec<u8> = std::fs::read_dir(d.data_root().join("overlay2"))
+        .unwrap()
+        .filter_map(|e| std::fs::read(e.unwrap().path().join("diff/bin/busybox")).ok())
+        .map(|elf| elf[18])
+        .collect();
+    assert_eq!(machines, vec![0xB7], "the layer unpacked is not arm64's");
     d.berth(&["rmi", &image]).ok();
     d.berth(&["pull", &image]).ok();
     assert_eq!(d.berth(&["inspect", "-f", "{{.Architecture}}", &image]).ok().stdout.trim(), "amd64", "the host's platform is the default");
     let out = d.berth(&["pull", "--platform", "linux/s390x", &image]);
     assert_ne!(out.code, 0);
     assert!(out.stderr.contains("no matching manifest for linux/s390x"), "{}", out.stderr);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 fn layer_blob_requests(p: &berth_tests::FaultProxy) -> Vec<berth_tests::Seen> {
