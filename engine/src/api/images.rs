@@ -203,7 +203,7 @@ pub async fn load(ctx: &Ctx, req: Request<Incoming>) -> ApiResult {
         let send = |v: serde_json::Value| {
             let _ = tx.blocking_send(message_line(v));
         };
-        let result = images.load_archive(&file.0, &mut |p| match p {
+        let result = images.load_archive(&file.0, &|p| match p {
             LoadProgress::Layer { diff_id, existed, .. } if !quiet => send(json!({
                 "status": if existed { "Already exists" } else { "Loading layer" },
                 "id": &diff_id.hex()[..12],

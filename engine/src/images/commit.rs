@@ -39,7 +39,8 @@ impl ImageStore {
         self.add_image(
             &bytes,
             tag.as_slice(),
-            &mut |i, dir, wh, split| {
+            false,
+            &|i, dir, wh, split| {
                 anyhow::ensure!(i == top, "layer {} of the container's image is missing", i + 1);
                 let mut r = HashingReader::new(std::io::BufReader::new(std::fs::File::open(layer)?));
                 let (stats, _) = apply_recorded(&mut r, dir, wh, split)?;
@@ -47,7 +48,7 @@ impl ImageStore {
                 anyhow::ensure!(again == diff_id, "the container's changes changed while they were read");
                 Ok(stats.size)
             },
-            &mut |_, _, _| {},
+            &|_, _, _| {},
         )
     }
 }

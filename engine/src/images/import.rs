@@ -43,14 +43,15 @@ impl ImageStore {
         self.add_image(
             &bytes,
             tag.as_slice(),
-            &mut |_, dir, wh, split| {
+            false,
+            &|_, dir, wh, split| {
                 let mut r = HashingReader::new(open_tar_file(path)?);
                 let (stats, _) = apply_recorded(&mut r, dir, wh, split)?;
                 let (again, _) = r.finish()?;
                 anyhow::ensure!(again == diff_id, "the imported tar changed while it was read");
                 Ok(stats.size)
             },
-            &mut |_, _, _| {},
+            &|_, _, _| {},
         )
     }
 }

@@ -16,7 +16,7 @@ pub enum LoadProgress<'a> {
 impl ImageStore {
     /// Loads every image in the archive at `path`. Each layer is verified against the image's
     /// config as it is unpacked; an image appears only once all of it is in place.
-    pub fn load_archive(&self, path: &Path, progress: &mut dyn FnMut(LoadProgress<'_>)) -> Result<Vec<(Digest, Vec<Reference>)>> {
+    pub fn load_archive(&self, path: &Path, progress: &(dyn Fn(LoadProgress<'_>) + Sync)) -> Result<Vec<(Digest, Vec<Reference>)>> {
         let archive = ArchiveIndex::open(path)?;
         let images = archive.images()?;
         let mut loaded = Vec::new();
@@ -25,13 +25,15 @@ impl ImageStore {
             let id = self.add_image(
                 &img.config_bytes,
                 &img.tags,
-                &mut |i, dir, wh, split| {
+                // One archive file, read at one offset at a time.
+                false,
+                &|i, dir, wh, split| {
                     let mut reader = archive.open_layer(&img.layers[i])?;
                     let (stats, _) = apply_recorded(&mut reader, dir, wh, split)?;
                     reader.finish(&img.config.rootfs.diff_ids[i])?;
                     Ok(stats.size)
                 },
-                &mut |index, diff_id, existed| progress(LoadProgress::Layer { image: &img.id, index, total, diff_id, existed }),
+                &|index, diff_id, existed| progress(LoadProgress::Layer { image: &img.id, index, total, diff_id, existed }),
             )?;
             progress(LoadProgress::Loaded { id: &id, tags: &img.tags });
             loaded.push((id, img.tags));

@@ -41,7 +41,12 @@ use std::sync::{Arc, Mutex};
 
 /// Unpacks layer `i` of an image being added into a directory (whiteouts as given), writing
 /// its tar's layout to the writer; returns the bytes written.
-pub(crate) type FillLayer<'a> = dyn FnMut(usize, &std::path::Path, Whiteouts, &mut dyn std::io::Write) -> Result<u64> + 'a;
+/// Called from several threads at once when layers are unpacked side by side.
+pub(crate) type FillLayer<'a> = dyn Fn(usize, &std::path::Path, Whiteouts, &mut dyn std::io::Write) -> Result<u64> + Sync + 'a;
+
+/// Layers unpacked at once by a pull: decompressing and hashing are CPU-bound, and a device
+/// has few cores.
+const UNPACK_WORKERS: usize = 3;
 
 /// What the daemon knows of an image.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -252,15 +257,17 @@ impl ImageStore {
 
     /// Adds an image: the layers it lacks are named in an intent, created with `fill`
     /// (layer index, directory, whiteout mode, where the tar's layout goes → bytes written;
-    /// see [`berth_images::tarsplit::apply_recorded`]), then the layer records, the image
+    /// see [`berth_images::tarsplit::apply_recorded`]; `concurrent`: several layers at once
+    /// where the driver allows), then the layer records, the image
     /// record and its tags commit in one transaction with the intent's removal. A crash
     /// anywhere before that commit leaves no image and, after recovery, no layer directory.
     pub(crate) fn add_image(
         &self,
         config_bytes: &[u8],
         tags: &[Reference],
-        fill: &mut FillLayer<'_>,
-        progress: &mut dyn FnMut(usize, &Digest, bool),
+        concurrent: bool,
+        fill: &FillLayer<'_>,
+        progress: &(dyn Fn(usize, &Digest, bool) + Sync),
     ) -> Result<Digest> {
         let _writer = self.writer.lock().unwrap();
         let id = Digest::of(config_bytes);
@@ -274,39 +281,60 @@ impl ImageStore {
         let intent = self.store.begin(Op::CreateLayers { chains: missing.clone() })?;
         failpoint::hit("image.layers.after-intent");
         let made = (|| -> Result<(Vec<LayerRecord>, u64)> {
-            let mut new_layers = Vec::new();
             let mut size = 0;
-            for (i, chain) in chains.iter().enumerate() {
-                let diff_id = &config.rootfs.diff_ids[i];
-                if let Some(rec) = &existing[i] {
-                    size += rec.size;
-                    progress(i, diff_id, true);
-                    continue;
+            let mut todo = Vec::new();
+            for (i, e) in existing.iter().enumerate() {
+                match e {
+                    Some(rec) => {
+                        size += rec.size;
+                        progress(i, &config.rootfs.diff_ids[i], true);
+                    }
+                    None => todo.push(i),
                 }
-                let parent = i.checked_sub(1).map(|p| &chains[p]);
-                let mut written = 0;
-                let split_tmp = self.tmp.join(format!("{}.split", chain.hex()));
-                let made = (|| -> Result<()> {
-                    let file = std::fs::File::create(&split_tmp).with_context(|| format!("creating {}", split_tmp.display()))?;
-                    let mut split = flate2::write::GzEncoder::new(std::io::BufWriter::new(file), flate2::Compression::fast());
-                    self.driver
-                        .create_layer(chain, parent, &mut |dir, wh| {
-                            written = fill(i, dir, wh, &mut split)?;
-                            Ok(written)
-                        })
-                        .with_context(|| format!("layer {} of image {}", i + 1, id.short()))?;
-                    let file = split.finish()?.into_inner().map_err(|e| e.into_error())?;
-                    file.sync_all().with_context(|| format!("fsync of {}", split_tmp.display()))?;
-                    durable::rename(&split_tmp, &self.split_path(chain))
-                })();
-                if made.is_err() {
-                    let _ = std::fs::remove_file(&split_tmp);
+            }
+            // Layers that stand alone on disk (overlay2) are unpacked side by side when the
+            // caller can feed them so (a pull, whose downloads finish in any order); a vfs
+            // layer is a copy of its parent and waits for it.
+            let workers = if concurrent && self.driver.independent_layers() { UNPACK_WORKERS.min(todo.len()).max(1) } else { 1 };
+            let next = std::sync::atomic::AtomicUsize::new(0);
+            let failed = std::sync::atomic::AtomicBool::new(false);
+            let done: Mutex<BTreeMap<usize, Result<LayerRecord>>> = Mutex::new(BTreeMap::new());
+            let work = || {
+                use std::sync::atomic::Ordering;
+                while !failed.load(Ordering::SeqCst) {
+                    let Some(&i) = todo.get(next.fetch_add(1, Ordering::SeqCst)) else { break };
+                    let t = std::time::Instant::now();
+                    let r = self.create_one_layer(&id, &chains, i, &config.rootfs.diff_ids[i], fill);
+                    tracing::debug!(layer = i + 1, ms = t.elapsed().as_millis() as u64, "layer unpacked");
+                    match &r {
+                        Ok(_) => progress(i, &config.rootfs.diff_ids[i], false),
+                        Err(_) => failed.store(true, Ordering::SeqCst),
+                    }
+                    done.lock().unwrap().insert(i, r);
                 }
-                made?;
-                failpoint::hit("image.layers.after-first-layer");
-                new_layers.push(LayerRecord { chain: chain.clone(), diff_id: diff_id.clone(), parent: parent.cloned(), size: written });
-                size += written;
-                progress(i, diff_id, false);
+            };
+            if workers == 1 {
+                work();
+            } else {
+                std::thread::scope(|s| {
+                    for _ in 0..workers {
+                        s.spawn(work);
+                    }
+                });
+            }
+            let mut new_layers = Vec::new();
+            for (_, r) in done.into_inner().unwrap() {
+                let rec = r?;
+                size += rec.size;
+                new_layers.push(rec);
+            }
+            anyhow::ensure!(new_layers.len() == todo.len(), "not every layer of image {} was created", id.short());
+            // One flush for all new layers. The fills have deleted what they read from (pull
+            // downloads on the same filesystem), so the flush writes layer content only.
+            if !todo.is_empty() {
+                let t = std::time::Instant::now();
+                self.driver.sync_layers()?;
+                tracing::debug!(image = %id.short(), layers = todo.len(), ms = t.elapsed().as_millis() as u64, "new layers flushed");
             }
             durable::write_file_mode(&self.blobs.join(id.hex()), config_bytes, 0o644)?;
             failpoint::hit("image.layers.before-commit");
@@ -348,6 +376,33 @@ impl ImageStore {
         index.images.insert(id.clone(), rec);
         index.refs = refs;
         Ok(id)
+    }
+
+    /// Creates layer `i` of image `id` with `fill`, its tar's layout recorded beside it.
+    fn create_one_layer(&self, id: &Digest, chains: &[Digest], i: usize, diff_id: &Digest, fill: &FillLayer<'_>) -> Result<LayerRecord> {
+        let chain = &chains[i];
+        let parent = i.checked_sub(1).map(|p| &chains[p]);
+        let mut written = 0;
+        let split_tmp = self.tmp.join(format!("{}.split", chain.hex()));
+        let made = (|| -> Result<()> {
+            let file = std::fs::File::create(&split_tmp).with_context(|| format!("creating {}", split_tmp.display()))?;
+            let mut split = flate2::write::GzEncoder::new(std::io::BufWriter::new(file), flate2::Compression::fast());
+            self.driver
+                .create_layer(chain, parent, &mut |dir, wh| {
+                    written = fill(i, dir, wh, &mut split)?;
+                    Ok(written)
+                })
+                .with_context(|| format!("layer {} of image {}", i + 1, id.short()))?;
+            let file = split.finish()?.into_inner().map_err(|e| e.into_error())?;
+            file.sync_all().with_context(|| format!("fsync of {}", split_tmp.display()))?;
+            durable::rename(&split_tmp, &self.split_path(chain))
+        })();
+        if made.is_err() {
+            let _ = std::fs::remove_file(&split_tmp);
+        }
+        made?;
+        failpoint::hit("image.layers.after-first-layer");
+        Ok(LayerRecord { chain: chain.clone(), diff_id: diff_id.clone(), parent: parent.cloned(), size: written })
     }
 
     /// Why the image cannot be used, if one of its layers was found damaged.

@@ -235,6 +235,7 @@ impl ImageStore {
         // Download what is missing, a few layers at a time.
         let dir = self.tmp_dir().join("pull");
         tokio::fs::create_dir_all(&dir).await?;
+        let t0 = std::time::Instant::now();
         let chains = config.chain_ids();
         let sem = Arc::new(tokio::sync::Semaphore::new(CONCURRENT_DOWNLOADS));
         let mut tasks = tokio::task::JoinSet::new();
@@ -257,6 +258,7 @@ impl ImageStore {
             files[i] = Some(p);
         }
 
+        let downloaded_ms = t0.elapsed().as_millis() as u64;
         // Unpack and commit, off the reactor.
         let this = self.clone();
         // The tag asked for, and the manifest digest it was pulled by (RepoDigests).
@@ -270,10 +272,14 @@ impl ImageStore {
         let p2 = progress.clone();
         let files2 = files.clone();
         let id = tokio::task::spawn_blocking(move || {
+            // Downloads are complete: the layers are unpacked side by side. (Unpacking while
+            // downloading would overlap more, but would hold the store's writer lock while
+            // waiting on the network.)
             this.add_image(
                 &config_bytes,
                 &tags,
-                &mut |i, dir, wh, split| {
+                true,
+                &|i, dir, wh, split| {
                     let path = files2[i].as_ref().with_context(|| format!("layer {} was not downloaded", layers[i].0))?;
                     p2.blocking_send(json!({"status": "Extracting", "id": layers[i].0.short()}));
                     let file = std::fs::File::open(path)?;
@@ -281,9 +287,12 @@ impl ImageStore {
                     let (stats, _) = apply_recorded(&mut reader, dir, wh, split)?;
                     let (got, _) = reader.finish()?;
                     ensure!(got == diff_ids[i], "layer {} unpacks to {got}, not its diff_id {}", layers[i].0, diff_ids[i]);
+                    // The download is not needed any more; deleted before the layers are
+                    // flushed, its pages are dropped instead of written to disk.
+                    let _ = std::fs::remove_file(path);
                     Ok(stats.size)
                 },
-                &mut |i, _, existed| {
+                &|i, _, existed| {
                     if !existed {
                         p2.blocking_send(json!({"status": "Pull complete", "id": layers[i].0.short()}));
                     }
@@ -305,6 +314,7 @@ impl ImageStore {
                 self.remember_blob(&config.rootfs.diff_ids[i], &source);
             }
         }
+        tracing::info!(image = %reference.familiar(), downloaded_ms, total_ms = t0.elapsed().as_millis() as u64, "pulled");
         progress.send(json!({"status": format!("Digest: {digest}")})).await;
         progress.send(json!({"status": format!("Status: Downloaded newer image for {}", reference.familiar())})).await;
         Ok(id)

@@ -27,10 +27,16 @@ pub type ApplyFn<'a> = dyn FnMut(&Path, Whiteouts) -> Result<u64> + 'a;
 pub trait Driver: Send + Sync {
     fn name(&self) -> &'static str;
     fn has_layer(&self, chain: &Digest) -> bool;
-    /// Creates layer `chain` above `parent`. The layer appears only once `apply` succeeded and
-    /// its content is on disk; on error nothing is left behind.
+    /// Creates layer `chain` above `parent`. The layer appears only once `apply` succeeded;
+    /// on error nothing is left behind. Its content is on disk only after [`Driver::sync_layers`]:
+    /// the caller syncs once for all the layers it made, before it records them.
     fn create_layer(&self, chain: &Digest, parent: Option<&Digest>, apply: &mut ApplyFn<'_>) -> Result<()>;
+    /// Flushes every layer created so far to disk.
+    fn sync_layers(&self) -> Result<()>;
     fn remove_layer(&self, chain: &Digest) -> Result<()>;
+    /// Can a layer be created before its parent exists (its directory holds only its own
+    /// files)? Then layers of one image may be unpacked side by side.
+    fn independent_layers(&self) -> bool;
     /// The directory holding layer `chain`'s files as its tar unpacked them: where `save`
     /// and `push` read file content back from.
     fn layer_content(&self, chain: &Digest) -> PathBuf;

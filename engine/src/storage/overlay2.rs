@@ -63,7 +63,6 @@ impl Driver for Overlay2 {
         fs::create_dir_all(tmp.join("diff"))?;
         let result = (|| {
             apply(&tmp.join("diff"), Whiteouts::Overlay)?;
-            sync_filesystem(&tmp)?;
             // A directory without a record (an interrupted earlier attempt) is replaced.
             remove_tree(&self.layer_dir(chain))?;
             durable::rename(&tmp, &self.layer_dir(chain))
@@ -78,9 +77,17 @@ impl Driver for Overlay2 {
         Ok(())
     }
 
+    fn sync_layers(&self) -> Result<()> {
+        sync_filesystem(&self.root)
+    }
+
     fn remove_layer(&self, chain: &Digest) -> Result<()> {
         let _ = fs::remove_file(self.short_link(chain));
         remove_tree(&self.layer_dir(chain))
+    }
+
+    fn independent_layers(&self) -> bool {
+        true
     }
 
     fn layer_content(&self, chain: &Digest) -> PathBuf {

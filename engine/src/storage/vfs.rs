@@ -29,7 +29,9 @@ impl Vfs {
         self.root.join("dir").join(name)
     }
 
-    fn build(&self, target: &Path, name: &str, base: Option<&Path>, fill: &mut dyn FnMut(&Path) -> Result<()>) -> Result<()> {
+    /// Builds `target` from a copy of `base` and `fill`; `sync`: flush it before it appears
+    /// (layers are flushed together by `sync_layers` instead).
+    fn build(&self, target: &Path, name: &str, base: Option<&Path>, sync: bool, fill: &mut dyn FnMut(&Path) -> Result<()>) -> Result<()> {
         let tmp = self.root.join(format!("tmp-{name}-{}", std::process::id()));
         remove_tree(&tmp)?;
         let result = (|| {
@@ -38,7 +40,9 @@ impl Vfs {
                 None => fs::create_dir(&tmp)?,
             }
             fill(&tmp)?;
-            sync_filesystem(&tmp)?;
+            if sync {
+                sync_filesystem(&tmp)?;
+            }
             remove_tree(target)?;
             durable::rename(&tmp, target)
         })();
@@ -60,11 +64,19 @@ impl Driver for Vfs {
 
     fn create_layer(&self, chain: &Digest, parent: Option<&Digest>, apply: &mut ApplyFn<'_>) -> Result<()> {
         let base = parent.map(|p| self.dir(p.hex()));
-        self.build(&self.dir(chain.hex()), chain.hex(), base.as_deref(), &mut |d| apply(d, Whiteouts::Apply).map(drop))
+        self.build(&self.dir(chain.hex()), chain.hex(), base.as_deref(), false, &mut |d| apply(d, Whiteouts::Apply).map(drop))
+    }
+
+    fn sync_layers(&self) -> Result<()> {
+        sync_filesystem(&self.root)
     }
 
     fn remove_layer(&self, chain: &Digest) -> Result<()> {
         remove_tree(&self.dir(chain.hex()))
+    }
+
+    fn independent_layers(&self) -> bool {
+        false
     }
 
     fn layer_content(&self, chain: &Digest) -> PathBuf {
@@ -75,7 +87,7 @@ impl Driver for Vfs {
 
     fn create_container(&self, id: &ContainerId, layers: &[Digest], init: &dyn Fn(&Path) -> Result<()>) -> Result<()> {
         let base = layers.last().map(|c| self.dir(c.hex()));
-        self.build(&self.dir(id.as_str()), id.as_str(), base.as_deref(), &mut |d| init(d))
+        self.build(&self.dir(id.as_str()), id.as_str(), base.as_deref(), true, &mut |d| init(d))
     }
 
     fn container_view(&self, id: &ContainerId, layers: &[Digest]) -> super::changes::ContainerView {
