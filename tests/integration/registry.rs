@@ -352,6 +352,14 @@ fn push_then_pull_on_a_clean_data_root_gives_the_same_image() {
     fresh.berth(&["pull", &target]).ok();
     assert_eq!(fresh.berth(&["inspect", "-f", "{{.Id}}", &target]).ok().stdout.trim(), id);
     assert_eq!(fresh.berth(&["run", "--rm", &target, "echo", "round trip"]).ok().stdout, "round trip\n");
+    // pull -> save -> rmi -> load -> run: a pulled image leaves as it came.
+    let saved = copy_dir.join("pulled.tar");
+    fresh.berth(&["save", "-o", saved.to_str().unwrap(), &target]).ok();
+    fresh.berth(&["rmi", &target]).ok();
+    assert!(fresh.image_tags().is_empty(), "{:?}", fresh.image_tags());
+    fresh.berth(&["load", "-i", saved.to_str().unwrap()]).ok();
+    assert_eq!(fresh.berth(&["inspect", "-f", "{{.Id}}", &target]).ok().stdout.trim(), id);
+    assert_eq!(fresh.berth(&["run", "--rm", &target, "echo", "reloaded"]).ok().stdout, "reloaded\n");
 
     // run -> commit -> push -> pull on a clean data root -> run shows the change.
     d.berth(&["run", "--name", "changer", "busybox", "sh", "-c", "echo changed > /marker"]).ok();
