@@ -134,6 +134,8 @@ fn commit_diff_export_and_import_round_trip() {
     assert!(id.trim().starts_with("sha256:"), "{id}");
     assert_eq!(d.berth(&["run", "--rm", "committed:1"]).ok().stdout, "committed\n");
     assert_ne!(d.berth(&["run", "--rm", "committed:1", "ls", "/etc/group"]).code, 0, "the deletion was not committed");
+    let base = d.berth(&["inspect", "-f", "{{.Id}}", "busybox:latest"]).ok().stdout;
+    assert_eq!(d.berth(&["inspect", "-f", "{{.Parent}}", "committed:1"]).ok().stdout, base, "Parent names the image committed from");
     let insp = d.berth(&["inspect", "-f", "{{.Author}}|{{.Comment}}", "committed:1"]).ok().stdout;
     assert_eq!(insp.trim(), "berth tests|add hello");
     let layers: Vec<String> =

@@ -28,7 +28,7 @@ pub fn list(ctx: &Ctx) -> ApiResult {
         let config = ctx.d.images.config(&img.id).ok();
         out.push(json!({
             "Id": img.id,
-            "ParentId": "",
+            "ParentId": ctx.d.images.parent_of(&img.id).map(|p| p.to_string()).unwrap_or_default(),
             // Untagged: an empty list (API >= 1.25); older daemons said "<none>:<none>".
             "RepoTags": tags,
             "RepoDigests": ctx.d.images.digests_of(&img.id),
@@ -53,7 +53,7 @@ pub fn inspect(ctx: &Ctx, name: &str) -> ApiResult {
         "Id": img.id,
         "RepoTags": ctx.d.images.tags_of(&img.id),
         "RepoDigests": ctx.d.images.digests_of(&img.id),
-        "Parent": "",
+        "Parent": ctx.d.images.parent_of(&img.id).map(|p| p.to_string()).unwrap_or_default(),
         "Comment": config.history.last().and_then(|h| h.comment.clone()).unwrap_or_default(),
         "Created": img.created,
         "DockerVersion": "",

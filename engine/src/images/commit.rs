@@ -36,7 +36,7 @@ impl ImageStore {
         config.extra.insert("container".into(), meta.container.into());
         let bytes = serde_json::to_vec(&config)?;
         let top = config.rootfs.diff_ids.len() - 1;
-        self.add_image(
+        let id = self.add_image(
             &bytes,
             tag.as_slice(),
             false,
@@ -49,6 +49,8 @@ impl ImageStore {
                 Ok(stats.size)
             },
             &|_, _, _| {},
-        )
+        )?;
+        self.parents.put(id.hex(), &super::ParentRecord(base.clone()))?;
+        Ok(id)
     }
 }

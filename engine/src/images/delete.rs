@@ -113,6 +113,7 @@ impl ImageStore {
         let intent = self.store.write(|tx| {
             tx.put(super::REFS_KEY, &super::ref_map(&refs))?;
             tx.delete::<super::ImageRecord>(img.id.hex())?;
+            tx.delete::<super::ParentRecord>(img.id.hex())?;
             for c in &chains {
                 tx.delete::<super::LayerRecord>(c.hex())?;
             }

@@ -69,6 +69,15 @@ pub struct LayerRecord {
     pub size: u64,
 }
 
+/// The image a committed image was made from (Docker's local `Parent`; not in the config).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ParentRecord(pub Digest);
+
+impl Record for ParentRecord {
+    const TABLE: &'static str = "image_parents";
+    const VERSION: u8 = 1;
+}
+
 /// All tags, one record: a tag move is one write.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct RefMap(pub BTreeMap<String, Digest>);
@@ -114,6 +123,7 @@ pub struct ImageStore {
     layers: Collection<LayerRecord>,
     references: Collection<RefMap>,
     blob_sources: Collection<push::BlobSource>,
+    parents: Collection<ParentRecord>,
     driver: Arc<dyn Driver>,
     index: Mutex<Index>,
     /// Layers found damaged (chain id → why): images standing on them are refused by `run`.
@@ -146,6 +156,7 @@ impl ImageStore {
             layers: store.collection()?,
             references: store.collection()?,
             blob_sources: store.collection()?,
+            parents: store.collection()?,
             driver,
             index: Mutex::new(Index::default()),
             damaged: Mutex::new(BTreeMap::new()),
@@ -405,6 +416,11 @@ impl ImageStore {
         Ok(LayerRecord { chain: chain.clone(), diff_id: diff_id.clone(), parent: parent.cloned(), size: written })
     }
 
+    /// The image `id` was committed from, if any.
+    pub fn parent_of(&self, id: &Digest) -> Option<Digest> {
+        self.parents.get(id.hex()).ok().flatten().map(|p| p.0)
+    }
+
     /// Why the image cannot be used, if one of its layers was found damaged.
     pub fn damage(&self, img: &ImageRecord) -> Option<String> {
         let damaged = self.damaged.lock().unwrap();
@@ -504,6 +520,11 @@ impl ImageStore {
             if !owned {
                 durable::remove_file(&e.path())?;
                 actions.push(format!("removed layer layout {name} that no layer owns"));
+            }
+        }
+        for (key, _) in self.parents.list()? {
+            if !index.images.keys().any(|i| i.hex() == key) {
+                self.parents.delete(&key)?;
             }
         }
         // What is known of blobs of layers that are gone is dropped.
