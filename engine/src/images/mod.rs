@@ -242,10 +242,15 @@ impl ImageStore {
 
     /// The image's configuration, read from its blob and checked against the id.
     pub fn config(&self, id: &Digest) -> Result<ImageConfig> {
-        let path = self.blobs.join(id.hex());
-        let data = std::fs::read(&path).with_context(|| format!("reading config of image {}", id.short()))?;
+        Ok(ImageConfig::parse(&self.config_bytes(id)?)?)
+    }
+
+    /// The image's configuration blob as stored (what `save` and `push` send), checked
+    /// against the id.
+    pub fn config_bytes(&self, id: &Digest) -> Result<Vec<u8>> {
+        let data = std::fs::read(self.blobs.join(id.hex())).with_context(|| format!("reading config of image {}", id.short()))?;
         anyhow::ensure!(Digest::of(&data) == *id, "config blob of image {} is damaged (digest mismatch)", id.short());
-        Ok(ImageConfig::parse(&data)?)
+        Ok(data)
     }
 
     /// Points `target` at the image `source` names.

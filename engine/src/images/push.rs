@@ -12,7 +12,7 @@ use super::save::LayerTar;
 use super::transport::{success, Credentials, Payload, Registry};
 use super::{ImageStore, Progress};
 use crate::state::Record;
-use anyhow::{ensure, Context, Result};
+use anyhow::{Context, Result};
 use berth_images::registry::{endpoint, is_loopback_host};
 use berth_images::{Digest, Reference};
 use bytes::Bytes;
@@ -111,9 +111,7 @@ impl ImageStore {
         let this = self.clone();
         let img2 = img.clone();
         let (config, layers) = tokio::task::spawn_blocking(move || -> Result<_> {
-            let config =
-                std::fs::read(this.blobs.join(img2.id.hex())).with_context(|| format!("reading config of image {}", img2.id.short()))?;
-            ensure!(Digest::of(&config) == img2.id, "config blob of image {} is damaged (digest mismatch)", img2.id.short());
+            let config = this.config_bytes(&img2.id)?;
             Ok((config, this.layer_tars(&img2)?))
         })
         .await??;

@@ -126,9 +126,7 @@ impl ImageStore {
         let mut repositories: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
         for item in items {
             let img = &item.image;
-            let config =
-                std::fs::read(self.blobs.join(img.id.hex())).with_context(|| format!("reading config of image {}", img.id.short()))?;
-            ensure!(Digest::of(&config) == img.id, "config blob of image {} is damaged (digest mismatch)", img.id.short());
+            let config = self.config_bytes(&img.id)?;
             let layers = self.layer_tars(img)?;
             let manifest = serde_json::to_vec(&json!({
                 "schemaVersion": 2,
