@@ -220,8 +220,7 @@ pub async fn load(ctx: &Ctx, req: Request<Incoming>) -> ApiResult {
         });
         if let Err(e) = result {
             tracing::warn!("load failed: {e:#}");
-            let msg = format!("{e:#}");
-            send(json!({"errorDetail": {"message": msg}, "error": msg}));
+            let _ = tx.blocking_send(error_line(&e));
         }
         drop(file);
     });
@@ -285,8 +284,7 @@ pub async fn auth(ctx: &Ctx, req: Request<Incoming>) -> ApiResult {
     }
 }
 
-/// `docker pull`: answered at once with a stream of Docker's progress lines; a failure ends
-/// the stream with an `errorDetail` line, as dockerd does once it has started streaming.
+/// `docker pull`: answered at once with a stream of Docker's progress lines.
 fn pull(ctx: &Ctx, image: &str, credentials: Option<Credentials>) -> ApiResult {
     let reference: Reference = match ctx.q.get("tag").filter(|t| !t.is_empty()) {
         Some(t) if t.starts_with("sha256:") => format!("{image}@{t}").parse(),
@@ -305,17 +303,32 @@ fn pull(ctx: &Ctx, image: &str, credentials: Option<Credentials>) -> ApiResult {
         credentials,
         mirrors: ctx.d.cfg.registry_mirrors.clone(),
     };
-    let (tx, body) = super::body::channel();
     let images = ctx.d.images.clone();
+    Ok(progress_stream(format!("pull of {}", reference.familiar()), move |progress| async move {
+        images.pull(&reference, &opts, &progress).await.map(drop)
+    }))
+}
+
+/// Answers at once with Docker's JSON progress stream, fed by `op`; a failure ends the stream
+/// with an `errorDetail` line, as dockerd does once it has started streaming.
+fn progress_stream<F, Fut>(what: String, op: F) -> super::body::Response
+where
+    F: FnOnce(crate::images::Progress) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
+{
+    let (tx, body) = super::body::channel();
     tokio::spawn(async move {
-        let progress = crate::images::Progress(tx.clone());
-        if let Err(e) = images.pull(&reference, &opts, &progress).await {
-            tracing::warn!(image = %reference.familiar(), "pull failed: {e:#}");
-            let msg = format!("{e:#}");
-            let _ = tx.send(message_line(json!({"errorDetail": {"message": msg}, "error": msg}))).await;
+        if let Err(e) = op(crate::images::Progress(tx.clone())).await {
+            tracing::warn!("{what} failed: {e:#}");
+            let _ = tx.send(error_line(&e)).await;
         }
     });
-    Ok(hyper::Response::builder().header("Content-Type", "application/json").body(body).unwrap())
+    hyper::Response::builder().header("Content-Type", "application/json").body(body).unwrap()
+}
+
+fn error_line(e: &anyhow::Error) -> Bytes {
+    let msg = format!("{e:#}");
+    message_line(json!({"errorDetail": {"message": msg}, "error": msg}))
 }
 
 /// `docker push`: `POST /images/{name}/push?tag=`, answered with Docker's progress stream;
@@ -333,17 +346,10 @@ pub fn push(ctx: &Ctx, name: &str, req: &Request<Incoming>) -> ApiResult {
         certs_dir: Some(ctx.d.cfg.registry_certs_dir.clone()),
         credentials: registry_auth(req.headers())?,
     };
-    let (tx, body) = super::body::channel();
     let images = ctx.d.images.clone();
-    tokio::spawn(async move {
-        let progress = crate::images::Progress(tx.clone());
-        if let Err(e) = images.push(&reference, &opts, &progress).await {
-            tracing::warn!(image = %reference.familiar(), "push failed: {e:#}");
-            let msg = format!("{e:#}");
-            let _ = tx.send(message_line(json!({"errorDetail": {"message": msg}, "error": msg}))).await;
-        }
-    });
-    Ok(hyper::Response::builder().header("Content-Type", "application/json").body(body).unwrap())
+    Ok(progress_stream(format!("push of {}", reference.familiar()), move |progress| async move {
+        images.push(&reference, &opts, &progress).await.map(drop)
+    }))
 }
 
 /// `POST /images/create`: `fromSrc` imports a root filesystem tar; `fromImage` (pull)
