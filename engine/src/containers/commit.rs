@@ -12,7 +12,6 @@ use berth_images::config::RunConfig;
 use berth_images::{Digest, Reference};
 use std::io::Write;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// `docker commit`'s options.
 pub struct CommitOptions {
@@ -51,10 +50,7 @@ impl Containers {
     /// `runc pause` / `runc resume` of a running container.
     async fn freeze(&self, c: &super::model::Container, verb: &str) -> Result<()> {
         let rt = self.cfg.runtimes.get(&c.runtime).with_context(|| format!("runtime {:?} is not configured", c.runtime))?;
-        let root = crate::runtime::runtime_root(&self.cfg.exec_root, &rt.name).display().to_string();
-        let mut args: Vec<&str> = rt.args.iter().map(String::as_str).collect();
-        args.extend(["--root", &root, verb, c.id.as_str()]);
-        crate::util::command::run(&rt.path, &args, Duration::from_secs(30)).await.map(drop)
+        crate::runtime::command(&self.cfg.exec_root, rt, &[verb, c.id.as_str()]).await.map(drop)
     }
 
     /// `docker commit`: the container's changes become the top layer of a new image with the

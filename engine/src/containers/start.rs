@@ -151,10 +151,7 @@ impl Containers {
             if !root.join(id).exists() {
                 continue;
             }
-            let root = root.display().to_string();
-            let mut args: Vec<&str> = rt.args.iter().map(String::as_str).collect();
-            args.extend(["--root", &root, "delete", "--force", id]);
-            if let Err(e) = crate::util::command::run(&rt.path, &args, std::time::Duration::from_secs(30)).await {
+            if let Err(e) = crate::runtime::command(&self.cfg.exec_root, rt, &["delete", "--force", id]).await {
                 tracing::warn!(container = %id, "{e:#}");
             }
         }

@@ -1,5 +1,6 @@
-//! The OCI runtime side: the runtime spec a container runs with, and signals to the
-//! container's process. The runtime binary itself (runc) is run by the monitor.
+//! The OCI runtime side: the runtime spec a container runs with, signals to the container's
+//! process, and the runtime verbs the daemon itself runs (`delete`, `pause`, `resume`); the
+//! container's start and wait belong to the monitor.
 
 pub mod signal;
 pub mod spec;
@@ -9,4 +10,13 @@ use std::path::{Path, PathBuf};
 /// runc's `--root` for berth's containers, kept apart from any other engine's.
 pub fn runtime_root(exec_root: &Path, runtime: &str) -> PathBuf {
     exec_root.join(format!("runtime-{runtime}"))
+}
+
+/// Runs `<runtime> [runtime args] --root <its root> <verb...>` through the one command runner.
+pub async fn command(exec_root: &Path, rt: &crate::config::Runtime, verb: &[&str]) -> anyhow::Result<Vec<u8>> {
+    let root = runtime_root(exec_root, &rt.name).display().to_string();
+    let mut args: Vec<&str> = rt.args.iter().map(String::as_str).collect();
+    args.extend(["--root", root.as_str()]);
+    args.extend_from_slice(verb);
+    crate::util::command::run(&rt.path, &args, std::time::Duration::from_secs(30)).await
 }
