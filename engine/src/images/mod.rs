@@ -514,7 +514,8 @@ impl ImageStore {
                 actions.push(format!("removed config blob {name} that no image owns"));
             }
         }
-        let layers = self.layer_ids()?;
+        let records: Vec<LayerRecord> = self.layers.list()?.into_iter().map(|(_, l)| l).collect();
+        let layers: std::collections::BTreeSet<&Digest> = records.iter().map(|l| &l.chain).collect();
         for e in std::fs::read_dir(&self.splits)? {
             let e = e?;
             let name = e.file_name().to_string_lossy().into_owned();
@@ -527,16 +528,15 @@ impl ImageStore {
                 actions.push(format!("removed layer layout {name} that no layer owns"));
             }
         }
+        // Records about images and layers that are gone (each a lookup key) are dropped.
         for (key, _) in self.parents.list()? {
-            if !index.images.keys().any(|i| i.hex() == key) {
+            if !format!("sha256:{key}").parse::<Digest>().is_ok_and(|d| index.images.contains_key(&d)) {
                 self.parents.delete(&key)?;
             }
         }
-        // What is known of blobs of layers that are gone is dropped.
-        let diff_ids: std::collections::BTreeSet<String> =
-            self.layers.list()?.into_iter().map(|(_, l)| l.diff_id.hex().to_string()).collect();
+        let diff_ids: std::collections::BTreeSet<&str> = records.iter().map(|l| l.diff_id.hex()).collect();
         for (key, _) in self.blob_sources.list()? {
-            if !diff_ids.contains(&key) {
+            if !diff_ids.contains(key.as_str()) {
                 self.blob_sources.delete(&key)?;
             }
         }

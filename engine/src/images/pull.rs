@@ -271,11 +271,29 @@ impl ImageStore {
         let diff_ids = config.rootfs.diff_ids.clone();
         let p2 = progress.clone();
         let files2 = files.clone();
+        // What was downloaded, remembered for later pushes (one commit for all layers).
+        let learned: Vec<(Digest, super::push::BlobSource)> = image
+            .layers
+            .iter()
+            .zip(&files)
+            .zip(&config.rootfs.diff_ids)
+            .filter(|((_, f), _)| f.is_some())
+            .map(|(((desc, _), _), diff_id)| {
+                let source = super::push::BlobSource {
+                    digest: desc.digest.clone(),
+                    size: desc.size,
+                    media_type: desc.media_type.clone(),
+                    host: reg.host().to_string(),
+                    repository: repo.clone(),
+                };
+                (diff_id.clone(), source)
+            })
+            .collect();
         let id = tokio::task::spawn_blocking(move || {
             // Downloads are complete: the layers are unpacked side by side. (Unpacking while
             // downloading would overlap more, but would hold the store's writer lock while
             // waiting on the network.)
-            this.add_image(
+            let id = this.add_image(
                 &config_bytes,
                 &tags,
                 true,
@@ -297,22 +315,14 @@ impl ImageStore {
                         p2.blocking_send(json!({"status": "Pull complete", "id": layers[i].0.short()}));
                     }
                 },
-            )
+            )?;
+            this.remember_blobs(&learned);
+            anyhow::Ok(id)
         })
         .await??;
-        for (i, f) in files.into_iter().enumerate() {
-            if let Some(f) = f {
-                let _ = tokio::fs::remove_file(f).await;
-                let (desc, _) = &image.layers[i];
-                let source = super::push::BlobSource {
-                    digest: desc.digest.clone(),
-                    size: desc.size,
-                    media_type: desc.media_type.clone(),
-                    host: reg.host().to_string(),
-                    repository: repo.clone(),
-                };
-                self.remember_blob(&config.rootfs.diff_ids[i], &source);
-            }
+        // Downloads a fill did not consume (a layer that appeared meanwhile).
+        for f in files.into_iter().flatten() {
+            let _ = tokio::fs::remove_file(f).await;
         }
         tracing::info!(image = %reference.familiar(), downloaded_ms, total_ms = t0.elapsed().as_millis() as u64, "pulled");
         progress.send(json!({"status": format!("Digest: {digest}")})).await;

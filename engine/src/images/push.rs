@@ -71,10 +71,15 @@ impl<W: Write> Write for HashingWriter<W> {
 }
 
 impl ImageStore {
-    /// Remembers that `diff_id`'s content is the compressed blob `source`.
-    pub(crate) fn remember_blob(&self, diff_id: &Digest, source: &BlobSource) {
-        if let Err(e) = self.blob_sources.put(diff_id.hex(), source) {
-            tracing::warn!(layer = %diff_id.short(), "could not record the layer's blob: {e:#}");
+    /// Remembers which compressed blob holds each layer (`diff_id` → blob), in one commit.
+    /// A hint for later pushes: a failure is logged, not passed on. Blocking.
+    pub(crate) fn remember_blobs(&self, learned: &[(Digest, BlobSource)]) {
+        if learned.is_empty() {
+            return;
+        }
+        let written = self.store.write(|tx| learned.iter().try_for_each(|(diff_id, source)| tx.put(diff_id.hex(), source)));
+        if let Err(e) = written {
+            tracing::warn!(layers = learned.len(), "could not record the layers' blobs: {e:#}");
         }
     }
 
@@ -117,6 +122,7 @@ impl ImageStore {
         .await??;
 
         let mut descriptors = Vec::new();
+        let mut learned = Vec::new();
         for l in &layers {
             let short = l.diff_id.short().to_string();
             let known =
@@ -159,7 +165,7 @@ impl ImageStore {
                 host: host.clone(),
                 repository: repo.clone(),
             };
-            self.remember_blob(&l.diff_id, &source);
+            learned.push((l.diff_id.clone(), source));
             descriptors.push(json!({"mediaType": DOCKER_LAYER_GZIP, "digest": digest, "size": size}));
         }
         if !blob_exists(&reg, &repo, &img.id).await? {
@@ -183,7 +189,12 @@ impl ImageStore {
         success(resp, "the manifest").await.with_context(|| format!("pushing the manifest of {}", reference.familiar()))?;
         // Docker lists what was pushed among the image's RepoDigests.
         let by_digest: Reference = format!("{}@{digest}", reference.repository()).parse()?;
-        self.tag(img.id.as_str(), by_digest)?;
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || {
+            this.remember_blobs(&learned);
+            this.tag(img.id.as_str(), by_digest)
+        })
+        .await??;
         progress.send(json!({"status": format!("{tag}: digest: {digest} size: {}", manifest.len())})).await;
         progress.send(json!({"progressDetail": {}, "aux": {"Tag": tag, "Digest": digest, "Size": manifest.len()}})).await;
         Ok(digest)
