@@ -463,18 +463,22 @@ fn open_beneath(root: &Path, rel: &Path) -> io::Result<File> {
     Ok(File::from(dir))
 }
 
-/// Unpacks the layer tar read from `reader` into `root` while recording its layout to `out`,
-/// reading the stream to its end (a hashing reader behind it then sees every byte).
+/// Unpacks the layer tar read from `reader` into `root`, recording its layout to `out`, and
+/// checks the whole stream (read to its end, trailing padding included) against `diff_id`.
+/// Every way a layer enters the store goes through here.
 pub fn apply_recorded<R: Read, W: Write>(
     reader: R,
     root: &Path,
     whiteouts: crate::unpack::Whiteouts,
     out: W,
-) -> anyhow::Result<(crate::unpack::LayerStats, Summary)> {
-    let mut rec = Recorder::new(reader, out)?;
+    diff_id: &crate::Digest,
+) -> anyhow::Result<crate::unpack::LayerStats> {
+    let mut rec = Recorder::new(crate::digest::HashingReader::new(reader), out)?;
     let stats = crate::unpack::apply_layer(&mut rec, root, whiteouts)?;
-    let (summary, _, _) = rec.finish()?;
-    Ok((stats, summary))
+    let (_, hashed, _) = rec.finish()?;
+    let (got, _) = hashed.finish()?;
+    anyhow::ensure!(&got == diff_id, "layer content has digest {got}, expected diff_id {diff_id}");
+    Ok(stats)
 }
 
 #[cfg(test)]

@@ -135,8 +135,10 @@ fn truncated_and_corrupted_archives_leave_no_image() {
     load_must_fail(&d, &full[..1000], "busybox:latest");
     load_must_fail(&d, b"this is not a tar file at all", "busybox:latest");
 
-    // A layer whose content does not match the config's diff_id.
-    let layer = raw_layer(&[("hello", EntryType::Regular, "", b"hello")]);
+    // A layer whose content does not match the config's diff_id. The file's content is
+    // changed, not its name: a changed header would fail the tar checksum instead, and the
+    // diff_id check would go untested.
+    let layer = raw_layer(&[("greeting", EntryType::Regular, "", b"hello")]);
     let mut archive = docker_archive(&layer, "flipped:1");
     let pos = archive.windows(5).position(|w| w == b"hello").unwrap();
     archive[pos] = b'j';

@@ -29,8 +29,8 @@ impl ImageStore {
                 false,
                 &|i, dir, wh, split| {
                     let mut reader = archive.open_layer(&img.layers[i])?;
-                    let (stats, _) = apply_recorded(&mut reader, dir, wh, split)?;
-                    reader.finish(&img.config.rootfs.diff_ids[i])?;
+                    let stats = apply_recorded(&mut reader, dir, wh, split, &img.config.rootfs.diff_ids[i])?;
+                    reader.finish()?;
                     Ok(stats.size)
                 },
                 &|index, diff_id, existed| progress(LoadProgress::Layer { image: &img.id, index, total, diff_id, existed }),

@@ -10,7 +10,6 @@ use super::transport::Registry;
 use super::ImageStore;
 use anyhow::{bail, ensure, Context, Result};
 use berth_images::archive::decompressed;
-use berth_images::digest::HashingReader;
 use berth_images::registry::manifest::{self, Compression, Descriptor, Manifest};
 use berth_images::registry::platform::Platform;
 use berth_images::registry::{endpoint, is_loopback_host};
@@ -301,10 +300,9 @@ impl ImageStore {
                     let path = files2[i].as_ref().with_context(|| format!("layer {} was not downloaded", layers[i].0))?;
                     p2.blocking_send(json!({"status": "Extracting", "id": layers[i].0.short()}));
                     let file = std::fs::File::open(path)?;
-                    let mut reader = HashingReader::new(decompressed(std::io::BufReader::new(file), layers[i].1)?);
-                    let (stats, _) = apply_recorded(&mut reader, dir, wh, split)?;
-                    let (got, _) = reader.finish()?;
-                    ensure!(got == diff_ids[i], "layer {} unpacks to {got}, not its diff_id {}", layers[i].0, diff_ids[i]);
+                    let reader = decompressed(std::io::BufReader::new(file), layers[i].1)?;
+                    let stats =
+                        apply_recorded(reader, dir, wh, split, &diff_ids[i]).with_context(|| format!("layer blob {}", layers[i].0))?;
                     // The download is not needed any more; deleted before the layers are
                     // flushed, its pages are dropped instead of written to disk.
                     let _ = std::fs::remove_file(path);
