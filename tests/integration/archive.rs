@@ -15,6 +15,19 @@ fn tar_members(path: &std::path::Path) -> Vec<String> {
     a.entries().unwrap().map(|e| e.unwrap().path().unwrap().display().to_string()).collect()
 }
 
+/// Changes the content of busybox's /etc/passwd in its layer behind berth's back (a byte
+/// flipped, same size: only a content check can tell).
+fn damage_busybox_layer(d: &Daemon) {
+    let passwd = std::fs::read_dir(d.data_root().join("overlay2"))
+        .unwrap()
+        .map(|e| e.unwrap().path().join("diff/etc/passwd"))
+        .find(|p| p.is_file())
+        .expect("the busybox layer has /etc/passwd");
+    let mut content = std::fs::read(&passwd).unwrap();
+    content[0] ^= 0x20;
+    std::fs::write(&passwd, &content).unwrap();
+}
+
 #[test]
 fn save_then_load_keeps_the_image_and_oci_tools_read_it() {
     require_root!();
@@ -91,16 +104,7 @@ fn a_layer_damaged_on_disk_is_not_exported() {
     let d = Daemon::start();
     d.load_busybox();
     let dir = scratch_root();
-    // Change the content of a file of the image's layer behind berth's back (same size).
-    let layers = d.data_root().join("overlay2");
-    let passwd = std::fs::read_dir(&layers)
-        .unwrap()
-        .map(|e| e.unwrap().path().join("diff/etc/passwd"))
-        .find(|p| p.is_file())
-        .expect("the busybox layer has /etc/passwd");
-    let mut content = std::fs::read(&passwd).unwrap();
-    content[0] ^= 0x20;
-    std::fs::write(&passwd, &content).unwrap();
+    damage_busybox_layer(&d);
 
     let out_file = dir.join("damaged.tar");
     let out = d.berth(&["save", "-o", out_file.to_str().unwrap(), "busybox:latest"]);
@@ -156,10 +160,7 @@ fn commit_diff_export_and_import_round_trip() {
     // export -> import -> run: the whole tree, the deletion honoured.
     let exported = dir.join("maker.tar");
     d.docker(&["export", "-o", exported.to_str().unwrap(), "maker"]).ok();
-    let names: Vec<String> = {
-        let mut a = tar::Archive::new(std::fs::File::open(&exported).unwrap());
-        a.entries().unwrap().map(|e| e.unwrap().path().unwrap().display().to_string()).collect()
-    };
+    let names = tar_members(&exported);
     assert!(names.iter().any(|n| n == "data/hello") && names.iter().any(|n| n == "bin/busybox"), "{names:?}");
     assert!(!names.iter().any(|n| n == "etc/group"), "a deleted file was exported");
     assert!(!names.iter().any(|n| n.contains(".wh.")), "whiteouts leaked into the export");
@@ -191,16 +192,9 @@ fn image_layer_check_marks_a_damaged_image_unusable() {
     assert!(Command::new("tar").arg("-C").arg(dir.join("rootfs")).arg("-cf").arg(&t).arg(".").status().unwrap().success());
     d.berth(&["import", t.to_str().unwrap(), "healthy:1"]).ok();
 
-    // Flip a byte of busybox's /etc/passwd (same size) while the daemon is down.
+    // While the daemon is down.
     d.stop();
-    let passwd = std::fs::read_dir(d.data_root().join("overlay2"))
-        .unwrap()
-        .map(|e| e.unwrap().path().join("diff/etc/passwd"))
-        .find(|p| p.is_file())
-        .unwrap();
-    let mut content = std::fs::read(&passwd).unwrap();
-    content[0] ^= 0x20;
-    std::fs::write(&passwd, &content).unwrap();
+    damage_busybox_layer(&d);
     d.spawn();
 
     let insp = d.api("GET", "/images/busybox:latest/json", None, b"").json();
