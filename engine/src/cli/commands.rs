@@ -556,7 +556,9 @@ pub async fn save_to(client: &Client, path: &str, output: Option<&str>) -> Resul
                 let mut f = tokio::fs::File::create(&tmp).await.with_context(|| format!("creating {}", tmp.display()))?;
                 tokio::io::copy(&mut body, &mut f).await.context("receiving the archive")?;
                 f.sync_all().await?;
-                tokio::fs::rename(&tmp, target).await.with_context(|| format!("renaming to {out}"))
+                tokio::fs::rename(&tmp, target).await.with_context(|| format!("renaming to {out}"))?;
+                let dir = target.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+                berth_images::durable::sync_dir(dir)
             }
             .await;
             if result.is_err() {

@@ -51,7 +51,7 @@ pub struct PushOptions {
     pub credentials: Option<Credentials>,
 }
 
-/// A gzip writer that hashes and counts what it writes out.
+/// Hashes and counts what passes through to the spool file (the compressed blob).
 struct HashingWriter<W> {
     inner: W,
     hasher: Sha256,
