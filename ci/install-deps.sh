@@ -5,6 +5,9 @@ set -euo pipefail
 
 need=()
 command -v runc >/dev/null || need+=(runc)
+# nft: NAT, published ports and isolation; ip: the tests set up and look into their namespaces.
+command -v nft >/dev/null || need+=(nftables)
+command -v ip >/dev/null || need+=(iproute2)
 [ -x /bin/busybox ] && file -L /bin/busybox 2>/dev/null | grep -q 'statically linked' || need+=(busybox-static)
 command -v python3 >/dev/null || need+=(python3)
 command -v file >/dev/null || need+=(file)

@@ -16,6 +16,7 @@ pub struct Daemon {
     pub store: Store,
     pub driver: Arc<dyn Driver>,
     pub images: Arc<ImageStore>,
+    pub networks: Arc<crate::network::Networks>,
     pub containers: Arc<Containers>,
     pub recovery: std::sync::Mutex<Recovery>,
 }
@@ -53,8 +54,9 @@ impl Daemon {
         };
         let driver: Arc<dyn Driver> = Arc::from(crate::storage::open(&cfg.data_root, cfg.storage_driver.as_deref())?);
         let images = Arc::new(ImageStore::open(&cfg.data_root, &store, driver.clone())?);
-        let containers = Containers::open(cfg.clone(), &store, images.clone(), driver.clone())?;
-        Ok(Daemon { cfg, id, store, driver, images, containers, recovery: Default::default() })
+        let networks = crate::network::Networks::open(cfg.clone(), &store)?;
+        let containers = Containers::open(cfg.clone(), &store, images.clone(), driver.clone(), networks.clone())?;
+        Ok(Daemon { cfg, id, store, driver, images, networks, containers, recovery: Default::default() })
     }
 
     /// Start-up, before serving: finish or undo interrupted operations (the journal),
@@ -73,6 +75,8 @@ impl Daemon {
             summary.intents.push(what);
         }
         self.containers.restore().await.context("re-adopting containers")?;
+        let (networks, running) = (self.networks.clone(), self.containers.running_names());
+        let net_actions = tokio::task::spawn_blocking(move || networks.restore(&running)).await?.context("restoring the networks")?;
         summary.salvaged = self.store.salvaged()?;
         if let Some(s) = &summary.salvaged {
             // Records may be missing: what they owned must not be taken for leftovers.
@@ -81,6 +85,7 @@ impl Daemon {
             let layers = self.images.layer_ids()?;
             summary.reconciled.extend(self.images.reconcile()?);
             summary.reconciled.extend(self.containers.reconcile(&layers).await?);
+            summary.reconciled.extend(net_actions);
         }
         if self.cfg.image_layer_check {
             let images = self.images.clone();

@@ -8,6 +8,7 @@
 //! - [`images`]: the daemon's image store: records, references, `load` and `import`.
 //! - [`storage`]: storage drivers (overlay2; vfs where overlayfs is missing).
 //! - [`containers`]: the container model (state machine enum) and its operations.
+//! - [`network`]: bridge networks, addresses, published ports (nftables), embedded DNS.
 //! - [`runtime`]: the OCI runtime (runc) command lines and the runtime spec.
 //! - [`monitor`]: the per-container monitor role: parent of the container, owner of its stdio
 //!   and logs, recorder of its exit status. It outlives the daemon.
@@ -27,6 +28,7 @@ pub mod daemon;
 pub mod images;
 pub mod logs;
 pub mod monitor;
+pub mod network;
 pub mod runtime;
 pub mod state;
 pub mod storage;

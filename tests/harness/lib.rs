@@ -130,9 +130,104 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
-/// A running daemon with its own data-root and exec-root.
+/// A network namespace of the test's own: each daemon runs in one, so its bridges, veths
+/// and nftables rules never touch the machine's network. Kept alive by the open handle;
+/// it goes (with everything in it) when the handle drops and nothing runs in it.
+pub struct NetNs(std::fs::File);
+
+impl NetNs {
+    pub fn new() -> Self {
+        std::thread::spawn(|| {
+            // SAFETY: unshare with a valid flag; it changes only this short-lived thread.
+            assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNET) }, 0, "unshare(CLONE_NEWNET): {}", std::io::Error::last_os_error());
+            // A child forked here starts in this thread's namespace.
+            let up = Command::new("ip").args(["link", "set", "lo", "up"]).status().expect("running ip");
+            assert!(up.success(), "ip link set lo up failed");
+            NetNs(std::fs::File::open("/proc/thread-self/ns/net").unwrap())
+        })
+        .join()
+        .unwrap()
+    }
+
+    /// Makes `cmd` start inside this namespace (and nothing else changes for it).
+    pub fn enter(&self, cmd: &mut Command) {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::process::CommandExt;
+        let fd = self.0.as_raw_fd();
+        // SAFETY: setns is async-signal-safe; the fd stays open until the child has exec'd
+        // (we hold the File for as long as the Command is used).
+        unsafe {
+            cmd.pre_exec(move || if libc::setns(fd, libc::CLONE_NEWNET) == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) });
+        }
+    }
+
+    /// Runs `program args` inside the namespace.
+    pub fn run(&self, program: &str, args: &[&str]) -> Out {
+        let mut cmd = Command::new(program);
+        cmd.args(args).stdin(Stdio::null());
+        self.enter(&mut cmd);
+        let out = cmd.output().unwrap_or_else(|e| panic!("running {program}: {e}"));
+        Out {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into(),
+            stderr: String::from_utf8_lossy(&out.stderr).into(),
+        }
+    }
+
+    /// A TCP listener on `addr` inside the namespace (another program holding a port).
+    pub fn listen(&self, addr: &str) -> std::net::TcpListener {
+        use std::os::fd::AsRawFd;
+        let fd = self.0.as_raw_fd();
+        let addr = addr.to_string();
+        std::thread::scope(|s| {
+            s.spawn(move || {
+                // SAFETY: setns on this scoped thread only, with a namespace fd we hold open.
+                assert_eq!(unsafe { libc::setns(fd, libc::CLONE_NEWNET) }, 0);
+                std::net::TcpListener::bind(&addr).unwrap()
+            })
+            .join()
+            .unwrap()
+        })
+    }
+
+    /// `GET path` from `addr` (host:port) inside the namespace: the body, or the error.
+    pub fn http_get(&self, addr: &str, path: &str) -> Result<String, String> {
+        use std::os::fd::AsRawFd;
+        let fd = self.0.as_raw_fd();
+        let (addr, path) = (addr.to_string(), path.to_string());
+        std::thread::scope(|s| {
+            s.spawn(move || {
+                // SAFETY: setns on this scoped thread only, with a namespace fd we hold open.
+                if unsafe { libc::setns(fd, libc::CLONE_NEWNET) } != 0 {
+                    return Err(format!("setns: {}", std::io::Error::last_os_error()));
+                }
+                let sa: std::net::SocketAddr = addr.parse().map_err(|e| format!("{addr}: {e}"))?;
+                let mut c =
+                    std::net::TcpStream::connect_timeout(&sa, Duration::from_secs(3)).map_err(|e| format!("connect {addr}: {e}"))?;
+                c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                c.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes()).map_err(|e| e.to_string())?;
+                let mut resp = String::new();
+                c.read_to_string(&mut resp).map_err(|e| format!("read from {addr}: {e}"))?;
+                Ok(resp.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or(resp))
+            })
+            .join()
+            .unwrap()
+        })
+    }
+}
+
+impl Default for NetNs {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A running daemon with its own data-root and exec-root, in a network namespace of its own.
 pub struct Daemon {
     pub root: PathBuf,
+    pub netns: NetNs,
+    /// Runs in the test process's namespace (see [`Daemon::on_host_network`]).
+    host_net: bool,
     child: Option<Child>,
 }
 
@@ -154,7 +249,23 @@ impl Daemon {
     pub fn start_with_config(config: &str) -> Self {
         let root = scratch_root();
         std::fs::write(root.join("daemon.json"), config).unwrap();
-        let mut d = Daemon { root, child: None };
+        let mut d = Daemon { root, netns: NetNs::new(), host_net: false, child: None };
+        d.spawn();
+        d
+    }
+
+    /// A daemon in the test process's own network namespace, for tests that talk to servers
+    /// the test runs on 127.0.0.1 (registries, fault proxies). So that it changes nothing
+    /// there, it makes no default bridge, writes no rules and leaves ip_forward alone:
+    /// its containers run with `--network none` unless told otherwise.
+    pub fn on_host_network(config: &str) -> Self {
+        let mut cfg: serde_json::Value = serde_json::from_str(config).unwrap();
+        cfg["bridge"] = "none".into();
+        cfg["iptables"] = false.into();
+        cfg["ip-forward"] = false.into();
+        let root = scratch_root();
+        std::fs::write(root.join("daemon.json"), cfg.to_string()).unwrap();
+        let mut d = Daemon { root, netns: NetNs::new(), host_net: true, child: None };
         d.spawn();
         d
     }
@@ -180,7 +291,11 @@ impl Daemon {
     pub fn spawn_env(&mut self, env: &[(&str, &str)]) {
         assert!(self.child.is_none(), "daemon already running");
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.root.join("daemon.log")).unwrap();
-        let child = Command::new(berth_bin())
+        let mut cmd = Command::new(berth_bin());
+        if !self.host_net {
+            self.netns.enter(&mut cmd);
+        }
+        let child = cmd
             .args(["-H", &self.host(), "daemon", "--log-level", "debug"])
             .arg("--config-file")
             .arg(self.root.join("daemon.json"))
@@ -351,9 +466,18 @@ impl Daemon {
         let root = self.root.display().to_string();
         for m in std::fs::read_to_string("/proc/self/mountinfo").unwrap().lines().filter_map(|l| l.split(' ').nth(4)) {
             if let Some(rest) = m.strip_prefix(&root) {
-                let owner = rest.trim_start_matches("/data/overlay2/").trim_end_matches("/merged");
+                let owner = rest.trim_start_matches("/data/overlay2/").trim_start_matches("/run/netns/").trim_end_matches("/merged");
                 if !all.contains(owner) {
                     problems.push(format!("mount {m} belongs to no container"));
+                }
+            }
+        }
+        // Host-side veths (vb + 12 hex digits of the container id) of containers that exist.
+        for line in self.netns.run("ip", &["-o", "link", "show"]).stdout.lines() {
+            let name = line.split(':').nth(1).unwrap_or("").trim().split('@').next().unwrap_or("");
+            if let Some(short) = name.strip_prefix("vb").filter(|s| s.len() == 12 && s.bytes().all(|b| b.is_ascii_hexdigit())) {
+                if !all.iter().any(|c| c.starts_with(short)) {
+                    problems.push(format!("veth {name} belongs to no container"));
                 }
             }
         }

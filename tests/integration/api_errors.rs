@@ -80,9 +80,11 @@ fn status_codes_for_containers() {
     let r = d.api("POST", "/containers/create", Some("application/json"), br#"{"Image":"busybox","HostConfig":{"Binds":["/:/host"]}}"#);
     assert_eq!(r.status, 501);
     assert!(r.json()["message"].as_str().unwrap().contains("not implemented"));
-    let r = d.api("POST", "/containers/create", Some("application/json"), br#"{"Image":"busybox","HostConfig":{"NetworkMode":"bridge"}}"#);
-    assert_eq!(r.status, 501);
-    assert_eq!(d.api("POST", "/networks/create", Some("application/json"), b"{}").status, 501);
+    assert_eq!(d.api("POST", "/networks/bridge/connect", Some("application/json"), b"{}").status, 501);
+    let r = d.api("POST", "/containers/create", Some("application/json"), br#"{"Image":"busybox","HostConfig":{"NetworkMode":"nosuch"}}"#);
+    assert_eq!(r.status, 404, "{}", r.text());
+    assert_eq!(d.api("POST", "/networks/create", Some("application/json"), b"{}").status, 400, "a network needs a name");
+    assert_eq!(d.api("POST", "/networks/create", Some("application/json"), b"{\"Name\":").status, 400, "malformed JSON");
     assert_eq!(d.api("POST", "/swarm/leave", None, b"").status, 503);
     let list = d.api("GET", "/containers/json?all=1", None, b"").json();
     assert_eq!(list.as_array().unwrap().len(), 1, "{list}");

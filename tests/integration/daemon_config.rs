@@ -208,10 +208,11 @@ fn network_modes_env_files() {
         a.extend_from_slice(&["busybox", "sh", "-c", "tail -n +3 /proc/net/dev | wc -l"]);
         d.berth(&a).ok().stdout.trim().parse().unwrap()
     };
-    // none: a network namespace of its own with only the loopback device.
-    assert_eq!(count(&[]), 1);
+    // The default bridge: loopback and eth0. none: a namespace with only the loopback.
+    assert_eq!(count(&[]), 2);
     assert_eq!(count(&["--network", "none"]), 1);
-    let host_ifaces = std::fs::read_to_string("/proc/net/dev").unwrap().lines().count() - 2;
+    // host: the daemon's namespace (the test's own: lo and the bridge berth0).
+    let host_ifaces = d.netns.run("cat", &["/proc/net/dev"]).stdout.lines().count() - 2;
     assert_eq!(count(&["--network", "host"]), host_ifaces);
     let host_name = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
     assert_eq!(d.berth(&["run", "--rm", "--network", "host", "busybox", "hostname"]).ok().stdout, host_name);

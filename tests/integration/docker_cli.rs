@@ -249,3 +249,69 @@ fn a_large_log_is_streamed_not_held_in_memory() {
     let grown = d.peak_rss_kib().saturating_sub(before);
     assert!(grown < 12 * 1024, "the daemon's peak memory grew by {grown} KiB while sending a 30 MB log");
 }
+
+/// The networking scenario through the docker CLI: a user network, a published port
+/// answering the host, `docker port`, name resolution between containers.
+#[test]
+fn docker_cli_networks_and_published_ports() {
+    require_root!();
+    let d = Daemon::start();
+    d.docker(&["load", "-i", busybox_tar().to_str().unwrap()]).ok();
+    let id = d.docker(&["network", "create", "--subnet", "10.88.0.0/24", "front"]).ok().stdout.trim().to_string();
+    assert_eq!(id.len(), 64);
+    let ls = d.docker(&["network", "ls", "--format", "{{.Name}} {{.Driver}}"]).ok().stdout;
+    for want in ["bridge bridge", "front bridge", "host host", "none null"] {
+        assert!(ls.lines().any(|l| l == want), "network ls lacks {want:?}:\n{ls}");
+    }
+    let subnet = d.docker(&["network", "inspect", "-f", "{{(index .IPAM.Config 0).Subnet}}", "front"]).ok();
+    assert_eq!(subnet.stdout.trim(), "10.88.0.0/24");
+    let web = d
+        .docker(&[
+            "run",
+            "-d",
+            "--name",
+            "web",
+            "--network",
+            "front",
+            "-p",
+            "127.0.0.1:18180:80",
+            "busybox",
+            "httpd",
+            "-f",
+            "-p",
+            "80",
+            "-h",
+            "/etc",
+        ])
+        .ok()
+        .stdout
+        .trim()
+        .to_string();
+    assert_eq!(d.docker(&["port", "web", "80"]).ok().stdout.trim(), "127.0.0.1:18180");
+    let mut body = Err(String::new());
+    eventually("the published port to answer", || {
+        body = d.netns.http_get("127.0.0.1:18180", "/hostname");
+        body.is_ok()
+    });
+    assert_eq!(body.unwrap().trim(), &web[..12]);
+    let ip = d.docker(&["inspect", "-f", "{{.NetworkSettings.Networks.front.IPAddress}}", "web"]).ok().stdout;
+    assert!(ip.trim().starts_with("10.88.0."), "{ip}");
+    let got = d
+        .docker(&[
+            "run",
+            "--rm",
+            "--network",
+            "front",
+            "busybox",
+            "sh",
+            "-c",
+            "printf 'GET /hostname HTTP/1.0\\r\\n\\r\\n' | nc -w 3 web 80 | tail -n 1",
+        ])
+        .ok();
+    assert_eq!(got.stdout.trim(), &web[..12]);
+    let members = d.docker(&["network", "inspect", "-f", "{{json .Containers}}", "front"]).ok().stdout;
+    assert!(members.contains(&web), "{members}");
+    d.docker(&["rm", "-f", "web"]).ok();
+    d.docker(&["network", "rm", "front"]).ok();
+    assert!(d.docker(&["network", "inspect", "front"]).code != 0);
+}

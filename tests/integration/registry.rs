@@ -12,7 +12,7 @@ fn pull_and_run_from_a_local_registry() {
     let Some(reg) = Registry::start() else { return };
     reg.push_archive(&busybox_tar(), "tools/busybox:1.0");
     reg.push_archive(&busybox_tar(), "tools/busybox:docker");
-    let d = Daemon::start();
+    let d = Daemon::on_host_network("{}");
     let image = format!("{}/tools/busybox:1.0", reg.host());
 
     let out = d.berth(&["pull", &image]).ok();
@@ -93,7 +93,7 @@ fn the_platform_is_chosen_from_a_multi_arch_index() {
     );
     assert_eq!(status, 201, "{head}");
 
-    let d = Daemon::start();
+    let d = Daemon::on_host_network("{}");
     let image = format!("{}/multi:latest", reg.host());
     d.berth(&["pull", "--platform", "linux/arm64", &image]).ok();
     assert_eq!(d.berth(&["inspect", "-f", "{{.Architecture}}", &image]).ok().stdout.trim(), "arm64");
@@ -127,7 +127,7 @@ fn a_cut_download_resumes_and_a_flipped_byte_is_refused() {
     require_root!();
     let Some(reg) = Registry::start() else { return };
     reg.push_archive(&busybox_tar(), "net/busybox:cut");
-    let d = Daemon::start();
+    let d = Daemon::on_host_network("{}");
 
     // The connection drops after 200 KiB of the layer: the pull continues from there.
     let cut = berth_tests::FaultProxy::start(reg.port, berth_tests::Fault::CutAfter(200 * 1024));
@@ -146,7 +146,7 @@ fn a_cut_download_resumes_and_a_flipped_byte_is_refused() {
     // One flipped bit in the layer: the pull fails on its digest, nothing is listed.
     let flip = berth_tests::FaultProxy::start(reg.port, berth_tests::Fault::Flip(100_000));
     reg.push_archive(&busybox_tar(), "net/busybox:flip");
-    let d2 = Daemon::start();
+    let d2 = Daemon::on_host_network("{}");
     let bad = format!("{}/net/busybox:flip", flip.host());
     let out = d2.berth(&["pull", &bad]);
     assert_ne!(out.code, 0);
@@ -161,7 +161,7 @@ fn a_daemon_killed_mid_pull_leaves_nothing_and_the_retry_resumes() {
     let Some(reg) = Registry::start() else { return };
     reg.push_archive(&busybox_tar(), "net/busybox:slow");
     let slow = berth_tests::FaultProxy::start(reg.port, berth_tests::Fault::Slow(4096));
-    let mut d = Daemon::start();
+    let mut d = Daemon::on_host_network("{}");
     let image = format!("{}/net/busybox:slow", slow.host());
     let host = d.host();
     let image2 = image.clone();
@@ -205,7 +205,7 @@ fn a_tls_registry_with_basic_auth_needs_its_ca_and_a_login() {
     let certs = berth_tests::scratch_root();
     std::fs::create_dir_all(certs.join(reg.host())).unwrap();
     std::fs::copy(reg.ca_cert(), certs.join(reg.host()).join("ca.crt")).unwrap();
-    let d = Daemon::start_with_config(&serde_json::json!({"registry-certs-dir": certs}).to_string());
+    let d = Daemon::on_host_network(&serde_json::json!({"registry-certs-dir": certs}).to_string());
     let image = format!("{}/private/bb:1", reg.host());
 
     let out = d.berth(&["pull", &image]);
@@ -228,7 +228,7 @@ fn a_tls_registry_with_basic_auth_needs_its_ca_and_a_login() {
     d.docker(&["pull", &format!("{}/private/bb:2", reg.host())]).ok();
 
     // Without the CA the registry's certificate is refused.
-    let untrusting = Daemon::start();
+    let untrusting = Daemon::on_host_network("{}");
     let out = untrusting.berth(&["login", "-u", "edge", "-p", "s3cret", &reg.host()]);
     assert_ne!(out.code, 0);
     assert!(out.stderr.to_lowercase().contains("certificate") || out.stderr.contains("TLS"), "{}", out.stderr);
@@ -276,7 +276,7 @@ fn a_hostile_registry_gets_clear_errors_and_changes_nothing() {
     image_routes(&mut routes, "hardlink", raw_layer(&[("hl", EntryType::Link, "../../../../etc/passwd", b"")]));
     image_routes(&mut routes, "whiteout", raw_layer(&[("a/.wh...", EntryType::Regular, "", b"")]));
     let fake = berth_tests::FakeRegistry::start(routes);
-    let d = Daemon::start();
+    let d = Daemon::on_host_network("{}");
     for (repo, expect) in [
         ("c401", "401"),
         ("c404", "404"),
@@ -305,7 +305,7 @@ fn docker_hub_images_come_from_the_mirrors_first() {
     let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let config =
         serde_json::json!({"registry-mirrors": [format!("http://127.0.0.1:{dead}"), format!("http://{}", reg.host())]}).to_string();
-    let d = Daemon::start_with_config(&config);
+    let d = Daemon::on_host_network(&config);
     let out = d.berth(&["pull", "busybox:mirrored"]).ok();
     assert!(out.stdout.contains("trying the next source"), "the dead mirror was not tried first: {}", out.stdout);
     assert!(d.image_tags().contains(&"busybox:mirrored".to_string()), "{:?}", d.image_tags());
@@ -316,7 +316,7 @@ fn docker_hub_images_come_from_the_mirrors_first() {
 fn push_then_pull_on_a_clean_data_root_gives_the_same_image() {
     require_root!();
     let Some(reg) = Registry::start() else { return };
-    let d = Daemon::start();
+    let d = Daemon::on_host_network("{}");
     d.load_busybox();
     let id = d.berth(&["inspect", "-f", "{{.Id}}", "busybox:latest"]).ok().stdout.trim().to_string();
     let target = format!("{}/pushed/busybox:1", reg.host());
@@ -348,7 +348,7 @@ fn push_then_pull_on_a_clean_data_root_gives_the_same_image() {
     assert!(out.stdout.contains("Layer already exists"), "{}", out.stdout);
 
     // A clean data root pulls it back: the same image id, and it runs.
-    let fresh = Daemon::start();
+    let fresh = Daemon::on_host_network("{}");
     fresh.berth(&["pull", &target]).ok();
     assert_eq!(fresh.berth(&["inspect", "-f", "{{.Id}}", &target]).ok().stdout.trim(), id);
     assert_eq!(fresh.berth(&["run", "--rm", &target, "echo", "round trip"]).ok().stdout, "round trip\n");
@@ -368,7 +368,7 @@ fn push_then_pull_on_a_clean_data_root_gives_the_same_image() {
     let out = d.berth(&["push", &committed]).ok();
     // The base layer is linked from the repository it was pushed to, not uploaded again.
     assert!(out.stdout.contains("Mounted from pushed/busybox") && out.stdout.contains("Pushed"), "{}", out.stdout);
-    let clean = Daemon::start();
+    let clean = Daemon::on_host_network("{}");
     clean.berth(&["pull", &committed]).ok();
     assert_eq!(clean.berth(&["run", "--rm", &committed, "cat", "/marker"]).ok().stdout, "changed\n");
 
@@ -394,7 +394,7 @@ fn a_registry_that_wants_a_client_certificate_gets_the_one_in_certs_d() {
     let host_dir = certs.join(reg.host());
     std::fs::create_dir_all(&host_dir).unwrap();
     std::fs::copy(reg.client_dir().join("ca.crt"), host_dir.join("ca.crt")).unwrap();
-    let d = Daemon::start_with_config(&serde_json::json!({"registry-certs-dir": certs}).to_string());
+    let d = Daemon::on_host_network(&serde_json::json!({"registry-certs-dir": certs}).to_string());
 
     // The CA alone is not enough: the registry refuses the handshake.
     let out = d.berth(&["pull", &image]);

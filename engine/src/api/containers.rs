@@ -7,7 +7,7 @@ use crate::containers::{CreateRequest, WaitCondition};
 use bytes::Bytes;
 use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 fn command_line(c: &Container) -> String {
     let mut parts = vec![c.path.clone()];
@@ -17,7 +17,19 @@ fn command_line(c: &Container) -> String {
 
 fn summary(c: &Container, ctx: &Ctx) -> Value {
     let image = if c.image_name.is_empty() { c.image_id.to_string() } else { c.image_name.clone() };
-    let _ = ctx;
+    let networks: Map<String, Value> = ctx
+        .d
+        .networks
+        .endpoints_of(&c.id)
+        .iter()
+        .filter_map(|e| {
+            ctx.d
+                .networks
+                .find(&e.network)
+                .ok()
+                .map(|n| (n.name, json!({"NetworkID": n.id, "IPAddress": e.ip.to_string(), "MacAddress": e.mac})))
+        })
+        .collect();
     json!({
         "Id": c.id,
         "Names": [format!("/{}", c.name)],
@@ -25,12 +37,12 @@ fn summary(c: &Container, ctx: &Ctx) -> Value {
         "ImageID": c.image_id,
         "Command": command_line(c),
         "Created": crate::util::time::unix(&c.created),
-        "Ports": [],
+        "Ports": super::networks::port_summary(ctx, c),
         "Labels": c.config.labels.clone().unwrap_or_default(),
         "State": c.state.name(),
         "Status": c.state.describe(c.started_at.as_deref(), c.finished_at.as_deref()),
         "HostConfig": {"NetworkMode": if c.host_config.network_mode.is_empty() { "none" } else { &c.host_config.network_mode }},
-        "NetworkSettings": {"Networks": {}},
+        "NetworkSettings": {"Networks": networks},
         "Mounts": [],
     })
 }
@@ -94,6 +106,9 @@ pub fn inspect(ctx: &Ctx, name: &str) -> ApiResult {
     if hc["NetworkMode"] == "" {
         hc["NetworkMode"] = json!("none");
     }
+    if hc.get("PortBindings").is_none_or(Value::is_null) {
+        hc["PortBindings"] = json!({});
+    }
     hc["LogConfig"] =
         json!({"Type": "json-file", "Config": c.host_config.log_config.as_ref().map(|l| l.config.clone()).unwrap_or_default()});
     let mut config = serde_json::to_value(&c.config).map_err(anyhow::Error::from)?;
@@ -134,7 +149,7 @@ pub fn inspect(ctx: &Ctx, name: &str) -> ApiResult {
         "GraphDriver": {"Name": ctx.d.driver.name(), "Data": graph},
         "Mounts": [],
         "Config": config,
-        "NetworkSettings": {"Bridge": "", "SandboxID": "", "Ports": {}, "SandboxKey": "", "Networks": {}},
+        "NetworkSettings": super::networks::settings(ctx, &c),
     }))
 }
 

@@ -55,6 +55,16 @@ impl From<anyhow::Error> for ApiError {
             };
             return ApiError::new(status, ie.to_string());
         }
+        if let Some(ne) = e.downcast_ref::<crate::network::NetworkError>() {
+            use crate::network::NetworkError as N;
+            let status = match ne {
+                N::NotFound(_) => S::NOT_FOUND,
+                N::Ambiguous(_) | N::Invalid(_) => S::BAD_REQUEST,
+                N::Conflict(_) => S::CONFLICT,
+                N::NotImplemented(_) => S::NOT_IMPLEMENTED,
+            };
+            return ApiError::new(status, ne.to_string());
+        }
         tracing::error!("request failed: {e:#}");
         ApiError::new(S::INTERNAL_SERVER_ERROR, format!("{e:#}"))
     }

@@ -11,6 +11,7 @@ mod containers;
 pub mod error;
 mod images;
 pub mod listen;
+mod networks;
 pub mod query;
 mod router;
 mod streams;

@@ -4,7 +4,7 @@ use super::body::{full, Response};
 use super::error::{ApiError, ApiResult};
 use super::listen::Listener;
 use super::query::{percent_decode, Query};
-use super::{containers, images, system};
+use super::{containers, images, networks, system};
 use crate::daemon::Daemon;
 use hyper::body::Incoming;
 use hyper::{Method, Request, StatusCode};
@@ -107,9 +107,13 @@ async fn dispatch(ctx: &Ctx, method: &Method, segs: &[&str], req: Request<Incomi
         (&M::POST, ["images", name @ .., "push"]) if !name.is_empty() => images::push(ctx, &name.join("/"), &req),
         (&M::DELETE, ["images", name @ ..]) if !name.is_empty() => images::remove(ctx, &name.join("/")),
 
-        // No networks or volumes exist until those subsystems land; `docker inspect NAME`
-        // walks through these after containers and images and needs a 404 to say so.
-        (&M::GET, ["networks", id]) => Err(ApiError::new(StatusCode::NOT_FOUND, format!("network {id} not found"))),
+        (&M::GET, ["networks"]) => networks::list(ctx),
+        (&M::POST, ["networks", "create"]) => networks::create(ctx, req).await,
+        (&M::POST, ["networks", "prune"]) => networks::prune(ctx).await,
+        (&M::GET, ["networks", id]) => networks::inspect(ctx, id),
+        (&M::DELETE, ["networks", id]) => networks::remove(ctx, id).await,
+        // No volumes exist until that subsystem lands; `docker inspect NAME` walks through
+        // this after containers, images and networks and needs a 404 to say so.
         (&M::GET, ["volumes", name]) => Err(ApiError::new(StatusCode::NOT_FOUND, format!("get {name}: no such volume"))),
         (&M::GET, ["plugins", name, "json"]) => Err(ApiError::new(StatusCode::NOT_FOUND, format!("plugin \"{name}\" not found"))),
 

@@ -9,7 +9,7 @@ use hyper::Method;
 use serde_json::Value;
 
 /// Encodes a path segment or query value; `:` and `/` stay (image names hold them).
-fn enc(s: &str) -> String {
+pub(super) fn enc(s: &str) -> String {
     crate::api::query::percent_encode_keeping(s, b":/")
 }
 
@@ -51,7 +51,7 @@ fn trunc(s: &str, n: usize) -> String {
     }
 }
 
-fn table(rows: &[Vec<String>]) {
+pub(super) fn table(rows: &[Vec<String>]) {
     let cols = rows.first().map(|r| r.len()).unwrap_or(0);
     let widths: Vec<usize> = (0..cols).map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0)).collect();
     for r in rows {
@@ -143,7 +143,23 @@ pub async fn dispatch(client: &Client, cmd: Command) -> Result<i32> {
                     format!("\"{}\"", if no_trunc { cmd.to_string() } else { trunc(cmd, 20) }),
                     ago(c["Created"].as_i64().unwrap_or(0)),
                     c["Status"].as_str().unwrap_or("").to_string(),
-                    String::new(),
+                    c["Ports"]
+                        .as_array()
+                        .map(|ps| {
+                            ps.iter()
+                                .map(|p| {
+                                    format!(
+                                        "{}:{}->{}/{}",
+                                        p["IP"].as_str().unwrap_or(""),
+                                        p["PublicPort"],
+                                        p["PrivatePort"],
+                                        p["Type"].as_str().unwrap_or("")
+                                    )
+                                })
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        })
+                        .unwrap_or_default(),
                     c["Names"][0].as_str().unwrap_or("").trim_start_matches('/').to_string(),
                 ]);
             }
@@ -528,6 +544,8 @@ pub async fn dispatch(client: &Client, cmd: Command) -> Result<i32> {
         Command::Daemon(_)
         | Command::Monitor { .. }
         | Command::Run(_)
+        | Command::Network { .. }
+        | Command::Port { .. }
         | Command::Create(_)
         | Command::System { command: super::SystemCommand::Check { .. } } => {
             unreachable!("dispatched by main")

@@ -9,6 +9,7 @@ pub mod client;
 mod commands;
 mod credentials;
 pub mod format;
+mod network;
 mod run;
 
 use crate::config::Flags;
@@ -231,6 +232,13 @@ pub enum Command {
         #[arg(required = true)]
         images: Vec<String>,
     },
+    /// Manage networks
+    Network {
+        #[command(subcommand)]
+        command: network::NetworkCommand,
+    },
+    /// List port mappings or a specific mapping for the container
+    Port { container: String, private_port: Option<String> },
     /// Manage berth's own state
     System {
         #[command(subcommand)]
@@ -295,6 +303,8 @@ pub fn main(cli: Cli) -> i32 {
         match cli.command {
             Command::Run(a) => run::run(&client, a).await,
             Command::Create(a) => run::create_cmd(&client, a).await,
+            Command::Network { command } => network::run(&client, command).await,
+            Command::Port { container, private_port } => network::port(&client, &container, private_port.as_deref()).await,
             other => commands::dispatch(&client, other).await,
         }
     });

@@ -38,9 +38,39 @@ pub struct CreateArgs {
     /// Mount the container's root filesystem as read only
     #[arg(long = "read-only")]
     pub read_only: bool,
-    /// Network mode: none (default), host
+    /// Connect to a network: bridge (default), host, none, container:<name|id>, or a user network
     #[arg(long = "network", visible_alias = "net")]
     pub network: Option<String>,
+    /// Publish a container's port(s) to the host ([hostIP:][hostPort:]containerPort[/proto])
+    #[arg(short = 'p', long = "publish")]
+    pub publish: Vec<String>,
+    /// Publish all exposed ports to ephemeral host ports
+    #[arg(short = 'P', long = "publish-all")]
+    pub publish_all: bool,
+    /// Expose a port or a range of ports
+    #[arg(long = "expose")]
+    pub expose: Vec<String>,
+    /// IPv4 address (user networks only)
+    #[arg(long = "ip")]
+    pub ip: Option<String>,
+    /// Add a network-scoped alias for the container
+    #[arg(long = "network-alias", visible_alias = "net-alias")]
+    pub network_alias: Vec<String>,
+    /// Container MAC address (e.g. 92:d0:c6:0a:29:33)
+    #[arg(long = "mac-address")]
+    pub mac_address: Option<String>,
+    /// Set custom DNS servers
+    #[arg(long = "dns")]
+    pub dns: Vec<String>,
+    /// Set custom DNS search domains
+    #[arg(long = "dns-search")]
+    pub dns_search: Vec<String>,
+    /// Set DNS options
+    #[arg(long = "dns-option", visible_alias = "dns-opt")]
+    pub dns_option: Vec<String>,
+    /// Add a custom host-to-IP mapping (host:ip)
+    #[arg(long = "add-host")]
+    pub add_host: Vec<String>,
     /// Add an annotation to the container (e.g. native.umask=normal)
     #[arg(long = "annotation")]
     pub annotation: Vec<String>,
@@ -125,6 +155,45 @@ fn body(a: &CreateArgs) -> Result<Value> {
     if let Some(r) = &a.runtime {
         hc.insert("Runtime".into(), json!(r));
     }
+    let mut exposed = Map::new();
+    let mut bindings: Map<String, Value> = Map::new();
+    for p in &a.publish {
+        for (key, b) in crate::network::ports::parse_publish(p).map_err(anyhow::Error::msg)? {
+            exposed.insert(key.clone(), json!({}));
+            match bindings.get_mut(&key) {
+                Some(Value::Array(list)) => list.push(b),
+                _ => {
+                    bindings.insert(key, json!([b]));
+                }
+            }
+        }
+    }
+    for e in &a.expose {
+        for (key, _) in crate::network::ports::parse_publish(e).map_err(anyhow::Error::msg)? {
+            exposed.insert(key, json!({}));
+        }
+    }
+    if !bindings.is_empty() {
+        hc.insert("PortBindings".into(), Value::Object(bindings));
+    }
+    if a.publish_all {
+        hc.insert("PublishAllPorts".into(), json!(true));
+    }
+    for (key, list) in [("Dns", &a.dns), ("DnsSearch", &a.dns_search), ("DnsOptions", &a.dns_option), ("ExtraHosts", &a.add_host)] {
+        if !list.is_empty() {
+            hc.insert(key.into(), json!(list));
+        }
+    }
+    let mut endpoint = Map::new();
+    if let Some(ip) = &a.ip {
+        endpoint.insert("IPAMConfig".into(), json!({"IPv4Address": ip}));
+    }
+    if !a.network_alias.is_empty() {
+        endpoint.insert("Aliases".into(), json!(a.network_alias));
+    }
+    if let Some(m) = &a.mac_address {
+        endpoint.insert("MacAddress".into(), json!(m));
+    }
     let mut c = json!({
         "Image": a.image,
         "Env": env,
@@ -139,6 +208,13 @@ fn body(a: &CreateArgs) -> Result<Value> {
     });
     if let Some(v) = &a.entrypoint {
         c["Entrypoint"] = json!([v]);
+    }
+    if !exposed.is_empty() {
+        c["ExposedPorts"] = Value::Object(exposed);
+    }
+    if !endpoint.is_empty() {
+        let net = a.network.clone().unwrap_or_else(|| "bridge".into());
+        c["NetworkingConfig"] = json!({"EndpointsConfig": {net: endpoint}});
     }
     for (k, v) in [("WorkingDir", &a.workdir), ("User", &a.user), ("Hostname", &a.hostname), ("StopSignal", &a.stop_signal)] {
         if let Some(v) = v {

@@ -32,6 +32,73 @@ pub struct FileConfig {
     pub registry_mirrors: Option<Vec<String>>,
     /// As in the openEuler engine: verify every layer against its diff_id at start.
     pub image_layer_check: Option<bool>,
+    pub bridge: Option<String>,
+    pub bip: Option<String>,
+    pub fixed_cidr: Option<String>,
+    pub mtu: Option<u32>,
+    pub ip_forward: Option<bool>,
+    pub ip_masq: Option<bool>,
+    pub iptables: Option<bool>,
+    pub icc: Option<bool>,
+    pub ipv6: Option<bool>,
+}
+
+/// The default bridge and the daemon's network settings (Docker's keys and defaults).
+#[derive(Debug, Clone)]
+pub struct NetConfig {
+    /// The default bridge's device; `None` for `"bridge": "none"` (no default network).
+    pub bridge: Option<String>,
+    pub subnet: crate::network::ipam::Subnet,
+    pub gateway: std::net::Ipv4Addr,
+    pub fixed_cidr: Option<crate::network::ipam::Subnet>,
+    pub mtu: u32,
+    pub ip_forward: bool,
+    pub ip_masq: bool,
+    /// Whether berth writes nftables rules at all.
+    pub firewall: bool,
+    pub icc: bool,
+}
+
+impl NetConfig {
+    fn from_file(file: &FileConfig) -> Result<Self> {
+        use crate::network::ipam::Subnet;
+        if file.ipv6 == Some(true) {
+            bail!("ipv6: true is not supported yet (containers get IPv4 only); remove the key or set it to false");
+        }
+        let bridge = match file.bridge.as_deref() {
+            None | Some("") => Some("berth0".to_string()),
+            Some("none") => None,
+            Some(b) if b.len() > 15 || !b.bytes().all(|c| c.is_ascii_alphanumeric() || b"-_.".contains(&c)) => {
+                bail!("invalid bridge name {b:?}: at most 15 characters of [A-Za-z0-9-_.]")
+            }
+            Some(b) => Some(b.to_string()),
+        };
+        let (subnet, gateway) = Subnet::parse_with_host(file.bip.as_deref().unwrap_or("172.17.0.1/16")).context("invalid bip")?;
+        if !subnet.is_host(gateway) {
+            bail!("invalid bip {:?}: the bridge's address must be a host address of its subnet", file.bip.as_deref().unwrap_or(""));
+        }
+        let fixed_cidr = file.fixed_cidr.as_deref().map(str::parse::<Subnet>).transpose().context("invalid fixed-cidr")?;
+        if let Some(f) = fixed_cidr {
+            if !subnet.covers(&f) {
+                bail!("fixed-cidr {f} is not inside the bridge's subnet {subnet}");
+            }
+        }
+        let mtu = file.mtu.unwrap_or(1500);
+        if !(68..=65535).contains(&mtu) {
+            bail!("invalid mtu {mtu}: must be between 68 and 65535");
+        }
+        Ok(NetConfig {
+            bridge,
+            subnet,
+            gateway,
+            fixed_cidr,
+            mtu,
+            ip_forward: file.ip_forward.unwrap_or(true),
+            ip_masq: file.ip_masq.unwrap_or(true),
+            firewall: file.iptables.unwrap_or(true),
+            icc: file.icc.unwrap_or(true),
+        })
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -147,6 +214,7 @@ pub struct DaemonConfig {
     pub registry_mirrors: Vec<String>,
     /// Verify every layer's content at start (slow; off by default).
     pub image_layer_check: bool,
+    pub net: NetConfig,
 }
 
 /// Parses `native.umask=normal|secure`.
@@ -176,6 +244,7 @@ impl DaemonConfig {
     }
 
     fn merge(file: FileConfig, flags: &Flags, config_file: Option<PathBuf>) -> Result<Self> {
+        let net = NetConfig::from_file(&file)?;
         let hosts = if !flags.hosts.is_empty() { flags.hosts.clone() } else { file.hosts.unwrap_or_default() };
         let level = flags.log_level.clone().or(file.log_level).unwrap_or_else(|| "info".into());
         let log_level = match level.as_str() {
@@ -245,6 +314,7 @@ impl DaemonConfig {
             image_layer_check: file.image_layer_check.unwrap_or(false),
             registry_certs_dir: file.registry_certs_dir.unwrap_or_else(|| "/etc/berth/certs.d".into()),
             registry_mirrors,
+            net,
         })
     }
 }

@@ -4,6 +4,7 @@
 use super::model::{Container, ContainerConfig, HostConfig, State};
 use super::{names, ContainerError, Containers, Entry};
 use crate::config::{umask_option, LogLimits};
+use crate::network::{ports, EndpointRequest, Mode};
 use crate::state::Op;
 use crate::util::failpoint;
 use crate::util::id::{valid_name, ContainerId};
@@ -30,15 +31,9 @@ pub struct CreateRequest {
 const NOT_YET: &[(&str, &str)] = &[
     ("Binds", "bind mounts and volumes (-v)"),
     ("Mounts", "mounts (--mount)"),
-    ("PortBindings", "published ports (-p)"),
-    ("PublishAllPorts", "published ports (-P)"),
     ("Links", "links (--link)"),
     ("VolumesFrom", "--volumes-from"),
     ("Tmpfs", "--tmpfs"),
-    ("Dns", "--dns"),
-    ("DnsSearch", "--dns-search"),
-    ("DnsOptions", "--dns-option"),
-    ("ExtraHosts", "--add-host"),
     ("Memory", "memory limits (-m)"),
     ("MemorySwap", "--memory-swap"),
     ("MemoryReservation", "--memory-reservation"),
@@ -74,22 +69,42 @@ fn is_set(v: &Value) -> bool {
     }
 }
 
-/// Network modes available until the bridge lands.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) enum NetMode {
-    None,
-    Host,
+/// A list of strings in `HostConfig.extra` (`Dns`, `ExtraHosts`, ...).
+fn strings(hc: &HostConfig, key: &str) -> Result<Vec<String>, ContainerError> {
+    match hc.extra.get(key) {
+        None | Some(Value::Null) => Ok(vec![]),
+        Some(v) => {
+            serde_json::from_value(v.clone()).map_err(|_| ContainerError::Invalid(format!("HostConfig.{key} must be a list of strings")))
+        }
+    }
 }
 
-pub(crate) fn network_mode(hc: &HostConfig) -> Result<NetMode, ContainerError> {
-    match hc.network_mode.as_str() {
-        "" | "default" | "none" => Ok(NetMode::None),
-        "host" => Ok(NetMode::Host),
-        "bridge" => {
-            Err(ContainerError::NotImplemented("the bridge network (--network bridge); use --network none or --network host".into()))
+/// The endpoint settings of a create request for `network` (`--ip`, `--network-alias`,
+/// `--mac-address`), from `NetworkingConfig.EndpointsConfig`.
+fn endpoint_request(req: &Option<Value>, network: &str, config: &ContainerConfig) -> Result<EndpointRequest, ContainerError> {
+    let mut out = EndpointRequest::default();
+    let eps = req.as_ref().and_then(|n| n.get("EndpointsConfig")).and_then(Value::as_object);
+    if let Some(eps) = eps {
+        if eps.len() > 1 {
+            return Err(ContainerError::Invalid(
+                "a container can be created on one network; connect it to others after (docker network connect)".into(),
+            ));
         }
-        other => Err(ContainerError::NotImplemented(format!("network mode {other:?}"))),
+        if let Some(ep) = eps.values().next() {
+            if let Some(ip) = ep.pointer("/IPAMConfig/IPv4Address").and_then(Value::as_str).filter(|s| !s.is_empty()) {
+                out.ip = Some(ip.parse().map_err(|_| ContainerError::Invalid(format!("invalid IPv4 address: {ip}")))?);
+            }
+            if let Some(a) = ep.get("Aliases").and_then(Value::as_array) {
+                out.aliases = a.iter().filter_map(Value::as_str).map(String::from).collect();
+            }
+            out.mac = ep.get("MacAddress").and_then(Value::as_str).filter(|s| !s.is_empty()).map(String::from);
+        }
     }
+    if out.mac.is_none() {
+        out.mac = config.extra.get("MacAddress").and_then(Value::as_str).filter(|s| !s.is_empty()).map(String::from);
+    }
+    let _ = network;
+    Ok(out)
 }
 
 fn merge_env(image: &[String], request: &[String]) -> Vec<String> {
@@ -106,7 +121,7 @@ fn merge_env(image: &[String], request: &[String]) -> Vec<String> {
 impl Containers {
     pub async fn create(self: &Arc<Self>, name: Option<&str>, req: CreateRequest) -> Result<ContainerId> {
         let mut config = req.config;
-        let hc = req.host_config.unwrap_or_default();
+        let mut hc = req.host_config.unwrap_or_default();
 
         // 1. Validate: 400/404/501 before anything exists.
         if let Some(n) = name.filter(|n| !n.is_empty()) {
@@ -135,7 +150,21 @@ impl Containers {
                 return Err(ContainerError::NotImplemented(format!("restart policy {:?}", rp.name)).into());
             }
         }
-        let net = network_mode(&hc)?;
+        let mode = self.networks.mode(&hc.network_mode)?;
+        if let Mode::Bridge(net) = &mode {
+            if matches!(hc.network_mode.as_str(), "" | "default") {
+                hc.network_mode = self.networks.find(net).map(|n| n.name).unwrap_or_default();
+            }
+        }
+        let dns_servers = strings(&hc, "Dns")?;
+        for d in &dns_servers {
+            d.parse::<std::net::IpAddr>().map_err(|_| ContainerError::Invalid(format!("{d} is not an ip address (--dns)")))?;
+        }
+        let extra_hosts = strings(&hc, "ExtraHosts")?
+            .iter()
+            .map(|h| crate::network::files::parse_extra_host(h).map_err(ContainerError::Invalid))
+            .collect::<Result<Vec<_>, _>>()?;
+        let (dns_search, dns_options) = (strings(&hc, "DnsSearch")?, strings(&hc, "DnsOptions")?);
         let mut log_limits = self.cfg.log_limits;
         if let Some(lc) = &hc.log_config {
             if !lc.typ.is_empty() && lc.typ != "json-file" {
@@ -208,14 +237,63 @@ impl Containers {
         if config.exposed_ports.is_none() {
             config.exposed_ports = image_config.exposed_ports.clone();
         }
+        let publish_all = hc.extra.get("PublishAllPorts").and_then(Value::as_bool).unwrap_or(false);
+        let port_requests =
+            ports::requests(hc.extra.get("PortBindings"), publish_all, config.exposed_ports.as_ref().unwrap_or(&Default::default()))
+                .map_err(ContainerError::Invalid)?;
+        match &mode {
+            Mode::Host if !port_requests.is_empty() => {
+                tracing::warn!("published ports are discarded when using host network mode");
+                hc.extra.remove("PortBindings");
+                hc.extra.remove("PublishAllPorts");
+            }
+            Mode::None | Mode::Container(_) if !port_requests.is_empty() => {
+                return Err(
+                    ContainerError::Invalid("conflicting options: port publishing and the container type network mode".into()).into()
+                );
+            }
+            _ => {}
+        }
+        if let Mode::Container(target) = &mode {
+            self.lookup(target)?;
+        }
 
         // 3. Take the name and the id.
         let id = ContainerId::random().context("generating a container id")?;
         if config.hostname.is_empty() {
             config.hostname =
-                if net == NetMode::Host { nix::unistd::gethostname()?.to_string_lossy().into_owned() } else { id.short().to_string() };
+                if mode == Mode::Host { nix::unistd::gethostname()?.to_string_lossy().into_owned() } else { id.short().to_string() };
         }
-        let name = self.reserve_name(name.map(|n| n.strip_prefix('/').unwrap_or(n)), &id)?;
+        let allocation = match &mode {
+            Mode::Bridge(net) => Some(self.networks.allocate(&id, net, &endpoint_request(&req.networking_config, net, &config)?)?),
+            _ => None,
+        };
+        let network = match &mode {
+            Mode::Bridge(net) => self.networks.find(net).ok(),
+            _ => None,
+        };
+        let own = allocation.as_ref().map(|a| (a.endpoint.ip, config.hostname.as_str()));
+        let hosts = match &mode {
+            Mode::Host => std::fs::read_to_string("/etc/hosts").unwrap_or_default(),
+            _ => crate::network::files::hosts(own, &extra_hosts),
+        };
+        let dns = crate::network::files::DnsSettings {
+            embedded: network.as_ref().filter(|n| !n.default).map(|n| n.gateway),
+            servers: &dns_servers,
+            search: &dns_search,
+            options: &dns_options,
+        };
+        let resolv =
+            crate::network::files::resolv_conf(&std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(), &dns, mode == Mode::Host);
+        let name = match self.reserve_name(name.map(|n| n.strip_prefix('/').unwrap_or(n)), &id) {
+            Ok(n) => n,
+            Err(e) => {
+                if let Some(a) = allocation {
+                    self.networks.settle_allocation(a, false);
+                }
+                return Err(e.into());
+            }
+        };
         let rec = Container {
             id: id.clone(),
             name: name.clone(),
@@ -247,13 +325,22 @@ impl Containers {
             let result = (|| {
                 std::fs::create_dir_all(this.data_dir(&rec2.id))?;
                 let hostname = rec2.config.hostname.clone();
-                this.driver.create_container(&rec2.id, &rec2.layers, &|dir| write_init_layer(dir, &hostname, net))?;
+                this.driver.create_container(&rec2.id, &rec2.layers, &|dir| write_init_layer(dir, &hostname, &hosts, &resolv))?;
                 failpoint::hit("container.create.after-rootfs");
-                this.store.commit(&intent, |tx| tx.put(rec2.id.as_str(), &rec2))
+                this.store.commit(&intent, |tx| {
+                    tx.put(rec2.id.as_str(), &rec2)?;
+                    if let Some(a) = &allocation {
+                        this.networks.commit_allocation(tx, a)?;
+                    }
+                    Ok(())
+                })
             })();
             if result.is_err() {
                 this.remove_files(&rec2.id);
                 this.store.finish(&intent)?;
+            }
+            if let Some(a) = allocation {
+                this.networks.settle_allocation(a, result.is_ok());
             }
             result
         })
@@ -318,17 +405,12 @@ impl Containers {
 
 /// The init layer: the files Docker bind-mounts (`/etc/hostname`, `/etc/hosts`,
 /// `/etc/resolv.conf`) and the mount points a read-only root needs.
-fn write_init_layer(dir: &Path, hostname: &str, net: NetMode) -> Result<()> {
+fn write_init_layer(dir: &Path, hostname: &str, hosts: &str, resolv: &str) -> Result<()> {
     for d in ["etc", "dev", "proc", "sys", "dev/pts", "dev/shm"] {
         std::fs::create_dir_all(dir.join(d))?;
     }
     std::fs::write(dir.join("etc/hostname"), format!("{hostname}\n"))?;
-    let hosts = match net {
-        NetMode::Host => std::fs::read_to_string("/etc/hosts").unwrap_or_default(),
-        NetMode::None => "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n".to_string(),
-    };
     std::fs::write(dir.join("etc/hosts"), hosts)?;
-    let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
     std::fs::write(dir.join("etc/resolv.conf"), resolv)?;
     Ok(())
 }

@@ -133,7 +133,7 @@ impl Containers {
             let this = self.clone();
             let id = c.id.clone();
             let unmount = tokio::task::spawn_blocking(move || {
-                if let Err(e) = this.driver.unmount(&id) {
+                if let Err(e) = this.release(&id) {
                     tracing::warn!(container = %id.short(), "unmount after exit: {e:#}");
                 }
             });
@@ -167,7 +167,7 @@ impl Containers {
                 _ if mounted.contains(&c.id) => {
                     let this = self.clone();
                     let id = c.id.clone();
-                    tokio::task::spawn_blocking(move || this.driver.unmount(&id)).await??;
+                    tokio::task::spawn_blocking(move || this.release(&id)).await??;
                 }
                 _ => {}
             }

@@ -115,6 +115,7 @@ pub struct Containers {
     pub cfg: Arc<DaemonConfig>,
     pub images: Arc<ImageStore>,
     pub driver: Arc<dyn Driver>,
+    pub networks: Arc<crate::network::Networks>,
     store: Store,
     records: Collection<Container>,
     table: Mutex<Table>,
@@ -123,7 +124,13 @@ pub struct Containers {
 }
 
 impl Containers {
-    pub fn open(cfg: Arc<DaemonConfig>, store: &Store, images: Arc<ImageStore>, driver: Arc<dyn Driver>) -> Result<Arc<Self>> {
+    pub fn open(
+        cfg: Arc<DaemonConfig>,
+        store: &Store,
+        images: Arc<ImageStore>,
+        driver: Arc<dyn Driver>,
+        networks: Arc<crate::network::Networks>,
+    ) -> Result<Arc<Self>> {
         let exe = std::env::current_exe()?;
         let records: Collection<Container> = store.collection()?;
         let mut table = Table::default();
@@ -132,7 +139,7 @@ impl Containers {
         }
         std::fs::create_dir_all(cfg.data_root.join("containers"))?;
         std::fs::create_dir_all(cfg.exec_root.join("containers"))?;
-        Ok(Arc::new(Containers { cfg, images, driver, store: store.clone(), records, table: Mutex::new(table), exe }))
+        Ok(Arc::new(Containers { cfg, images, driver, networks, store: store.clone(), records, table: Mutex::new(table), exe }))
     }
 
     fn data_dir(&self, id: &ContainerId) -> PathBuf {
@@ -208,6 +215,15 @@ impl Containers {
             layers.extend(c.layers.iter().cloned());
         }
         (users, layers)
+    }
+
+    /// Running containers with their network names (for the network's restore).
+    pub fn running_names(&self) -> Vec<(ContainerId, Vec<String>)> {
+        self.list()
+            .into_iter()
+            .filter(|c| c.state.is_running())
+            .map(|c| (c.id.clone(), vec![c.name.clone(), c.id.short().to_string(), c.config.hostname.clone()]))
+            .collect()
     }
 
     /// Counts for `info`: (all, running, stopped).

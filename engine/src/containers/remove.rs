@@ -33,9 +33,11 @@ impl Containers {
         // one transaction.
         let intent = self.store.write(|tx| {
             tx.delete::<super::model::Container>(c.id.as_str())?;
+            self.networks.delete_endpoints(tx, &c.id)?;
             self.store.begin_in(tx, Op::RemoveContainer { id: c.id.to_string() })
         })?;
         self.table.lock().unwrap().by_id.remove(&c.id);
+        self.networks.forget(&c.id);
         // Gone for good once the record is: waiters (`run --rm`) need not wait for the files.
         entry.watch.send_modify(|s| s.removed = true);
         failpoint::hit("container.remove.after-commit");
@@ -53,6 +55,7 @@ impl Containers {
     /// Removes a container's root filesystem, data dir and bundle, carrying on past errors
     /// (each is logged): what is left is found again by start-up reconciliation.
     pub(super) fn remove_files(&self, id: &crate::util::id::ContainerId) {
+        self.networks.detach(id);
         let steps: [(&str, Result<()>); 3] = [
             ("root filesystem", self.driver.remove_container(id)),
             ("data dir", crate::storage::remove_tree(&self.data_dir(id))),

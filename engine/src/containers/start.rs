@@ -1,9 +1,9 @@
 //! `start`: mount the root filesystem, write the bundle, hand the container to a new monitor.
 
-use super::create::{network_mode, NetMode};
 use super::model::{Container, State};
 use super::{ContainerError, Containers, Entry};
 use crate::monitor::{MonitorConfig, Ready};
+use crate::network::Mode;
 use crate::runtime::spec::{self, SpecInputs};
 use crate::state::intent::Pending;
 use crate::state::Op;
@@ -113,7 +113,7 @@ impl Containers {
         };
         let this = self.clone();
         let id = c.id.clone();
-        tokio::task::spawn_blocking(move || this.driver.unmount(&id)).await??;
+        tokio::task::spawn_blocking(move || this.release(&id)).await??;
         self.commit_update(entry, intent, |c| {
             c.state = State::Exited { exit_code: code, error: Some(msg.to_string()) };
             c.finished_at = Some(crate::util::time::now());
@@ -135,7 +135,7 @@ impl Containers {
         self.runtime_delete(id.as_str()).await;
         let (this, id2) = (self.clone(), id.clone());
         let _ = tokio::task::spawn_blocking(move || {
-            if let Err(e) = this.driver.unmount(&id2) {
+            if let Err(e) = this.release(&id2) {
                 tracing::warn!(container = %id2.short(), "unmount while undoing a start: {e:#}");
             }
             let _ = crate::storage::remove_tree(&this.bundle_dir(&id2));
@@ -153,6 +153,35 @@ impl Containers {
             }
             if let Err(e) = crate::runtime::command(&self.cfg.exec_root, rt, &["delete", "--force", id]).await {
                 tracing::warn!(container = %id, "{e:#}");
+            }
+        }
+    }
+
+    /// What a stopped container holds only while it runs: its root filesystem mount, and
+    /// its network namespace with interfaces, rules and port holds. Idempotent.
+    pub(super) fn release(&self, id: &crate::util::id::ContainerId) -> Result<()> {
+        self.networks.detach(id);
+        self.driver.unmount(id)
+    }
+
+    /// The network namespace the container runs in (`None`: the host's), set up.
+    fn join_network(&self, c: &Container) -> Result<Option<PathBuf>> {
+        match self.networks.mode(&c.host_config.network_mode)? {
+            Mode::Host => Ok(None),
+            Mode::Container(target) => match self.lookup(&target)?.get().state {
+                State::Running { pid, .. } => Ok(Some(PathBuf::from(format!("/proc/{pid}/ns/net")))),
+                _ => Err(ContainerError::Conflict(format!("cannot join network of a non running container: {target}")).into()),
+            },
+            Mode::None | Mode::Bridge(_) => {
+                let publish_all = c.host_config.extra.get("PublishAllPorts").and_then(serde_json::Value::as_bool).unwrap_or(false);
+                let requests = crate::network::ports::requests(
+                    c.host_config.extra.get("PortBindings"),
+                    publish_all,
+                    c.config.exposed_ports.as_ref().unwrap_or(&Default::default()),
+                )
+                .map_err(ContainerError::Invalid)?;
+                let names = vec![c.name.clone(), c.id.short().to_string(), c.config.hostname.clone()];
+                Ok(Some(self.networks.attach(&c.id, names, &requests)?))
             }
         }
     }
@@ -179,17 +208,10 @@ impl Containers {
         if !has(&env, "HOME") {
             env.push(format!("HOME={}", user.home));
         }
-        let net = network_mode(&c.host_config)?;
+        let netns = self.join_network(c)?;
         let spec = spec::build(
             c,
-            &SpecInputs {
-                rootfs: &rootfs,
-                user: &user,
-                env: &env,
-                hostname: &c.config.hostname,
-                host_network: net == NetMode::Host,
-                umask: c.umask,
-            },
+            &SpecInputs { rootfs: &rootfs, user: &user, env: &env, hostname: &c.config.hostname, netns: netns.as_deref(), umask: c.umask },
         )?;
         // The bundle lives under exec-root (a tmpfs on devices) and is written anew at every
         // start: nothing in it must survive a power cut, so it is not fsynced.

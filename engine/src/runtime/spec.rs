@@ -110,7 +110,8 @@ pub struct SpecInputs<'a> {
     pub user: &'a ResolvedUser,
     pub env: &'a [String],
     pub hostname: &'a str,
-    pub host_network: bool,
+    /// The network namespace to join; `None`: the host's.
+    pub netns: Option<&'a Path>,
     pub umask: u32,
 }
 
@@ -121,8 +122,8 @@ pub fn build(c: &Container, inputs: &SpecInputs<'_>) -> Result<Spec> {
     args.extend(c.args.iter().cloned());
     let cwd = if c.config.working_dir.is_empty() { "/".to_string() } else { c.config.working_dir.clone() };
     let mut namespaces = vec![json!({"type": "mount"}), json!({"type": "uts"}), json!({"type": "pid"}), json!({"type": "ipc"})];
-    if !inputs.host_network {
-        namespaces.push(json!({"type": "network"}));
+    if let Some(path) = inputs.netns {
+        namespaces.push(json!({"type": "network", "path": path}));
     }
     let annotations = hc.annotations.clone().unwrap_or_default();
     let value = json!({

@@ -8,6 +8,7 @@ pub const ALL: &[&str] = &[
     "container.create.after-intent",
     "container.create.after-rootfs",
     "container.start.after-mount",
+    "container.start.after-network",
     "container.start.after-monitor",
     "container.remove.after-commit",
     "container.exit.before-autoremove",

@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Benchmark (prints figures, asserts nothing; needs root): published ports.
+#
+#   tests/bench/publish.sh [RUNS]    (default 10)
+#
+# In a network namespace of its own (so nothing touches the machine's network):
+#   - time from `berth run -d -p 127.0.0.1:PORT:80 busybox httpd` to the first answered
+#     request from the host side, median over RUNS, against the same container answering on
+#     its own address (no DNAT): the cost of publishing;
+#   - processes added per published port (Docker's userland proxy adds one `docker-proxy`
+#     per port; berth's target is 0), counted with 1 and with 8 published ports.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+RUNS="${1:-10}"
+export PATH="$HOME/.cargo/bin:$PATH"
+cargo build --release --bins -q
+BERTH="$PWD/target/release/berth"
+WORK="$(mktemp -d /tmp/berth-bench-publish.XXXXXX)"
+NS="berth-bench-$$"
+ip netns add "$NS"
+IN=(nsenter "--net=/run/netns/$NS")
+"${IN[@]}" ip link set lo up
+export BERTH_HOST="unix://$WORK/run/berth.sock"
+DAEMON_PID=""
+cleanup() {
+  for c in $("$BERTH" ps -aq 2>/dev/null); do "$BERTH" rm -f "$c" >/dev/null 2>&1 || true; done
+  [ -n "$DAEMON_PID" ] && kill "$DAEMON_PID" 2>/dev/null && wait "$DAEMON_PID" 2>/dev/null || true
+  grep -o " $WORK[^ ]*" /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
+  ip netns del "$NS" 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+TAR="$(bash tests/fixtures/busybox-image.sh "$WORK/busybox.tar" 2>/dev/null | tail -1)"
+echo '{}' > "$WORK/daemon.json"
+"${IN[@]}" "$BERTH" -H "$BERTH_HOST" daemon --config-file "$WORK/daemon.json" --data-root "$WORK/data" --exec-root "$WORK/run" >/dev/null 2>&1 &
+DAEMON_PID=$!
+for _ in $(seq 100); do "$BERTH" version >/dev/null 2>&1 && break; sleep 0.05; done
+"$BERTH" load -q -i "$TAR" >/dev/null
+
+now_ns() { date +%s%N; }
+median() { sort -n | awk '{a[NR]=$1} END {m=(NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2; printf "%.1f", m/1e6}'; }
+# Time from `run -d` to an answer at URL (or the container's own address when URL is "own").
+first_answer() {
+  local url="$1"; shift
+  local t0 id
+  t0=$(now_ns)
+  id=$("$BERTH" run -d "$@" busybox httpd -f -p 80 -h /etc)
+  if [ "$url" = own ]; then url="http://$("$BERTH" inspect -f '{{.NetworkSettings.IPAddress}}' "$id")/hostname"; fi
+  until "${IN[@]}" curl -sf -m 1 "$url" >/dev/null; do :; done
+  echo $(( $(now_ns) - t0 ))
+  "$BERTH" rm -f "$id" >/dev/null
+}
+
+published=(); direct=()
+for i in $(seq "$RUNS"); do
+  published+=("$(first_answer http://127.0.0.1:18400/hostname -p 127.0.0.1:18400:80)")
+  direct+=("$(first_answer own)")
+done
+p=$(printf '%s\n' "${published[@]}" | median); d=$(printf '%s\n' "${direct[@]}" | median)
+echo "run -d -p to first answer (127.0.0.1:port, DNAT): ${p} ms median of $RUNS"
+echo "run -d to first answer (container address, baseline): ${d} ms median of $RUNS"
+awk -v p="$p" -v d="$d" 'BEGIN{printf "ratio published/baseline: %.2f\n", p/d}'
+
+count_procs() { ls /proc | grep -c '^[0-9]*$'; }
+ports_args() { for k in $(seq "$1"); do printf -- '-p 127.0.0.1:%d:%d ' $((18500 + k)) $((8000 + k)); done; }
+for n in 1 8; do
+  base=$(count_procs)
+  # shellcheck disable=SC2046
+  id=$("$BERTH" run -d $(ports_args "$n") busybox sleep 60)
+  sleep 0.3
+  after=$(count_procs)
+  # One monitor and the container's process are the container's own.
+  extra=$(( after - base - 2 ))
+  echo "processes beyond monitor+container with $n published port(s): $extra (docker-proxy: $n)"
+  "$BERTH" rm -f "$id" >/dev/null
+done
