@@ -17,6 +17,7 @@ pub struct Daemon {
     pub driver: Arc<dyn Driver>,
     pub images: Arc<ImageStore>,
     pub networks: Arc<crate::network::Networks>,
+    pub volumes: Arc<crate::volumes::Volumes>,
     pub containers: Arc<Containers>,
     pub recovery: std::sync::Mutex<Recovery>,
 }
@@ -55,8 +56,9 @@ impl Daemon {
         let driver: Arc<dyn Driver> = Arc::from(crate::storage::open(&cfg.data_root, cfg.storage_driver.as_deref())?);
         let images = Arc::new(ImageStore::open(&cfg.data_root, &store, driver.clone())?);
         let networks = crate::network::Networks::open(cfg.clone(), &store)?;
-        let containers = Containers::open(cfg.clone(), &store, images.clone(), driver.clone(), networks.clone())?;
-        Ok(Daemon { cfg, id, store, driver, images, networks, containers, recovery: Default::default() })
+        let volumes = crate::volumes::Volumes::open(&cfg.data_root, &store)?;
+        let containers = Containers::open(cfg.clone(), &store, images.clone(), driver.clone(), networks.clone(), volumes.clone())?;
+        Ok(Daemon { cfg, id, store, driver, images, networks, volumes, containers, recovery: Default::default() })
     }
 
     /// Start-up, before serving: finish or undo interrupted operations (the journal),
@@ -77,6 +79,9 @@ impl Daemon {
         self.containers.restore().await.context("re-adopting containers")?;
         let (networks, running) = (self.networks.clone(), self.containers.running_names());
         let net_actions = tokio::task::spawn_blocking(move || networks.restore(&running)).await?.context("restoring the networks")?;
+        let running: Vec<_> = self.containers.running_names().into_iter().map(|(id, _)| id).collect();
+        let volumes = self.volumes.clone();
+        let volume_actions = tokio::task::spawn_blocking(move || volumes.restore(&running)).await?.context("restoring the volumes")?;
         summary.salvaged = self.store.salvaged()?;
         if let Some(s) = &summary.salvaged {
             // Records may be missing: what they owned must not be taken for leftovers.
@@ -86,6 +91,7 @@ impl Daemon {
             summary.reconciled.extend(self.images.reconcile()?);
             summary.reconciled.extend(self.containers.reconcile(&layers).await?);
             summary.reconciled.extend(net_actions);
+            summary.reconciled.extend(volume_actions);
         }
         if self.cfg.image_layer_check {
             let images = self.images.clone();

@@ -17,6 +17,7 @@
 //! - [`cli`]: the command-line client role.
 //! - [`daemon`]: wiring: start-up (open, recover), serving, shutdown.
 //! - [`check`]: `berth system check`, the offline look at the state.
+//! - [`volumes`]: volumes of the local driver, binds, tmpfs: the mounts a container gets.
 //! - [`util`]: ids, time formatting, the external-command runner.
 
 pub mod api;
@@ -33,6 +34,7 @@ pub mod runtime;
 pub mod state;
 pub mod storage;
 pub mod util;
+pub mod volumes;
 
 /// The engine version reported by `/version`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -463,9 +463,25 @@ impl Daemon {
                 }
             }
         }
+        let volumes: Vec<String> = self.api("GET", "/volumes", None, b"").json()["Volumes"]
+            .as_array()
+            .map(|l| l.iter().map(|v| v["Name"].as_str().unwrap_or("").to_string()).collect())
+            .unwrap_or_default();
+        for n in names(self.data_root().join("volumes")) {
+            if !volumes.contains(&n) {
+                problems.push(format!("volume directory volumes/{n} has no record"));
+            }
+        }
         let root = self.root.display().to_string();
         for m in std::fs::read_to_string("/proc/self/mountinfo").unwrap().lines().filter_map(|l| l.split(' ').nth(4)) {
             if let Some(rest) = m.strip_prefix(&root) {
+                if rest
+                    .strip_prefix("/data/volumes/")
+                    .and_then(|r| r.strip_suffix("/_data"))
+                    .is_some_and(|v| volumes.iter().any(|n| n == v))
+                {
+                    continue; // a volume's device, mounted while a container uses it
+                }
                 let owner = rest.trim_start_matches("/data/overlay2/").trim_start_matches("/run/netns/").trim_end_matches("/merged");
                 if !all.contains(owner) {
                     problems.push(format!("mount {m} belongs to no container"));

@@ -315,3 +315,26 @@ fn docker_cli_networks_and_published_ports() {
     d.docker(&["network", "rm", "front"]).ok();
     assert!(d.docker(&["network", "inspect", "front"]).code != 0);
 }
+
+/// Volumes through the docker CLI: create, write from one container, read from the next,
+/// inspect, and rm only once no container uses it.
+#[test]
+fn docker_cli_volumes() {
+    require_root!();
+    let d = Daemon::start();
+    d.docker(&["load", "-i", busybox_tar().to_str().unwrap()]).ok();
+    assert_eq!(d.docker(&["volume", "create", "appdata"]).ok().stdout.trim(), "appdata");
+    d.docker(&["run", "--name", "writer", "-v", "appdata:/data", "busybox", "sh", "-c", "echo persisted > /data/f"]).ok();
+    let read = d.docker(&["run", "--rm", "-v", "appdata:/data", "busybox", "cat", "/data/f"]).ok();
+    assert_eq!(read.stdout.trim(), "persisted");
+    let mp = d.docker(&["volume", "inspect", "-f", "{{.Driver}} {{.Mountpoint}}", "appdata"]).ok().stdout;
+    assert!(mp.starts_with("local ") && mp.trim().ends_with("/volumes/appdata/_data"), "{mp}");
+    let ls = d.docker(&["volume", "ls", "--format", "{{.Name}}"]).ok().stdout;
+    assert_eq!(ls.trim(), "appdata");
+    let src = d.docker(&["inspect", "-f", "{{range .Mounts}}{{.Type}}:{{.Name}}:{{.Destination}}{{end}}", "writer"]).ok();
+    assert_eq!(src.stdout.trim(), "volume:appdata:/data");
+    assert_ne!(d.docker(&["volume", "rm", "appdata"]).code, 0, "a volume in use was removed");
+    d.docker(&["rm", "-v", "writer"]).ok();
+    d.docker(&["volume", "rm", "appdata"]).ok();
+    assert!(d.docker(&["volume", "inspect", "appdata"]).code != 0);
+}

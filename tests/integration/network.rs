@@ -234,3 +234,33 @@ fn bad_network_input_is_refused_and_changes_nothing() {
     assert!(d.inconsistencies().is_empty(), "{:?}", d.inconsistencies());
     assert_eq!(links(&d).matches(": vb").count(), 1, "only the holder's veth:\n{}", links(&d));
 }
+
+#[test]
+fn connect_and_disconnect_a_running_container() {
+    require_root!();
+    let d = Daemon::start();
+    d.load_busybox();
+    d.berth(&["network", "create", "--subnet", "10.91.0.0/24", "back"]).ok();
+    run_d(&d, &[&["--name", "web"][..], HTTPD].concat());
+    d.berth(&["network", "connect", "--alias", "api", "back", "web"]).ok();
+    let ip = inspect(&d, "web", "{{.NetworkSettings.Networks.back.IPAddress}}");
+    assert!(ip.starts_with("10.91.0."), "{ip}");
+    let addrs = d.berth(&["run", "--rm", "--network", "container:web", "busybox", "ip", "-o", "addr"]).ok().stdout;
+    assert!(addrs.contains(&format!("eth1    inet {ip}/24")) || addrs.contains(&ip), "eth1 was not plugged in: {addrs}");
+    for name in ["web", "api"] {
+        let out = d.berth(&["run", "--rm", "--network", "back", "busybox", "sh", "-c", &get_from_container(name)]).ok();
+        assert_eq!(out.stdout.trim().len(), 12, "{name} did not answer on the connected network: {out:?}");
+    }
+    let twice = d.berth(&["network", "connect", "back", "web"]);
+    assert!(twice.code != 0 && twice.stderr.contains("already exists"), "{twice:?}");
+    d.berth(&["network", "disconnect", "back", "web"]).ok();
+    let addrs = d.berth(&["run", "--rm", "--network", "container:web", "busybox", "ip", "-o", "addr"]).ok().stdout;
+    assert!(!addrs.contains(&ip), "eth1 stayed after disconnect: {addrs}");
+    let gone = d.berth(&["run", "--rm", "--network", "back", "busybox", "sh", "-c", &get_from_container("web")]);
+    assert!(gone.stdout.trim().is_empty(), "web still answers on back: {gone:?}");
+    d.berth(&["network", "rm", "back"]).ok();
+    run_d(&d, &["--name", "h", "--network", "host", "busybox", "sleep", "60"]);
+    d.berth(&["network", "create", "other"]).ok();
+    assert_ne!(d.berth(&["network", "connect", "other", "h"]).code, 0, "a host-network container was connected");
+    assert!(d.inconsistencies().is_empty(), "{:?}", d.inconsistencies());
+}

@@ -43,7 +43,7 @@ fn summary(c: &Container, ctx: &Ctx) -> Value {
         "Status": c.state.describe(c.started_at.as_deref(), c.finished_at.as_deref()),
         "HostConfig": {"NetworkMode": if c.host_config.network_mode.is_empty() { "none" } else { &c.host_config.network_mode }},
         "NetworkSettings": {"Networks": networks},
-        "Mounts": [],
+        "Mounts": super::volumes::mounts(ctx, c),
     })
 }
 
@@ -147,7 +147,7 @@ pub fn inspect(ctx: &Ctx, name: &str) -> ApiResult {
         "ExecIDs": null,
         "HostConfig": hc,
         "GraphDriver": {"Name": ctx.d.driver.name(), "Data": graph},
-        "Mounts": [],
+        "Mounts": super::volumes::mounts(ctx, &c),
         "Config": config,
         "NetworkSettings": super::networks::settings(ctx, &c),
     }))
@@ -242,7 +242,7 @@ pub async fn remove(ctx: &Ctx, id: &str) -> ApiResult {
     if ctx.q.bool("link") {
         return Err(ApiError::not_implemented("removing links (rm --link)"));
     }
-    ctx.d.containers.remove(id, ctx.q.bool("force")).await?;
+    ctx.d.containers.remove(id, ctx.q.bool("force"), ctx.q.bool("v")).await?;
     no_content()
 }
 
@@ -275,7 +275,7 @@ pub async fn prune(ctx: &Ctx) -> ApiResult {
             continue;
         }
         let size = ctx.d.driver.container_rw_size(&c.id);
-        match ctx.d.containers.remove(c.id.as_str(), false).await {
+        match ctx.d.containers.remove(c.id.as_str(), false, false).await {
             Ok(()) => {
                 deleted.push(c.id.to_string());
                 reclaimed += size;

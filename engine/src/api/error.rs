@@ -65,6 +65,15 @@ impl From<anyhow::Error> for ApiError {
             };
             return ApiError::new(status, ne.to_string());
         }
+        if let Some(ve) = e.downcast_ref::<crate::volumes::VolumeError>() {
+            use crate::volumes::VolumeError as V;
+            let status = match ve {
+                V::NotFound(_) => S::NOT_FOUND,
+                V::Invalid(_) => S::BAD_REQUEST,
+                V::Conflict(_) => S::CONFLICT,
+            };
+            return ApiError::new(status, ve.to_string());
+        }
         tracing::error!("request failed: {e:#}");
         ApiError::new(S::INTERNAL_SERVER_ERROR, format!("{e:#}"))
     }

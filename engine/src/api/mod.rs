@@ -16,5 +16,6 @@ pub mod query;
 mod router;
 mod streams;
 mod system;
+mod volumes;
 
 pub use router::serve;

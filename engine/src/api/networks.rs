@@ -149,6 +149,31 @@ pub async fn prune(ctx: &Ctx) -> ApiResult {
     json(&json!({"NetworksDeleted": removed}))
 }
 
+/// `POST /networks/{id}/connect`: `{"Container": .., "EndpointConfig": {..}}`.
+pub async fn connect(ctx: &Ctx, network: &str, req: Request<Incoming>) -> ApiResult {
+    let body: Option<Value> = super::query::read_json(req.into_body()).await?;
+    let body = body.ok_or_else(|| ApiError::bad_request("request body is empty: Container is required"))?;
+    let container = body["Container"].as_str().filter(|c| !c.is_empty()).ok_or_else(|| ApiError::bad_request("Container is required"))?;
+    let ep = &body["EndpointConfig"];
+    let mut req = crate::network::EndpointRequest::default();
+    if let Some(ip) = ep.pointer("/IPAMConfig/IPv4Address").and_then(Value::as_str).filter(|s| !s.is_empty()) {
+        req.ip = Some(ip.parse().map_err(|_| ApiError::bad_request(format!("invalid IPv4 address: {ip}")))?);
+    }
+    req.aliases = ep["Aliases"].as_array().map(|a| a.iter().filter_map(Value::as_str).map(String::from).collect()).unwrap_or_default();
+    req.mac = ep["MacAddress"].as_str().filter(|s| !s.is_empty()).map(String::from);
+    ctx.d.containers.connect(container, network, req).await?;
+    json(&Value::Null)
+}
+
+/// `POST /networks/{id}/disconnect`: `{"Container": .., "Force": bool}`.
+pub async fn disconnect(ctx: &Ctx, network: &str, req: Request<Incoming>) -> ApiResult {
+    let body: Option<Value> = super::query::read_json(req.into_body()).await?;
+    let body = body.ok_or_else(|| ApiError::bad_request("request body is empty: Container is required"))?;
+    let container = body["Container"].as_str().filter(|c| !c.is_empty()).ok_or_else(|| ApiError::bad_request("Container is required"))?;
+    ctx.d.containers.disconnect(container, network).await?;
+    json(&Value::Null)
+}
+
 impl From<NetworkError> for ApiError {
     fn from(e: NetworkError) -> Self {
         anyhow::Error::from(e).into()

@@ -4,7 +4,7 @@ use super::body::{full, Response};
 use super::error::{ApiError, ApiResult};
 use super::listen::Listener;
 use super::query::{percent_decode, Query};
-use super::{containers, images, networks, system};
+use super::{containers, images, networks, system, volumes};
 use crate::daemon::Daemon;
 use hyper::body::Incoming;
 use hyper::{Method, Request, StatusCode};
@@ -112,9 +112,13 @@ async fn dispatch(ctx: &Ctx, method: &Method, segs: &[&str], req: Request<Incomi
         (&M::POST, ["networks", "prune"]) => networks::prune(ctx).await,
         (&M::GET, ["networks", id]) => networks::inspect(ctx, id),
         (&M::DELETE, ["networks", id]) => networks::remove(ctx, id).await,
-        // No volumes exist until that subsystem lands; `docker inspect NAME` walks through
-        // this after containers, images and networks and needs a 404 to say so.
-        (&M::GET, ["volumes", name]) => Err(ApiError::new(StatusCode::NOT_FOUND, format!("get {name}: no such volume"))),
+        (&M::POST, ["networks", id, "connect"]) => networks::connect(ctx, id, req).await,
+        (&M::POST, ["networks", id, "disconnect"]) => networks::disconnect(ctx, id, req).await,
+        (&M::GET, ["volumes"]) => volumes::list(ctx),
+        (&M::POST, ["volumes", "create"]) => volumes::create(ctx, req).await,
+        (&M::POST, ["volumes", "prune"]) => volumes::prune(ctx).await,
+        (&M::GET, ["volumes", name]) => volumes::inspect(ctx, name),
+        (&M::DELETE, ["volumes", name]) => volumes::remove(ctx, name).await,
         (&M::GET, ["plugins", name, "json"]) => Err(ApiError::new(StatusCode::NOT_FOUND, format!("plugin \"{name}\" not found"))),
 
         // docker-py's network tests leave swarm mode in teardown; Docker answers 503 when

@@ -545,6 +545,7 @@ pub async fn dispatch(client: &Client, cmd: Command) -> Result<i32> {
         | Command::Monitor { .. }
         | Command::Run(_)
         | Command::Network { .. }
+        | Command::Volume { .. }
         | Command::Port { .. }
         | Command::Create(_)
         | Command::System { command: super::SystemCommand::Check { .. } } => {

@@ -11,6 +11,7 @@ mod credentials;
 pub mod format;
 mod network;
 mod run;
+mod volume;
 
 use crate::config::Flags;
 use clap::{Parser, Subcommand};
@@ -62,7 +63,7 @@ pub enum Command {
     Rm {
         #[arg(short = 'f', long)]
         force: bool,
-        /// Remove anonymous volumes (none exist yet)
+        /// Remove the anonymous volumes of the container
         #[arg(short = 'v', long)]
         volumes: bool,
         #[arg(required = true)]
@@ -237,6 +238,11 @@ pub enum Command {
         #[command(subcommand)]
         command: network::NetworkCommand,
     },
+    /// Manage volumes
+    Volume {
+        #[command(subcommand)]
+        command: volume::VolumeCommand,
+    },
     /// List port mappings or a specific mapping for the container
     Port { container: String, private_port: Option<String> },
     /// Manage berth's own state
@@ -304,6 +310,7 @@ pub fn main(cli: Cli) -> i32 {
             Command::Run(a) => run::run(&client, a).await,
             Command::Create(a) => run::create_cmd(&client, a).await,
             Command::Network { command } => network::run(&client, command).await,
+            Command::Volume { command } => volume::run(&client, command).await,
             Command::Port { container, private_port } => network::port(&client, &container, private_port.as_deref()).await,
             other => commands::dispatch(&client, other).await,
         }

@@ -56,6 +56,22 @@ pub enum NetworkCommand {
         #[arg(required = true)]
         networks: Vec<String>,
     },
+    /// Connect a container to a network
+    Connect {
+        #[arg(long)]
+        ip: Option<String>,
+        #[arg(long)]
+        alias: Vec<String>,
+        network: String,
+        container: String,
+    },
+    /// Disconnect a container from a network
+    Disconnect {
+        #[arg(short = 'f', long)]
+        force: bool,
+        network: String,
+        container: String,
+    },
     /// Remove all unused networks
     Prune {
         #[arg(short = 'f', long)]
@@ -141,6 +157,23 @@ pub async fn run(client: &Client, cmd: NetworkCommand) -> Result<i32> {
                 }
             }
             Ok(code)
+        }
+        NetworkCommand::Connect { ip, alias, network, container } => {
+            let mut ep = Map::new();
+            if let Some(ip) = ip {
+                ep.insert("IPAMConfig".into(), json!({"IPv4Address": ip}));
+            }
+            if !alias.is_empty() {
+                ep.insert("Aliases".into(), json!(alias));
+            }
+            let body = json!({"Container": container, "EndpointConfig": ep});
+            client.call(Method::POST, &format!("/networks/{}/connect", enc(&network)), Some(body)).await?;
+            Ok(0)
+        }
+        NetworkCommand::Disconnect { force, network, container } => {
+            let body = json!({"Container": container, "Force": force});
+            client.call(Method::POST, &format!("/networks/{}/disconnect", enc(&network)), Some(body)).await?;
+            Ok(0)
         }
         NetworkCommand::Prune { force: _ } => {
             let v = client.json(Method::POST, "/networks/prune", None).await?;

@@ -71,6 +71,18 @@ pub struct CreateArgs {
     /// Add a custom host-to-IP mapping (host:ip)
     #[arg(long = "add-host")]
     pub add_host: Vec<String>,
+    /// Bind mount a volume ([name|/host/path:]/container/path[:ro|rw|nocopy])
+    #[arg(short = 'v', long = "volume")]
+    pub volume: Vec<String>,
+    /// Attach a filesystem mount (type=bind|volume|tmpfs,source=,target=,readonly)
+    #[arg(long = "mount")]
+    pub mount: Vec<String>,
+    /// Mount a tmpfs (/path[:options])
+    #[arg(long = "tmpfs")]
+    pub tmpfs: Vec<String>,
+    /// Mount the volumes of another container (name[:ro|rw])
+    #[arg(long = "volumes-from")]
+    pub volumes_from: Vec<String>,
     /// Add an annotation to the container (e.g. native.umask=normal)
     #[arg(long = "annotation")]
     pub annotation: Vec<String>,
@@ -184,6 +196,31 @@ fn body(a: &CreateArgs) -> Result<Value> {
             hc.insert(key.into(), json!(list));
         }
     }
+    // As the docker CLI: `-v /path` is an anonymous volume (Config.Volumes), the rest binds.
+    let mut anonymous = Map::new();
+    let mut binds = Vec::new();
+    for v in &a.volume {
+        if v.starts_with('/') && !v.contains(':') {
+            anonymous.insert(v.clone(), json!({}));
+        } else {
+            binds.push(v.clone());
+        }
+    }
+    if !binds.is_empty() {
+        hc.insert("Binds".into(), json!(binds));
+    }
+    if !a.mount.is_empty() {
+        let mounts = a.mount.iter().map(|m| super::volume::mount_flag(m)).collect::<Result<Vec<_>>>()?;
+        hc.insert("Mounts".into(), json!(mounts));
+    }
+    if !a.tmpfs.is_empty() {
+        let t: Map<String, Value> =
+            a.tmpfs.iter().map(|t| t.split_once(':').map(|(p, o)| (p.to_string(), json!(o))).unwrap_or((t.clone(), json!("")))).collect();
+        hc.insert("Tmpfs".into(), Value::Object(t));
+    }
+    if !a.volumes_from.is_empty() {
+        hc.insert("VolumesFrom".into(), json!(a.volumes_from));
+    }
     let mut endpoint = Map::new();
     if let Some(ip) = &a.ip {
         endpoint.insert("IPAMConfig".into(), json!({"IPv4Address": ip}));
@@ -211,6 +248,9 @@ fn body(a: &CreateArgs) -> Result<Value> {
     }
     if !exposed.is_empty() {
         c["ExposedPorts"] = Value::Object(exposed);
+    }
+    if !anonymous.is_empty() {
+        c["Volumes"] = Value::Object(anonymous);
     }
     if !endpoint.is_empty() {
         let net = a.network.clone().unwrap_or_else(|| "bridge".into());

@@ -29,11 +29,7 @@ pub struct CreateRequest {
 /// HostConfig fields whose features come in later work: a request that sets one gets a
 /// clear 501 instead of a container that silently lacks it.
 const NOT_YET: &[(&str, &str)] = &[
-    ("Binds", "bind mounts and volumes (-v)"),
-    ("Mounts", "mounts (--mount)"),
     ("Links", "links (--link)"),
-    ("VolumesFrom", "--volumes-from"),
-    ("Tmpfs", "--tmpfs"),
     ("Memory", "memory limits (-m)"),
     ("MemorySwap", "--memory-swap"),
     ("MemoryReservation", "--memory-reservation"),
@@ -257,6 +253,25 @@ impl Containers {
         if let Mode::Container(target) = &mode {
             self.lookup(target)?;
         }
+        if let Some(image_volumes) = &image_config.volumes {
+            let v = config.volumes.get_or_insert_with(Default::default);
+            for k in image_volumes.keys() {
+                v.entry(k.clone()).or_insert_with(|| serde_json::json!({}));
+            }
+        }
+        let mount_requests = crate::volumes::parse::requests(&hc.extra, config.volumes.as_ref().unwrap_or(&Default::default()))
+            .map_err(ContainerError::Invalid)?;
+        let mut volumes_from = Vec::new();
+        for spec in strings(&hc, "VolumesFrom")? {
+            let (name, mode) = match spec.rsplit_once(':') {
+                Some((n, "ro")) => (n, Some(false)),
+                Some((n, "rw")) => (n, Some(true)),
+                Some((_, m)) => return Err(ContainerError::Invalid(format!("invalid mode for --volumes-from {spec:?}: {m}")).into()),
+                None => (spec.as_str(), None),
+            };
+            let other = self.lookup(name)?.id();
+            volumes_from.push((self.volumes.mounts_of(&other), mode));
+        }
 
         // 3. Take the name and the id.
         let id = ContainerId::random().context("generating a container id")?;
@@ -285,12 +300,22 @@ impl Containers {
         };
         let resolv =
             crate::network::files::resolv_conf(&std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(), &dns, mode == Mode::Host);
+        let prepared = match self.volumes.prepare(mount_requests, volumes_from) {
+            Ok(p) => p,
+            Err(e) => {
+                if let Some(a) = allocation {
+                    self.networks.settle_allocation(a, false);
+                }
+                return Err(e);
+            }
+        };
         let name = match self.reserve_name(name.map(|n| n.strip_prefix('/').unwrap_or(n)), &id) {
             Ok(n) => n,
             Err(e) => {
                 if let Some(a) = allocation {
                     self.networks.settle_allocation(a, false);
                 }
+                self.volumes.settle_prepared(&id, prepared, false);
                 return Err(e.into());
             }
         };
@@ -332,7 +357,7 @@ impl Containers {
                     if let Some(a) = &allocation {
                         this.networks.commit_allocation(tx, a)?;
                     }
-                    Ok(())
+                    this.volumes.commit_prepared(tx, &rec2.id, &prepared)
                 })
             })();
             if result.is_err() {
@@ -342,6 +367,7 @@ impl Containers {
             if let Some(a) = allocation {
                 this.networks.settle_allocation(a, result.is_ok());
             }
+            this.volumes.settle_prepared(&rec2.id, prepared, result.is_ok());
             result
         })
         .await?;

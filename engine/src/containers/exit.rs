@@ -143,7 +143,7 @@ impl Containers {
             let this = self.clone();
             let id = c.id.to_string();
             tokio::spawn(async move {
-                if let Err(e) = this.remove(&id, false).await {
+                if let Err(e) = this.remove(&id, false, true).await {
                     tracing::error!(container = %id, "auto-remove failed: {e:#}");
                 }
             });

@@ -7,6 +7,7 @@
 //! `stop` can hold it while it waits for the exit.
 
 mod commit;
+mod connect;
 mod create;
 mod error;
 mod exit;
@@ -22,6 +23,7 @@ mod wait;
 pub use commit::CommitOptions;
 pub use create::CreateRequest;
 pub use error::ContainerError;
+pub(crate) use start::secure_join;
 pub use wait::WaitCondition;
 
 use crate::config::DaemonConfig;
@@ -116,6 +118,7 @@ pub struct Containers {
     pub images: Arc<ImageStore>,
     pub driver: Arc<dyn Driver>,
     pub networks: Arc<crate::network::Networks>,
+    pub volumes: Arc<crate::volumes::Volumes>,
     store: Store,
     records: Collection<Container>,
     table: Mutex<Table>,
@@ -130,6 +133,7 @@ impl Containers {
         images: Arc<ImageStore>,
         driver: Arc<dyn Driver>,
         networks: Arc<crate::network::Networks>,
+        volumes: Arc<crate::volumes::Volumes>,
     ) -> Result<Arc<Self>> {
         let exe = std::env::current_exe()?;
         let records: Collection<Container> = store.collection()?;
@@ -139,7 +143,7 @@ impl Containers {
         }
         std::fs::create_dir_all(cfg.data_root.join("containers"))?;
         std::fs::create_dir_all(cfg.exec_root.join("containers"))?;
-        Ok(Arc::new(Containers { cfg, images, driver, networks, store: store.clone(), records, table: Mutex::new(table), exe }))
+        Ok(Arc::new(Containers { cfg, images, driver, networks, volumes, store: store.clone(), records, table: Mutex::new(table), exe }))
     }
 
     fn data_dir(&self, id: &ContainerId) -> PathBuf {

@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 impl Containers {
-    pub async fn remove(self: &Arc<Self>, name: &str, force: bool) -> Result<()> {
+    /// `rm [-f] [-v]`: with `volumes`, the container's anonymous volumes go with it.
+    pub async fn remove(self: &Arc<Self>, name: &str, force: bool, volumes: bool) -> Result<()> {
         let entry = self.lookup(name)?;
         let _op = entry.op.lock().await;
         let c = entry.get();
@@ -31,13 +32,17 @@ impl Containers {
         entry.settle_unmount().await;
         // The commit point: the record goes and the removal of its files is journaled, in
         // one transaction.
-        let intent = self.store.write(|tx| {
+        let (intent, gone_volumes) = self.store.write(|tx| {
             tx.delete::<super::model::Container>(c.id.as_str())?;
             self.networks.delete_endpoints(tx, &c.id)?;
-            self.store.begin_in(tx, Op::RemoveContainer { id: c.id.to_string() })
+            let gone = self.volumes.delete_for_container(tx, &c.id, volumes)?;
+            Ok((self.store.begin_in(tx, Op::RemoveContainer { id: c.id.to_string() })?, gone))
         })?;
         self.table.lock().unwrap().by_id.remove(&c.id);
         self.networks.forget(&c.id);
+        let vols = self.volumes.clone();
+        let cid = c.id.clone();
+        tokio::task::spawn_blocking(move || vols.forget(&cid, &gone_volumes)).await?;
         // Gone for good once the record is: waiters (`run --rm`) need not wait for the files.
         entry.watch.send_modify(|s| s.removed = true);
         failpoint::hit("container.remove.after-commit");
@@ -56,6 +61,7 @@ impl Containers {
     /// (each is logged): what is left is found again by start-up reconciliation.
     pub(super) fn remove_files(&self, id: &crate::util::id::ContainerId) {
         self.networks.detach(id);
+        self.volumes.detach(id);
         let steps: [(&str, Result<()>); 3] = [
             ("root filesystem", self.driver.remove_container(id)),
             ("data dir", crate::storage::remove_tree(&self.data_dir(id))),

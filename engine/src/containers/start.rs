@@ -161,6 +161,7 @@ impl Containers {
     /// its network namespace with interfaces, rules and port holds. Idempotent.
     pub(super) fn release(&self, id: &crate::util::id::ContainerId) -> Result<()> {
         self.networks.detach(id);
+        self.volumes.detach(id);
         self.driver.unmount(id)
     }
 
@@ -208,10 +209,19 @@ impl Containers {
         if !has(&env, "HOME") {
             env.push(format!("HOME={}", user.home));
         }
+        let mounts = self.volumes.attach(&c.id, &rootfs)?;
         let netns = self.join_network(c)?;
         let spec = spec::build(
             c,
-            &SpecInputs { rootfs: &rootfs, user: &user, env: &env, hostname: &c.config.hostname, netns: netns.as_deref(), umask: c.umask },
+            &SpecInputs {
+                rootfs: &rootfs,
+                user: &user,
+                env: &env,
+                hostname: &c.config.hostname,
+                netns: netns.as_deref(),
+                mounts: &mounts,
+                umask: c.umask,
+            },
         )?;
         // The bundle lives under exec-root (a tmpfs on devices) and is written anew at every
         // start: nothing in it must survive a power cut, so it is not fsynced.

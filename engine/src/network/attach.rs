@@ -4,14 +4,14 @@
 //! from the container id, so the start intent names everything start makes.
 
 use super::ipam::{mac_for, parse_mac};
-use super::model::{host_veth, Endpoint, Network, BRIDGE_PREFIX, VETH_PREFIX};
+use super::model::{host_veth, Endpoint, Network, BRIDGE_PREFIX, MAX_IFACES, VETH_PREFIX};
 use super::ports::{self, PortMap, PortRequest, Proto};
 use super::{netlink, netns, Active, NetworkError, Networks};
 use crate::state::Txn;
 use crate::util::id::ContainerId;
 use anyhow::{Context, Result};
 use std::net::Ipv4Addr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// A container's network mode.
 #[derive(Clone, Debug, PartialEq)]
@@ -99,6 +99,7 @@ impl Networks {
             network: net.id.clone(),
             ip,
             mac,
+            iface: 0,
             static_ip: req.ip.is_some(),
             aliases: req.aliases.clone(),
             ports: vec![],
@@ -159,20 +160,7 @@ impl Networks {
         let eps = self.endpoints_of(c);
         for (i, ep) in eps.iter().enumerate() {
             let ep = self.readdress(ep)?;
-            let net = self.find(&ep.network)?;
-            self.bring_up(&net)?;
-            let host = if i == 0 { host_veth(c) } else { format!("{}{i}", &host_veth(c)[..13]) };
-            netlink::add_veth(&netlink::VethSpec {
-                host: &host,
-                bridge: &net.bridge,
-                netns: &path,
-                ifname: &format!("eth{i}"),
-                mac: parse_mac(&ep.mac).unwrap_or([2, 0x42, 0, 0, 0, 0]),
-                address: ep.ip,
-                prefix: net.subnet.prefix(),
-                gateway: (i == 0 && !net.internal).then_some(net.gateway),
-                mtu: net.mtu,
-            })?;
+            self.plug(&ep, &path, i == 0)?;
         }
         crate::util::failpoint::hit("container.start.after-network");
         let mut inner = self.inner.lock().unwrap();
@@ -191,6 +179,75 @@ impl Networks {
             }
         }
         Ok(path)
+    }
+
+    /// One interface: the endpoint's veth from its network's bridge into the namespace.
+    fn plug(&self, ep: &Endpoint, netns: &Path, primary: bool) -> Result<()> {
+        let net = self.find(&ep.network)?;
+        self.bring_up(&net)?;
+        netlink::add_veth(&netlink::VethSpec {
+            host: &ep.host_veth(),
+            bridge: &net.bridge,
+            netns,
+            ifname: &format!("eth{}", ep.iface),
+            mac: parse_mac(&ep.mac).unwrap_or([2, 0x42, 0, 0, 0, 0]),
+            address: ep.ip,
+            prefix: net.subnet.prefix(),
+            gateway: (primary && !net.internal).then_some(net.gateway),
+            mtu: net.mtu,
+        })
+    }
+
+    /// `network connect`: a new endpoint (the next free `eth<n>`), plugged in at once when
+    /// the container runs. The record commits first; a failed plug takes it back.
+    pub fn connect(&self, c: &ContainerId, network: &str, req: &EndpointRequest, running: bool) -> Result<Endpoint> {
+        let net = self.find(network)?;
+        let eps = self.endpoints_of(c);
+        if eps.iter().any(|e| e.network == net.id) {
+            return Err(NetworkError::Conflict(format!("endpoint with name {} already exists in network {}", c.short(), net.name)).into());
+        }
+        let iface = (0..MAX_IFACES).find(|i| !eps.iter().any(|e| e.iface == *i)).ok_or_else(|| {
+            NetworkError::Conflict(format!("container {} has the most networks berth gives one ({MAX_IFACES})", c.short()))
+        })?;
+        let mut a = self.allocate(c, &net.id, req)?;
+        a.endpoint.iface = iface;
+        let committed = self.store.write(|tx| self.commit_allocation(tx, &a));
+        let ep = a.endpoint.clone();
+        self.settle_allocation(a, committed.is_ok());
+        committed.context("recording the endpoint")?;
+        if running {
+            let plugged = self.plug(&ep, &self.netns_path(c), eps.is_empty()).and_then(|_| self.apply_rules(&self.inner.lock().unwrap()));
+            if let Err(e) = plugged {
+                let _ = netlink::delete_link(None, &ep.host_veth());
+                let _ = self.eps.delete(&ep.key());
+                self.inner.lock().unwrap().endpoints.remove(&ep.key());
+                return Err(e.context(format!("connecting {} to {}", c.short(), net.name)));
+            }
+        }
+        tracing::info!(container = %c.short(), network = %net.name, ip = %ep.ip, "connected");
+        Ok(ep)
+    }
+
+    /// `network disconnect`: the endpoint's record goes (its address is free), then its
+    /// interface and rules.
+    pub fn disconnect(&self, c: &ContainerId, network: &str) -> Result<()> {
+        let net = self.find(network)?;
+        let ep = self
+            .endpoints_of(c)
+            .into_iter()
+            .find(|e| e.network == net.id)
+            .ok_or_else(|| NetworkError::Conflict(format!("container {} is not connected to network {}", c.short(), net.name)))?;
+        self.eps.delete(&ep.key()).context("removing the endpoint record")?;
+        let mut inner = self.inner.lock().unwrap();
+        inner.endpoints.remove(&ep.key());
+        if inner.active.contains_key(c) {
+            if let Err(e) = netlink::delete_link(None, &ep.host_veth()) {
+                tracing::warn!(container = %c.short(), "deleting {}: {e:#}", ep.host_veth());
+            }
+            self.apply_rules(&inner)?;
+        }
+        tracing::info!(container = %c.short(), network = %net.name, "disconnected");
+        Ok(())
     }
 
     /// An endpoint whose address no longer fits its network (the default bridge's `bip`
@@ -223,7 +280,7 @@ impl Networks {
         c: &ContainerId,
         requests: &[PortRequest],
     ) -> Result<(Vec<PortMap>, Vec<std::os::fd::OwnedFd>)> {
-        let previous: Vec<PortMap> = self.endpoints_of_locked(inner, c).first().map(|e| e.ports.clone()).unwrap_or_default();
+        let previous: Vec<PortMap> = inner.endpoints_of(c).first().map(|e| e.ports.clone()).unwrap_or_default();
         let used = |proto: Proto, port: u16, taken: &[PortMap]| {
             inner
                 .active
@@ -276,11 +333,6 @@ impl Networks {
         Ok((maps, holds))
     }
 
-    fn endpoints_of_locked(&self, inner: &super::Inner, c: &ContainerId) -> Vec<Endpoint> {
-        let prefix = format!("{c}/");
-        inner.endpoints.range(prefix.clone()..).take_while(|(k, _)| k.starts_with(&prefix)).map(|(_, e)| e.clone()).collect()
-    }
-
     /// After the container exited, or to undo a start: rules, port holds, interfaces and
     /// the namespace go. Idempotent, and works from the id alone (recovery has no more).
     pub fn detach(&self, c: &ContainerId) {
@@ -292,9 +344,8 @@ impl Networks {
                 }
             }
         }
-        let veth = host_veth(c);
-        for i in 0..4 {
-            let name = if i == 0 { veth.clone() } else { format!("{}{i}", &veth[..13]) };
+        for i in 0..MAX_IFACES {
+            let name = host_veth(c, i);
             if let Err(e) = netlink::delete_link(None, &name) {
                 tracing::warn!(container = %c.short(), "deleting {name}: {e:#}");
             }
@@ -322,7 +373,7 @@ impl Networks {
             if !self.netns_path(c).exists() {
                 continue; // host or container mode: nothing of its own
             }
-            let ports = self.endpoints_of_locked(&inner, c).first().map(|e| e.ports.clone()).unwrap_or_default();
+            let ports = inner.endpoints_of(c).first().map(|e| e.ports.clone()).unwrap_or_default();
             let mut holds = Vec::new();
             for m in &ports {
                 match ports::reserve(m.proto, m.host_ip, m.host_port) {
@@ -337,7 +388,7 @@ impl Networks {
         for n in &networks {
             self.start_dns(&mut inner, n);
         }
-        let owned_veths: Vec<String> = inner.active.keys().map(host_veth).collect();
+        let owned_veths: Vec<String> = inner.active.keys().map(|c| host_veth(c, 0)).collect();
         let bridges: Vec<String> = networks.iter().map(|n| n.bridge.clone()).collect();
         let active: Vec<String> = inner.active.keys().map(|c| c.to_string()).collect();
         drop(inner);

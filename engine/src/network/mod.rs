@@ -71,6 +71,15 @@ struct Inner {
 }
 
 impl Inner {
+    /// The container's endpoints, eth0 first.
+    fn endpoints_of(&self, c: &ContainerId) -> Vec<Endpoint> {
+        let prefix = format!("{c}/");
+        let mut v: Vec<Endpoint> =
+            self.endpoints.range(prefix.clone()..).take_while(|(k, _)| k.starts_with(&prefix)).map(|(_, e)| e.clone()).collect();
+        v.sort_by_key(|e| e.iface);
+        v
+    }
+
     fn taken(&self, net: &str, ip: Ipv4Addr) -> bool {
         self.pending.contains(&(net.to_string(), ip)) || self.endpoints.values().any(|e| e.network == net && e.ip == ip)
     }
@@ -185,15 +194,7 @@ impl Networks {
 
     /// The container's endpoints, first network first.
     pub fn endpoints_of(&self, c: &ContainerId) -> Vec<Endpoint> {
-        let prefix = format!("{c}/");
-        self.inner
-            .lock()
-            .unwrap()
-            .endpoints
-            .range(prefix.clone()..)
-            .take_while(|(k, _)| k.starts_with(&prefix))
-            .map(|(_, e)| e.clone())
-            .collect()
+        self.inner.lock().unwrap().endpoints_of(c)
     }
 
     /// The endpoints on a network.
@@ -215,7 +216,12 @@ impl Networks {
     fn rules(inner: &Inner) -> nft::Rules {
         let mut rules = nft::Rules::default();
         for n in inner.networks.values() {
-            let ports = inner.active.keys().filter(|c| inner.endpoints.contains_key(&model::key(c, &n.id))).map(model::host_veth).collect();
+            let ports = inner
+                .endpoints
+                .values()
+                .filter(|e| e.network == n.id && inner.active.contains_key(&e.container))
+                .map(Endpoint::host_veth)
+                .collect();
             rules.bridges.push(nft::BridgeRules {
                 bridge: n.bridge.clone(),
                 subnet: n.subnet,
@@ -226,9 +232,7 @@ impl Networks {
             });
         }
         for (c, a) in &inner.active {
-            let prefix = format!("{c}/");
-            let first = inner.endpoints.range(prefix.clone()..).take_while(|(k, _)| k.starts_with(&prefix)).map(|(_, e)| e).next();
-            if let Some(ep) = first {
+            if let Some(ep) = inner.endpoints_of(c).first() {
                 rules.publish.extend(a.ports.iter().map(|m| nft::Publish { map: *m, container_ip: ep.ip }));
             }
         }

@@ -50,6 +50,9 @@ impl Network {
 pub struct Endpoint {
     pub container: ContainerId,
     pub network: String,
+    /// The interface number in the container: `eth<iface>`. 0 is the network it was created
+    /// on (default route, published ports); `network connect` takes the next free one.
+    pub iface: u8,
     pub ip: Ipv4Addr,
     pub mac: String,
     /// Asked for with `--ip`: kept even across a subnet change check.
@@ -68,6 +71,10 @@ impl Endpoint {
     pub fn key(&self) -> String {
         key(&self.container, &self.network)
     }
+
+    pub fn host_veth(&self) -> String {
+        host_veth(&self.container, self.iface)
+    }
 }
 
 pub fn key(container: &ContainerId, network: &str) -> String {
@@ -76,9 +83,17 @@ pub fn key(container: &ContainerId, network: &str) -> String {
 
 /// The host side of a container's veth: derived from its id, so the start intent (which
 /// names the container) names the link too, and cleanup finds it without a record.
-pub fn host_veth(container: &ContainerId) -> String {
-    format!("{VETH_PREFIX}{}", &container.as_str()[..12])
+pub fn host_veth(container: &ContainerId, iface: u8) -> String {
+    let base = format!("{VETH_PREFIX}{}", &container.as_str()[..12]);
+    if iface == 0 {
+        base
+    } else {
+        format!("{}{iface}", &base[..13])
+    }
 }
+
+/// The most interfaces a container gets (eth0..eth7).
+pub const MAX_IFACES: u8 = 8;
 
 pub const VETH_PREFIX: &str = "vb";
 /// Prefix of user networks' bridges ("bn-" + 12 hex digits of the id: 15 characters, the

@@ -112,6 +112,8 @@ pub struct SpecInputs<'a> {
     pub hostname: &'a str,
     /// The network namespace to join; `None`: the host's.
     pub netns: Option<&'a Path>,
+    /// Volumes, binds and tmpfs mounts, after the standard ones.
+    pub mounts: &'a [serde_json::Value],
     pub umask: u32,
 }
 
@@ -181,6 +183,10 @@ pub fn build(c: &Container, inputs: &SpecInputs<'_>) -> Result<Spec> {
             "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"],
         }
     });
+    let mut value = value;
+    if let Some(list) = value["mounts"].as_array_mut() {
+        list.extend(inputs.mounts.iter().cloned());
+    }
     serde_json::from_value(value).context("building the OCI runtime spec")
 }
 

@@ -7,6 +7,7 @@
 
 pub mod changes;
 mod copy;
+pub(crate) use copy::copy_tree;
 mod overlay2;
 mod vfs;
 
