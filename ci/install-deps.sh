@@ -8,6 +8,8 @@ command -v runc >/dev/null || need+=(runc)
 # nft: NAT, published ports and isolation; ip: the tests set up and look into their namespaces.
 command -v nft >/dev/null || need+=(nftables)
 command -v ip >/dev/null || need+=(iproute2)
+# iptables: the fallback where nftables is missing (its test runs the daemon without nft).
+command -v iptables-restore >/dev/null || need+=(iptables)
 [ -x /bin/busybox ] && file -L /bin/busybox 2>/dev/null | grep -q 'statically linked' || need+=(busybox-static)
 command -v python3 >/dev/null || need+=(python3)
 command -v file >/dev/null || need+=(file)

@@ -264,3 +264,31 @@ fn connect_and_disconnect_a_running_container() {
     assert_ne!(d.berth(&["network", "connect", "other", "h"]).code, 0, "a host-network container was connected");
     assert!(d.inconsistencies().is_empty(), "{:?}", d.inconsistencies());
 }
+
+#[test]
+fn without_nftables_the_rules_go_through_iptables() {
+    require_root!();
+    let mut d = Daemon::start();
+    d.load_busybox();
+    d.stop();
+    // A PATH with runc and iptables but no nft: as on a device whose kernel or image lacks it.
+    let bin = d.root.join("bin-without-nft");
+    std::fs::create_dir(&bin).unwrap();
+    for tool in ["runc", "iptables", "iptables-restore"] {
+        let path = ["/usr/sbin", "/usr/bin", "/sbin", "/bin"].iter().map(|d| std::path::Path::new(d).join(tool)).find(|p| p.exists());
+        let Some(path) = path else {
+            eprintln!("skipped: {tool} is not installed");
+            return;
+        };
+        std::os::unix::fs::symlink(path, bin.join(tool)).unwrap();
+    }
+    d.spawn_env(&[("PATH", bin.to_str().unwrap())]);
+    assert!(d.log().contains("nftables is not available"), "the daemon did not fall back");
+    let web = run_d(&d, &[&["--name", "web", "-p", "127.0.0.1:18095:80"][..], HTTPD].concat());
+    assert_eq!(host_get(&d, "127.0.0.1:18095").unwrap(), &web[..12]);
+    let nat = d.netns.run("iptables-save", &["-t", "nat"]).stdout;
+    assert!(nat.contains("--dport 18095 -j DNAT --to-destination"), "{nat}");
+    assert_eq!(nat.matches("-j BERTH-PREROUTING").count(), 1, "the jump must be added once:\n{nat}");
+    d.berth(&["rm", "-f", "web"]).ok();
+    assert!(!d.netns.run("iptables-save", &["-t", "nat"]).stdout.contains("18095"), "the rule outlived its container");
+}

@@ -12,6 +12,7 @@ pub mod dns;
 mod error;
 pub mod files;
 pub mod ipam;
+mod iptables;
 mod manage;
 pub mod model;
 mod netlink;
@@ -43,9 +44,20 @@ pub struct Networks {
     eps: Collection<Endpoint>,
     inner: Mutex<Inner>,
     upstreams: Arc<Vec<SocketAddr>>,
+    firewall: Firewall,
     /// Where the DNS servers run (absent offline, in `berth system check`).
     rt: Option<tokio::runtime::Handle>,
     me: Weak<Networks>,
+}
+
+/// Where the rules go.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Firewall {
+    Nft,
+    /// nftables is missing: the same rules through iptables.
+    Iptables,
+    /// `"iptables": false`: no rules at all.
+    Off,
 }
 
 /// A running container's share of the network: what rules and DNS are made from.
@@ -107,6 +119,14 @@ impl Networks {
     pub fn open(cfg: Arc<DaemonConfig>, store: &Store) -> Result<Arc<Self>> {
         let nets: Collection<Network> = store.collection()?;
         let eps: Collection<Endpoint> = store.collection()?;
+        let firewall = match (cfg.net.firewall, iptables::nft_works()) {
+            (false, _) => Firewall::Off,
+            (true, true) => Firewall::Nft,
+            (true, false) => {
+                tracing::warn!("nftables is not available: NAT and published ports go through iptables");
+                Firewall::Iptables
+            }
+        };
         let mut inner = Inner::default();
         for (_, n) in nets.list()? {
             inner.networks.insert(n.id.clone(), n);
@@ -121,6 +141,7 @@ impl Networks {
             eps,
             inner: Mutex::new(inner),
             upstreams: Arc::new(dns::upstreams()),
+            firewall,
             rt: tokio::runtime::Handle::try_current().ok(),
             me: me.clone(),
         });
@@ -241,9 +262,10 @@ impl Networks {
 
     /// Replaces berth's nftables tables with what the records say.
     fn apply_rules(&self, inner: &Inner) -> Result<()> {
-        if !self.cfg.net.firewall {
-            return Ok(());
+        match self.firewall {
+            Firewall::Off => Ok(()),
+            Firewall::Nft => nft::apply(Some(&Self::rules(inner))),
+            Firewall::Iptables => iptables::apply(&Self::rules(inner)),
         }
-        nft::apply(Some(&Self::rules(inner)))
     }
 }
