@@ -292,3 +292,107 @@ fn without_nftables_the_rules_go_through_iptables() {
     d.berth(&["rm", "-f", "web"]).ok();
     assert!(!d.netns.run("iptables-save", &["-t", "nat"]).stdout.contains("18095"), "the rule outlived its container");
 }
+
+#[test]
+fn dns_hosts_mac_static_ip_and_hairpin_from_containers() {
+    require_root!();
+    let d = Daemon::start();
+    d.load_busybox();
+    let out = d
+        .berth(&[
+            "run",
+            "--rm",
+            "--dns",
+            "192.0.2.53",
+            "--dns-search",
+            "example.test",
+            "--dns-option",
+            "ndots:3",
+            "--add-host",
+            "db:10.1.2.3",
+            "--mac-address",
+            "02:42:0a:0b:0c:0d",
+            "busybox",
+            "sh",
+            "-c",
+            "cat /etc/resolv.conf /etc/hosts; cat /sys/class/net/eth0/address",
+        ])
+        .ok()
+        .stdout;
+    for want in ["nameserver 192.0.2.53", "search example.test", "options ndots:3", "10.1.2.3\tdb", "02:42:0a:0b:0c:0d"] {
+        assert!(out.contains(want), "{want:?} missing in:\n{out}");
+    }
+    d.berth(&["network", "create", "--subnet", "10.92.0.0/24", "--ip-range", "10.92.0.128/25", "ranged"]).ok();
+    let fixed = d.berth(&["run", "--rm", "--network", "ranged", "--ip", "10.92.0.7", "busybox", "ip", "-o", "addr", "show", "eth0"]).ok();
+    assert!(fixed.stdout.contains("10.92.0.7/24"), "{}", fixed.stdout);
+    let auto = d.berth(&["run", "--rm", "--network", "ranged", "busybox", "ip", "-o", "addr", "show", "eth0"]).ok();
+    assert!(auto.stdout.contains("10.92.0.128/24"), "--ip-range not used: {}", auto.stdout);
+
+    // Hairpin: a container reaches a published port through the host's bridge address,
+    // its own included.
+    run_d(&d, &[&["--name", "web", "-p", "18096:80"][..], HTTPD].concat());
+    let gw = inspect(&d, "web", "{{.NetworkSettings.Gateway}}");
+    let web_id = inspect(&d, "web", "{{.Id}}");
+    assert_eq!(host_get(&d, "127.0.0.1:18096").unwrap(), &web_id[..12]);
+    let via = d
+        .berth(&[
+            "run",
+            "--rm",
+            "busybox",
+            "sh",
+            "-c",
+            &format!("printf 'GET /hostname HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {gw} 18096 | tail -n 1"),
+        ])
+        .ok();
+    assert_eq!(via.stdout.trim(), &web_id[..12], "another container could not reach the published port");
+    // Its own published port (hairpin mode on its bridge port), from a container sharing its
+    // namespace (exec comes with issue 8).
+    let selfie = d
+        .berth(&[
+            "run",
+            "--rm",
+            "--network",
+            "container:web",
+            "busybox",
+            "sh",
+            "-c",
+            &format!("printf 'GET /hostname HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {gw} 18096 | tail -n 1"),
+        ])
+        .ok();
+    assert_eq!(selfie.stdout.trim(), &web_id[..12], "the container could not reach its own published port");
+}
+
+#[test]
+fn concurrent_creates_cannot_share_a_network_name() {
+    require_root!();
+    let d = Daemon::start();
+    let body = br#"{"Name":"same","CheckDuplicate":false}"#;
+    let codes: Vec<u16> = std::thread::scope(|s| {
+        let handles: Vec<_> =
+            (0..8).map(|_| s.spawn(|| d.api("POST", "/networks/create", Some("application/json"), body).status)).collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(codes.iter().filter(|c| **c == 201).count(), 1, "{codes:?}");
+    assert!(codes.iter().all(|c| *c == 201 || *c == 409), "{codes:?}");
+    let same = d.api("GET", "/networks", None, b"").json().as_array().unwrap().iter().filter(|n| n["Name"] == "same").count();
+    assert_eq!(same, 1);
+}
+
+#[test]
+fn a_changed_bip_is_applied() {
+    require_root!();
+    let mut d = Daemon::start();
+    d.load_busybox();
+    d.berth(&["create", "--name", "c", "busybox", "sleep", "60"]).ok();
+    assert!(inspect(&d, "c", "{{.NetworkSettings.IPAddress}}").starts_with("172.17."));
+    d.stop();
+    std::fs::write(d.root.join("daemon.json"), r#"{"bip": "10.66.0.1/24"}"#).unwrap();
+    d.spawn();
+    let bridge = d.netns.run("ip", &["-o", "-4", "addr", "show", "berth0"]).stdout;
+    assert!(bridge.contains("10.66.0.1/24") && !bridge.contains("172.17."), "the bridge kept its old address: {bridge}");
+    d.berth(&["start", "c"]).ok();
+    let ip = inspect(&d, "c", "{{.NetworkSettings.IPAddress}}");
+    assert!(ip.starts_with("10.66.0."), "the container kept an address outside the new subnet: {ip}");
+    let inside = d.berth(&["run", "--rm", "--network", "container:c", "busybox", "ip", "-o", "addr", "show", "eth0"]).ok().stdout;
+    assert!(inside.contains(&format!("{ip}/24")), "{inside}");
+}

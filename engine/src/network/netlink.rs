@@ -160,8 +160,10 @@ pub fn add_veth(v: &VethSpec<'_>) -> Result<()> {
             .await
             .with_context(|| format!("attaching {} to {}", v.host, v.bridge))?;
         // Hairpin: a container can reach its own published port through the host.
+        // RTM_NEWLINK without create flags (as `ip link set .. type bridge_slave`):
+        // RTM_SETLINK ignores bridge port attributes.
         h.link()
-            .set(LinkBridgePort::new(idx).hairpin(true).build())
+            .change(LinkBridgePort::new(idx).hairpin(true).build())
             .execute()
             .await
             .with_context(|| format!("setting hairpin mode on {}", v.host))?;
