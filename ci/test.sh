@@ -22,4 +22,5 @@ done
 echo "== fmt" && cargo fmt --all -- --check
 echo "== clippy" && cargo clippy --workspace --all-targets -- -D warnings
 echo "== build" && cargo build --bins
+echo "== board-support" && bash board-support/verify.sh target/debug/berth
 echo "== tests" && cargo test --workspace

@@ -119,6 +119,8 @@ async fn shutdown_signal() {
 
 /// `berth daemon`.
 pub fn run(flags: &Flags) -> Result<()> {
+    // Still one thread: the environment can be changed safely.
+    let notifier = crate::watchdog::notify::Notifier::take_from_env();
     let cfg = DaemonConfig::load(flags)?;
     tracing_subscriber::fmt().with_max_level(cfg.log_level).with_writer(std::io::stderr).with_target(false).init();
     if let Some(f) = &cfg.config_file {
@@ -132,6 +134,7 @@ pub fn run(flags: &Flags) -> Result<()> {
         let d = Arc::new(tokio::task::spawn_blocking(move || Daemon::open(cfg)).await??);
         d.recover().await.context("recovering the state at start")?;
         tracing::info!(driver = d.driver.name(), root = %d.cfg.data_root.display(), "berth daemon ready");
+        crate::watchdog::health::start(d.clone(), notifier);
         crate::api::serve(d, listeners, shutdown_signal()).await;
         Ok(())
     })

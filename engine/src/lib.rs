@@ -18,6 +18,7 @@
 //! - [`daemon`]: wiring: start-up (open, recover), serving, shutdown.
 //! - [`check`]: `berth system check`, the offline look at the state.
 //! - [`volumes`]: volumes of the local driver, binds, tmpfs: the mounts a container gets.
+//! - [`watchdog`]: the daemon's heartbeat (sd_notify), `berth supervise`, the hardware watchdog.
 //! - [`util`]: ids, time formatting, the external-command runner.
 
 pub mod api;
@@ -35,6 +36,7 @@ pub mod state;
 pub mod storage;
 pub mod util;
 pub mod volumes;
+pub mod watchdog;
 
 /// The engine version reported by `/version`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -31,6 +31,24 @@ fn main() {
                 }
             }
         }
+        Command::Supervise(args) => {
+            let _ = tracing_subscriber::fmt().with_writer(std::io::stderr).with_target(false).try_init();
+            match berth::watchdog::supervise::run(args, cli.host.clone()) {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("berth supervise: {e:#}");
+                    1
+                }
+            }
+        }
+        Command::System { command: berth::cli::SystemCommand::Watchdog { state_dir } } => {
+            let h = berth::watchdog::history::History::load(&state_dir);
+            println!("{:<32} {:>9}  {:<24} REASON", "WHEN", "WAITED", "ENDED");
+            for e in &h.entries {
+                println!("{:<32} {:>7}ms  {:<24} {}", e.at, e.delay_ms, e.status, e.reason);
+            }
+            0
+        }
         Command::System { command: berth::cli::SystemCommand::Check { repair, flags } } => {
             tracing_subscriber_init();
             match berth::check::run(&flags, repair) {

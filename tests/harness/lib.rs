@@ -228,6 +228,8 @@ pub struct Daemon {
     pub netns: NetNs,
     /// Runs in the test process's namespace (see [`Daemon::on_host_network`]).
     host_net: bool,
+    /// Started by `berth supervise` with these flags (see [`Daemon::supervised`]).
+    supervise: Option<Vec<String>>,
     child: Option<Child>,
 }
 
@@ -249,9 +251,48 @@ impl Daemon {
     pub fn start_with_config(config: &str) -> Self {
         let root = scratch_root();
         std::fs::write(root.join("daemon.json"), config).unwrap();
-        let mut d = Daemon { root, netns: NetNs::new(), host_net: false, child: None };
+        let mut d = Daemon { root, netns: NetNs::new(), host_net: false, supervise: None, child: None };
         d.spawn();
         d
+    }
+
+    /// `berth supervise <flags> -- <daemon flags>` on a fresh root with `config` as its
+    /// daemon.json. Does not wait for the daemon (its config may be broken on purpose);
+    /// [`Daemon::wait_ready`] does. The supervisor's files are in `<root>/supervisor`.
+    pub fn supervised(config: &str, flags: &[&str]) -> Self {
+        let root = scratch_root();
+        std::fs::write(root.join("daemon.json"), config).unwrap();
+        let mut d = Daemon {
+            root,
+            netns: NetNs::new(),
+            host_net: false,
+            supervise: Some(flags.iter().map(|s| s.to_string()).collect()),
+            child: None,
+        };
+        d.launch(&[]);
+        d
+    }
+
+    /// The pid of the daemon the supervisor runs now.
+    pub fn daemon_pid(&self) -> Option<i32> {
+        std::fs::read_to_string(self.root.join("supervisor/daemon.pid")).ok()?.trim().parse().ok()
+    }
+
+    /// The pid of the process the harness started (the daemon, or its supervisor).
+    pub fn child_pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    /// Waits (up to `limit`) until the daemon answers `/_ping`.
+    pub fn wait_ready(&self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if self.try_api("GET", "/_ping", None, b"").map(|r| r.status == 200).unwrap_or(false) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
     }
 
     /// A daemon in the test process's own network namespace, for tests that talk to servers
@@ -265,7 +306,7 @@ impl Daemon {
         cfg["ip-forward"] = false.into();
         let root = scratch_root();
         std::fs::write(root.join("daemon.json"), cfg.to_string()).unwrap();
-        let mut d = Daemon { root, netns: NetNs::new(), host_net: true, child: None };
+        let mut d = Daemon { root, netns: NetNs::new(), host_net: true, supervise: None, child: None };
         d.spawn();
         d
     }
@@ -289,27 +330,7 @@ impl Daemon {
 
     /// [`Daemon::spawn`] with extra environment (`BERTH_FAILPOINTS`).
     pub fn spawn_env(&mut self, env: &[(&str, &str)]) {
-        assert!(self.child.is_none(), "daemon already running");
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.root.join("daemon.log")).unwrap();
-        let mut cmd = Command::new(berth_bin());
-        if !self.host_net {
-            self.netns.enter(&mut cmd);
-        }
-        let child = cmd
-            .args(["-H", &self.host(), "daemon", "--log-level", "debug"])
-            .arg("--config-file")
-            .arg(self.root.join("daemon.json"))
-            .arg("--data-root")
-            .arg(self.data_root())
-            .arg("--exec-root")
-            .arg(self.root.join("run"))
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("starting berth daemon");
-        self.child = Some(child);
+        self.launch(env);
         let deadline = Instant::now() + Duration::from_secs(15);
         while Instant::now() < deadline {
             if let Some(c) = self.child.as_mut() {
@@ -323,6 +344,39 @@ impl Daemon {
             std::thread::sleep(Duration::from_millis(20));
         }
         panic!("daemon did not answer within 15s:\n{}", self.log());
+    }
+
+    /// Starts the daemon (or its supervisor) without waiting for it.
+    fn launch(&mut self, env: &[(&str, &str)]) {
+        assert!(self.child.is_none(), "daemon already running");
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.root.join("daemon.log")).unwrap();
+        let mut cmd = Command::new(berth_bin());
+        if !self.host_net {
+            self.netns.enter(&mut cmd);
+        }
+        cmd.args(["-H", &self.host()]);
+        match &self.supervise {
+            Some(flags) => {
+                cmd.arg("supervise").args(flags).arg("--state-dir").arg(self.root.join("supervisor")).args(["--", "--log-level", "debug"]);
+            }
+            None => {
+                cmd.args(["daemon", "--log-level", "debug"]);
+            }
+        }
+        let child = cmd
+            .arg("--config-file")
+            .arg(self.root.join("daemon.json"))
+            .arg("--data-root")
+            .arg(self.data_root())
+            .arg("--exec-root")
+            .arg(self.root.join("run"))
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("starting berth daemon");
+        self.child = Some(child);
     }
 
     /// The daemon's peak resident memory so far (VmHWM), in KiB.

@@ -548,7 +548,8 @@ pub async fn dispatch(client: &Client, cmd: Command) -> Result<i32> {
         | Command::Volume { .. }
         | Command::Port { .. }
         | Command::Create(_)
-        | Command::System { command: super::SystemCommand::Check { .. } } => {
+        | Command::Supervise(_)
+        | Command::System { command: super::SystemCommand::Check { .. } | super::SystemCommand::Watchdog { .. } } => {
             unreachable!("dispatched by main")
         }
     }

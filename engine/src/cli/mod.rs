@@ -31,6 +31,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the daemon
     Daemon(Flags),
+    /// Run the daemon under a watchdog that restarts it when it hangs or dies, for good
+    Supervise(crate::watchdog::supervise::SuperviseArgs),
     /// Monitor one container (started by the daemon)
     #[command(hide = true)]
     Monitor { bundle: std::path::PathBuf },
@@ -272,6 +274,11 @@ pub enum ImageCommand {
 pub enum SystemCommand {
     /// Show disk usage
     Df,
+    /// Show the supervisor's restart history
+    Watchdog {
+        #[arg(long, default_value = "/var/lib/berth/supervisor")]
+        state_dir: std::path::PathBuf,
+    },
     /// Check the state store offline (stop the daemon first)
     Check {
         /// Run the start-up recovery, clearing a salvage mark, then check again

@@ -1,0 +1,119 @@
+//! `berth supervise`: a hung daemon is restarted within the watchdog timeout, a daemon that
+//! cannot start is retried with growing back-off for as long as it takes, containers keep
+//! running through all of it, and the hardware watchdog (a FIFO standing in for the device)
+//! is fed while the daemon is healthy, starved once it has been unhealthy too long, and
+//! disarmed with the magic close on a clean stop.
+
+use berth_tests::{require_root, Daemon};
+use std::time::{Duration, Instant};
+
+const FAST: &[&str] = &["--watchdog-timeout", "2s", "--kill-grace", "300ms", "--backoff-initial", "100ms", "--backoff-max", "800ms"];
+
+fn history(d: &Daemon) -> Vec<serde_json::Value> {
+    std::fs::read(d.root.join("supervisor/history.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Vec<serde_json::Value>>(&b).ok())
+        .unwrap_or_default()
+}
+
+fn kill(pid: i32, sig: i32) {
+    // SAFETY: kill with a pid from the supervisor's pid file and a valid signal number.
+    unsafe { libc::kill(pid, sig) };
+}
+
+#[test]
+fn a_stopped_daemon_is_restarted_within_the_timeout_and_containers_keep_running() {
+    require_root!();
+    let d = Daemon::supervised("{}", FAST);
+    assert!(d.wait_ready(Duration::from_secs(15)), "{}", d.log());
+    d.load_busybox();
+    let id = d.berth(&["run", "-d", "busybox", "sh", "-c", "while true; do echo tick; sleep 0.2; done"]).ok().stdout.trim().to_string();
+    let pid_before = d.berth(&["inspect", "-f", "{{.State.Pid}}", &id]).ok().stdout;
+    let first = d.daemon_pid().unwrap();
+
+    kill(first, libc::SIGSTOP);
+    let t0 = Instant::now();
+    let deadline = t0 + Duration::from_secs(15);
+    while Instant::now() < deadline && (d.daemon_pid() == Some(first) || !d.wait_ready(Duration::from_millis(50))) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let took = t0.elapsed();
+    assert_ne!(d.daemon_pid(), Some(first), "the stopped daemon was not replaced:\n{}", d.log());
+    // 2 s without a heartbeat, 0.3 s grace, 0.1 s back-off, and the new daemon's start.
+    assert!(took < Duration::from_secs(6), "restart took {took:?}");
+    let h = history(&d);
+    assert!(h.last().unwrap()["reason"].as_str().unwrap().contains("no heartbeat"), "{h:?}");
+    assert!(h.last().unwrap()["status"].as_str().unwrap().contains("signal"), "{h:?}");
+    // The container ran on through the daemon's death and was re-adopted.
+    assert_eq!(d.berth(&["inspect", "-f", "{{.State.Pid}}", &id]).ok().stdout, pid_before);
+    assert_eq!(d.berth(&["inspect", "-f", "{{.State.Status}}", &id]).ok().stdout.trim(), "running");
+}
+
+#[test]
+fn a_daemon_that_cannot_start_is_retried_with_growing_backoff_until_its_config_is_fixed() {
+    require_root!();
+    let d = Daemon::supervised(r#"{"no-such-key": true}"#, FAST);
+    let supervisor = d.child_pid().unwrap();
+    std::thread::sleep(Duration::from_millis(2500));
+    let h = history(&d);
+    assert!(h.len() >= 4, "too few retries in 2.5 s: {h:?}");
+    let delays: Vec<u64> = h.iter().map(|e| e["delay_ms"].as_u64().unwrap()).collect();
+    assert_eq!(&delays[..4], &[100, 200, 400, 800], "the back-off does not grow as configured: {delays:?}");
+    assert!(delays.iter().all(|d| *d <= 800), "the back-off exceeds its maximum: {delays:?}");
+    assert!(h.iter().all(|e| e["reason"] == "exited" && e["status"] == "exit code 1"), "{h:?}");
+
+    std::fs::write(d.root.join("daemon.json"), "{}").unwrap();
+    assert!(d.wait_ready(Duration::from_secs(5)), "the daemon did not come up once its config was fixed:\n{}", d.log());
+    assert_eq!(d.child_pid(), Some(supervisor), "the supervisor itself was restarted");
+    let shown = d.berth(&["system", "watchdog", "--state-dir", d.root.join("supervisor").to_str().unwrap()]).ok().stdout;
+    assert!(shown.lines().count() > h.len(), "`system watchdog` does not list the history:\n{shown}");
+}
+
+#[test]
+fn the_hardware_watchdog_is_fed_while_healthy_starved_when_not_and_disarmed_on_stop() {
+    require_root!();
+    let root = berth_tests::scratch_root();
+    let fifo = root.join("watchdog");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a valid C path; mkfifo creates a named pipe standing in for /dev/watchdog.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let reader_path = fifo.clone();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<(Instant, u8)>::new()));
+    let seen2 = seen.clone();
+    std::thread::spawn(move || {
+        use std::io::Read;
+        let mut f = std::fs::File::open(reader_path).unwrap();
+        let mut b = [0u8; 1];
+        while let Ok(1) = f.read(&mut b) {
+            seen2.lock().unwrap().push((Instant::now(), b[0]));
+        }
+    });
+    let fifo_s = fifo.to_str().unwrap().to_string();
+    let mut flags: Vec<&str> = FAST.to_vec();
+    flags.extend_from_slice(&["--hw-watchdog", &fifo_s, "--hw-timeout", "1", "--reboot-after", "1s"]);
+    let mut d = Daemon::supervised("{}", &flags);
+    assert!(d.wait_ready(Duration::from_secs(15)), "{}", d.log());
+    std::thread::sleep(Duration::from_millis(1500));
+    let fed = |from: Instant, to: Instant| seen.lock().unwrap().iter().filter(|(t, b)| *t >= from && *t <= to && *b == 0).count();
+    let now = Instant::now();
+    assert!(fed(now - Duration::from_millis(1400), now) >= 3, "not fed while healthy: {:?}", seen.lock().unwrap().len());
+
+    // Unhealthy for good: a broken config and a dead daemon. After --reboot-after, no food.
+    std::fs::write(d.root.join("daemon.json"), r#"{"no-such-key": true}"#).unwrap();
+    kill(d.daemon_pid().unwrap(), libc::SIGKILL);
+    let broke = Instant::now();
+    std::thread::sleep(Duration::from_millis(3000));
+    let starved_from = broke + Duration::from_millis(1500);
+    assert_eq!(fed(starved_from, Instant::now()), 0, "fed while the daemon was unhealthy past --reboot-after");
+
+    // Healthy again: fed again; then a clean stop ends with the magic close.
+    std::fs::write(d.root.join("daemon.json"), "{}").unwrap();
+    assert!(d.wait_ready(Duration::from_secs(5)));
+    std::thread::sleep(Duration::from_millis(1000));
+    let now = Instant::now();
+    assert!(fed(now - Duration::from_millis(900), now) >= 1, "feeding did not resume");
+    d.stop();
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(seen.lock().unwrap().last().map(|(_, b)| *b), Some(b'V'), "no magic close on a clean stop");
+    let _ = std::fs::remove_dir_all(&root);
+}
