@@ -93,6 +93,7 @@ impl Daemon {
             summary.reconciled.extend(net_actions);
             summary.reconciled.extend(volume_actions);
         }
+        summary.reconciled.extend(self.containers.start_by_policy().await);
         if self.cfg.image_layer_check {
             let images = self.images.clone();
             let t = std::time::Instant::now();

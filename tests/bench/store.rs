@@ -37,6 +37,7 @@ fn record(i: usize) -> Container {
         log_limits: LogLimits { max_size: Some(10 << 20), max_file: 3 },
         umask: 0o027,
         runtime: "runc".into(),
+        manually_stopped: false,
         id,
     }
 }

@@ -116,6 +116,7 @@ fn container(i: usize) -> Container {
         log_limits: LogLimits { max_size: None, max_file: 1 },
         umask: 0o027,
         runtime: "runc".into(),
+        manually_stopped: false,
         id,
     }
 }

@@ -67,3 +67,90 @@ fn exits_during_a_crash_are_recorded() {
     assert_eq!(d.berth(&["logs", "short"]).ok().stdout, "bye\n");
     assert_eq!(d.berth(&["wait", "short"]).ok().stdout.trim(), "7");
 }
+
+/// Issue 7's scenario: ten running containers and a SIGKILLed daemon.
+#[test]
+fn ten_containers_ride_out_a_daemon_crash() {
+    require_root!();
+    let mut d = Daemon::start();
+    d.load_busybox();
+    let mut tickers = Vec::new();
+    for i in 0..8 {
+        let name = format!("t{i}");
+        d.berth(&["run", "-d", "--name", &name, "busybox", "sh", "-c", "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.1; done"])
+            .ok();
+        tickers.push((name.clone(), inspect(&d, &name, "{{.State.Pid}}")));
+    }
+    d.berth(&["run", "-d", "--name", "exiter", "busybox", "sh", "-c", "sleep 1.5; exit 7"]).ok();
+    d.berth(&["run", "-d", "--name", "always", "--restart", "always", "busybox", "sh", "-c", "echo run; sleep 1; exit 3"]).ok();
+    let ticks_before = d.berth(&["logs", "t0"]).ok().stdout.lines().count();
+
+    d.kill9();
+    let crashed = std::time::SystemTime::now();
+    std::thread::sleep(Duration::from_millis(3000));
+    d.spawn();
+
+    for (name, pid) in &tickers {
+        assert_eq!(&inspect(&d, name, "{{.State.Status}} {{.State.Pid}}"), &format!("running {pid}"), "{name} was not re-adopted");
+    }
+    let ticks_after = d.berth(&["logs", "t0"]).ok().stdout.lines().count();
+    assert!(ticks_after >= ticks_before + 20, "lines printed during 3 s of downtime are missing: {ticks_before} -> {ticks_after}");
+    assert_eq!(inspect(&d, "exiter", "{{.State.Status}} {{.State.ExitCode}}"), "exited 7");
+    let finished = inspect(&d, "exiter", "{{.State.FinishedAt}}");
+    let crashed_unix = crashed.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let finished_unix = berth::util::time::unix(&finished);
+    assert!((crashed_unix - 1..=crashed_unix + 3).contains(&finished_unix), "FinishedAt {finished} is not the real exit time");
+    // `docker wait` on a container started before the crash gives its real code.
+    assert_eq!(d.docker(&["wait", "exiter"]).ok().stdout.trim(), "7");
+    // The restart=always container that exited during the downtime runs again.
+    let mut restarted = false;
+    for _ in 0..50 {
+        if d.berth(&["logs", "always"]).ok().stdout.matches("run").count() >= 2 {
+            restarted = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(restarted, "the restart=always container was not started again after re-adoption");
+}
+
+#[test]
+fn restart_policies_follow_dockers_rules() {
+    require_root!();
+    let mut d = Daemon::start();
+    d.load_busybox();
+    // on-failure:2 — two restarts, then it stays exited; a success is never restarted.
+    d.berth(&["run", "-d", "--name", "fails", "--restart", "on-failure:2", "busybox", "sh", "-c", "exit 1"]).ok();
+    d.berth(&["run", "-d", "--name", "succeeds", "--restart", "on-failure", "busybox", "true"]).ok();
+    std::thread::sleep(Duration::from_millis(2000));
+    assert_eq!(inspect(&d, "fails", "{{.State.Status}} {{.RestartCount}}"), "exited 2");
+    assert_eq!(inspect(&d, "succeeds", "{{.State.Status}} {{.RestartCount}}"), "exited 0");
+
+    // always: restarted after it exits by itself or is killed, not after `stop`.
+    d.berth(&["run", "-d", "--name", "always", "--restart", "always", "busybox", "sleep", "60"]).ok();
+    d.berth(&["run", "-d", "--name", "unless", "--restart", "unless-stopped", "busybox", "sleep", "60"]).ok();
+    let pid = inspect(&d, "always", "{{.State.Pid}}");
+    d.berth(&["kill", "always"]).ok();
+    let mut back = false;
+    for _ in 0..40 {
+        std::thread::sleep(Duration::from_millis(100));
+        if inspect(&d, "always", "{{.State.Status}}") == "running" && inspect(&d, "always", "{{.State.Pid}}") != pid {
+            back = true;
+            break;
+        }
+    }
+    assert!(back, "a killed restart=always container was not restarted");
+    d.berth(&["stop", "-t", "1", "always", "unless"]).ok();
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(inspect(&d, "always", "{{.State.Status}}"), "exited", "a stopped container was restarted");
+
+    // After a daemon restart: always starts again, unless-stopped stopped by hand does not.
+    d.restart();
+    assert_eq!(inspect(&d, "always", "{{.State.Status}}"), "running");
+    assert_eq!(inspect(&d, "unless", "{{.State.Status}}"), "exited");
+
+    let rm = d.berth(&["create", "--rm", "--restart", "always", "busybox", "true"]);
+    assert!(rm.code != 0 && rm.stderr.contains("conflicting options"), "{rm:?}");
+    let bad = d.berth(&["create", "--restart", "sometimes", "busybox", "true"]);
+    assert!(bad.code != 0 && bad.stderr.contains("invalid restart policy"), "{bad:?}");
+}

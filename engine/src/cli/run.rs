@@ -80,6 +80,9 @@ pub struct CreateArgs {
     /// Mount a tmpfs (/path[:options])
     #[arg(long = "tmpfs")]
     pub tmpfs: Vec<String>,
+    /// Restart policy: no, always, unless-stopped, on-failure[:max-retries]
+    #[arg(long)]
+    pub restart: Option<String>,
     /// Mount the volumes of another container (name[:ro|rw])
     #[arg(long = "volumes-from")]
     pub volumes_from: Vec<String>,
@@ -217,6 +220,15 @@ fn body(a: &CreateArgs) -> Result<Value> {
         let t: Map<String, Value> =
             a.tmpfs.iter().map(|t| t.split_once(':').map(|(p, o)| (p.to_string(), json!(o))).unwrap_or((t.clone(), json!("")))).collect();
         hc.insert("Tmpfs".into(), Value::Object(t));
+    }
+    if let Some(r) = &a.restart {
+        let (name, max) = match r.split_once(':') {
+            Some((n, m)) => {
+                (n, m.parse::<i64>().map_err(|_| anyhow::anyhow!("invalid restart policy {r:?}: the retry count must be a number"))?)
+            }
+            None => (r.as_str(), 0),
+        };
+        hc.insert("RestartPolicy".into(), json!({"Name": name, "MaximumRetryCount": max}));
     }
     if !a.volumes_from.is_empty() {
         hc.insert("VolumesFrom".into(), json!(a.volumes_from));

@@ -141,10 +141,9 @@ impl Containers {
                 return Err(ContainerError::NotImplemented(format!("{flag} (HostConfig.{key})")).into());
             }
         }
-        if let Some(rp) = &hc.restart_policy {
-            if !rp.name.is_empty() && rp.name != "no" {
-                return Err(ContainerError::NotImplemented(format!("restart policy {:?}", rp.name)).into());
-            }
+        let policy = super::restart::Policy::of(hc.restart_policy.as_ref())?;
+        if hc.auto_remove && policy != super::restart::Policy::No {
+            return Err(ContainerError::Invalid("conflicting options: cannot specify both --restart and --rm".into()).into());
         }
         let mode = self.networks.mode(&hc.network_mode)?;
         if let Mode::Bridge(net) = &mode {
@@ -334,6 +333,7 @@ impl Containers {
             started_at: None,
             finished_at: None,
             restart_count: 0,
+            manually_stopped: false,
             log_path: self.data_dir(&id).join(format!("{id}-json.log")),
             log_limits,
             umask,

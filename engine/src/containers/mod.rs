@@ -15,6 +15,7 @@ pub mod model;
 mod names;
 mod recover;
 mod remove;
+mod restart;
 mod start;
 mod stop;
 pub mod user;
@@ -58,6 +59,8 @@ pub struct Entry {
     last_monitor: Mutex<Option<(i32, u64)>>,
     /// The unmount that follows an exit; the next start or removal waits for it.
     pending_unmount: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The wait before the next restart by policy.
+    restart_delay: Mutex<std::time::Duration>,
 }
 
 impl Entry {
@@ -69,6 +72,7 @@ impl Entry {
             op: tokio::sync::Mutex::new(()),
             last_monitor: Mutex::new(None),
             pending_unmount: Mutex::new(None),
+            restart_delay: Mutex::new(std::time::Duration::ZERO),
         })
     }
 

@@ -196,11 +196,22 @@ pub struct Container {
     pub log_limits: LogLimits,
     pub umask: u32,
     pub runtime: String,
+    /// Stopped with `stop` (not by itself, not by `kill`): restart policies leave it be.
+    pub manually_stopped: bool,
 }
 
 impl crate::state::Record for Container {
     const TABLE: &'static str = "containers";
-    const VERSION: u8 = 1;
+    /// 2: `manually_stopped` appended.
+    const VERSION: u8 = 2;
+
+    fn upgrade(version: u8, bytes: &[u8]) -> anyhow::Result<Self> {
+        anyhow::ensure!(version == 1, "no upgrade from layout version {version} of containers records");
+        // postcard writes fields in order and a bool as one byte: layout 1 plus a `false`.
+        let mut b = bytes.to_vec();
+        b.push(0);
+        Ok(postcard::from_bytes(&b)?)
+    }
 }
 
 #[cfg(test)]
@@ -215,6 +226,38 @@ mod tests {
         assert_eq!(c.cmd, Some(vec!["echo hi".to_string()]));
         assert!(c.entrypoint.is_none());
         assert!(c.extra.contains_key("Healthcheck"));
+    }
+
+    #[test]
+    fn layout_1_records_upgrade() {
+        use crate::state::codec::{decode, encode};
+        let c = Container {
+            id: crate::util::id::ContainerId::random().unwrap(),
+            name: "n".into(),
+            created: "t".into(),
+            image_name: "busybox".into(),
+            image_id: "sha256:0000000000000000000000000000000000000000000000000000000000000000".parse().unwrap(),
+            layers: vec![],
+            config: Default::default(),
+            host_config: Default::default(),
+            path: "sh".into(),
+            args: vec![],
+            state: State::Exited { exit_code: 3, error: None },
+            started_at: None,
+            finished_at: None,
+            restart_count: 2,
+            log_path: "/l".into(),
+            log_limits: crate::config::LogLimits { max_size: None, max_file: 1 },
+            umask: 0o22,
+            runtime: "runc".into(),
+            manually_stopped: true,
+        };
+        let v2 = encode(&c).unwrap();
+        // A layout-1 record is a layout-2 one without its last byte.
+        let mut v1 = v2[..v2.len() - 1].to_vec();
+        v1[0] = 1;
+        let up: Container = decode(&v1).unwrap();
+        assert_eq!((up.restart_count, up.manually_stopped, up.state), (2, false, State::Exited { exit_code: 3, error: None }));
     }
 
     #[test]

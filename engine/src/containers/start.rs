@@ -85,6 +85,7 @@ impl Containers {
                 self.commit_update(entry, &intent, |c| {
                     c.state = State::Running { pid: container_pid, monitor_pid, monitor_start };
                     c.started_at = Some(crate::util::time::now());
+                    c.manually_stopped = false;
                 })?;
                 entry.watch.send_modify(|s| {
                     s.running = true;

@@ -39,6 +39,8 @@ impl Containers {
             signal.filter(|s| !s.is_empty()).map(String::from).or(c.config.stop_signal.clone()).unwrap_or_else(|| "SIGTERM".into());
         let sig = crate::runtime::signal::parse(&sig_name).map_err(|e| ContainerError::Invalid(e.to_string()))?;
         let t = timeout.or(c.config.stop_timeout).unwrap_or(10);
+        // Before the signal: the exit it causes must not be restarted by a policy.
+        self.update(entry, |c| c.manually_stopped = true)?;
         let waiter = entry.waiter(WaitCondition::NotRunning);
         send(pid, sig)?;
         let waited = if t < 0 {
