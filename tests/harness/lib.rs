@@ -732,6 +732,21 @@ pub fn raw_layer(entries: &[(&str, tar::EntryType, &str, &[u8])]) -> Vec<u8> {
 
 /// Debian's `docker-registry` on 127.0.0.1 with a free port and storage of its own; stopped
 /// and removed on drop.
+/// A loopback port no other server of this test process was given: the kernel may hand
+/// the same ephemeral port to two `bind(:0)` calls once the first socket is closed, and two
+/// registries started side by side would then share one.
+fn unused_port() -> u16 {
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap();
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
+}
+
 pub struct Registry {
     pub port: u16,
     dir: PathBuf,
@@ -776,7 +791,7 @@ impl Registry {
             return None;
         }
         let dir = scratch_root();
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = unused_port();
         let mut config = format!(
             "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
             dir.join("data").display()
@@ -813,9 +828,14 @@ impl Registry {
             .stderr(log)
             .spawn()
             .expect("starting docker-registry");
-        let r = Registry { port, dir, child };
+        let mut r = Registry { port, dir, child };
         let deadline = Instant::now() + Duration::from_secs(15);
         while Instant::now() < deadline {
+            // A registry that could not bind its port exits: never take whoever holds the
+            // port for ours.
+            if let Ok(Some(status)) = r.child.try_wait() {
+                panic!("docker-registry exited ({status}): {}", std::fs::read_to_string(r.dir.join("registry.log")).unwrap_or_default());
+            }
             if tls {
                 if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
                     return Some(r);
