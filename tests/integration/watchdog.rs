@@ -117,3 +117,35 @@ fn the_hardware_watchdog_is_fed_while_healthy_starved_when_not_and_disarmed_on_s
     assert_eq!(seen.lock().unwrap().last().map(|(_, b)| *b), Some(b'V'), "no magic close on a clean stop");
     let _ = std::fs::remove_dir_all(&root);
 }
+
+#[test]
+fn too_many_restarts_in_the_window_escalate_to_a_reboot() {
+    require_root!();
+    let root = berth_tests::scratch_root();
+    let fifo = root.join("watchdog");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a valid C path; mkfifo creates a named pipe standing in for /dev/watchdog.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Instant>::new()));
+    let (seen2, path) = (seen.clone(), fifo.clone());
+    std::thread::spawn(move || {
+        use std::io::Read;
+        let mut f = std::fs::File::open(path).unwrap();
+        let mut b = [0u8; 1];
+        while let Ok(1) = f.read(&mut b) {
+            seen2.lock().unwrap().push(Instant::now());
+        }
+    });
+    let fifo_s = fifo.to_str().unwrap().to_string();
+    let mut flags: Vec<&str> = FAST.to_vec();
+    flags.extend_from_slice(&["--hw-watchdog", &fifo_s, "--hw-timeout", "1", "--reboot-after-restarts", "3", "--restart-window", "1m"]);
+    // A daemon that never starts: restarted at 0.1, 0.3, 0.7 s; the third restart starves
+    // the watchdog (no --reboot-after: unhealthiness alone would not).
+    let d = Daemon::supervised(r#"{"no-such-key": true}"#, &flags);
+    std::thread::sleep(Duration::from_millis(2500));
+    assert!(history(&d).len() >= 3);
+    let last = *seen.lock().unwrap().last().expect("never fed");
+    assert!(last.elapsed() > Duration::from_millis(1200), "still fed after 3 restarts within the window");
+    drop(d);
+    let _ = std::fs::remove_dir_all(&root);
+}

@@ -69,6 +69,12 @@ pub struct SuperviseArgs {
     /// unhealthy this long. Off by default: a supervisor that runs keeps the board up.
     #[arg(long, value_parser = parse_duration)]
     pub reboot_after: Option<Duration>,
+    /// ... or once the daemon was restarted this many times within --restart-window. Off by
+    /// default.
+    #[arg(long)]
+    pub reboot_after_restarts: Option<usize>,
+    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    pub restart_window: Duration,
     /// Arguments for `berth daemon` (after `--`)
     #[arg(last = true)]
     pub daemon_args: Vec<String>,
@@ -119,6 +125,8 @@ struct Supervisor {
     last_feed: Instant,
     /// Since when the daemon has not been healthy (None: it is).
     unhealthy_since: Option<Instant>,
+    /// When the daemon was restarted, within the last --restart-window.
+    restarts: std::collections::VecDeque<Instant>,
     starving: bool,
 }
 
@@ -127,14 +135,20 @@ impl Supervisor {
     /// than `--reboot-after`.
     fn tend_hardware(&mut self) {
         let Some(hw) = self.hw.as_mut() else { return };
-        let starve = match (self.args.reboot_after, self.unhealthy_since) {
-            (Some(limit), Some(since)) => since.elapsed() > limit,
-            _ => false,
-        };
+        let window = self.args.restart_window;
+        while self.restarts.front().is_some_and(|t| t.elapsed() > window) {
+            self.restarts.pop_front();
+        }
+        let too_many = self.args.reboot_after_restarts.is_some_and(|n| n > 0 && self.restarts.len() >= n);
+        let starve = too_many
+            || match (self.args.reboot_after, self.unhealthy_since) {
+                (Some(limit), Some(since)) => since.elapsed() > limit,
+                _ => false,
+            };
         if starve != self.starving {
             self.starving = starve;
             if starve {
-                tracing::error!("the daemon has been unhealthy longer than --reboot-after: no longer feeding the hardware watchdog");
+                tracing::error!("the daemon has been unhealthy too long or restarted too often: no longer feeding the hardware watchdog");
             } else {
                 tracing::warn!("the daemon is healthy again: feeding the hardware watchdog");
             }
@@ -261,6 +275,7 @@ pub fn run(args: SuperviseArgs, hosts: Vec<String>) -> Result<()> {
         hw,
         last_feed: Instant::now() - Duration::from_secs(3600),
         unhealthy_since: None,
+        restarts: Default::default(),
         starving: false,
     };
     sup.tend_hardware();
@@ -305,6 +320,7 @@ pub fn run(args: SuperviseArgs, hosts: Vec<String>) -> Result<()> {
             }
         };
         tracing::warn!(%reason, %status, delay_ms = backoff.as_millis() as u64, "restarting the daemon");
+        sup.restarts.push_back(Instant::now());
         let entry = Entry { at: crate::util::time::now(), reason, status, delay_ms: backoff.as_millis() as u64 };
         if let Err(e) = history.push(entry) {
             tracing::error!("recording the restart: {e:#}");
