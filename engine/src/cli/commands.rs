@@ -14,7 +14,7 @@ pub(super) fn enc(s: &str) -> String {
 }
 
 /// `key=value` filters as the API's JSON.
-fn filters(items: &[String]) -> Result<String> {
+pub(super) fn filters(items: &[String]) -> Result<String> {
     let mut m: std::collections::BTreeMap<String, Vec<String>> = Default::default();
     for f in items {
         let (k, v) = f.split_once('=').ok_or_else(|| anyhow::anyhow!("bad format of filter (expected name=value): {f}"))?;
@@ -25,7 +25,7 @@ fn filters(items: &[String]) -> Result<String> {
 
 /// Runs `f` for each name, printing the name on success (as docker does) and carrying on
 /// after a failure; exit code 1 if any failed.
-async fn each<F, Fut>(names: &[String], f: F) -> Result<i32>
+pub(super) async fn each<F, Fut>(names: &[String], f: F) -> Result<i32>
 where
     F: Fn(String) -> Fut,
     Fut: std::future::Future<Output = Result<()>>,
@@ -40,6 +40,37 @@ where
             }
         }
     }
+    Ok(code)
+}
+
+/// What `inspect` prints: `-f` applied to each object, or the whole list as JSON.
+pub(super) fn print_inspected(objects: &[Value], format: Option<&str>) -> Result<()> {
+    match format {
+        Some(f) => {
+            for v in objects {
+                println!("{}", template(f, v).map_err(|e| anyhow::anyhow!("template parsing error: {e}"))?);
+            }
+        }
+        None => println!("{}", serde_json::to_string_pretty(objects)?),
+    }
+    Ok(())
+}
+
+/// `inspect` of named objects at `/{kind}/{name}{suffix}`: those found are printed, each
+/// missing one is reported; exit code 1 if any was missing.
+pub(super) async fn inspect_each(client: &Client, kind: &str, suffix: &str, names: &[String], format: Option<&str>) -> Result<i32> {
+    let mut out = Vec::new();
+    let mut code = 0;
+    for n in names {
+        match client.json(Method::GET, &format!("/{kind}/{}{suffix}", enc(n)), None).await {
+            Ok(v) => out.push(v),
+            Err(e) => {
+                eprintln!("Error: {e:#}");
+                code = 1;
+            }
+        }
+    }
+    print_inspected(&out, format)?;
     Ok(code)
 }
 
@@ -209,14 +240,7 @@ pub async fn dispatch(client: &Client, cmd: Command) -> Result<i32> {
                     }
                 }
             }
-            match format {
-                Some(f) => {
-                    for v in &out {
-                        println!("{}", template(&f, v).map_err(|e| anyhow::anyhow!("template parsing error: {e}"))?);
-                    }
-                }
-                None => println!("{}", serde_json::to_string_pretty(&out)?),
-            }
+            print_inspected(&out, format.as_deref())?;
             Ok(code)
         }
         Command::Images { all: _, quiet, no_trunc, digests, filter, repository } => {

@@ -1,8 +1,8 @@
 //! `network ...` and `port`.
 
 use super::client::Client;
-use super::commands::{enc, table};
-use super::format::template;
+use super::commands::{each, enc, filters, inspect_each, table};
+use super::run::key_values;
 use anyhow::Result;
 use clap::Subcommand;
 use hyper::Method;
@@ -79,10 +79,6 @@ pub enum NetworkCommand {
     },
 }
 
-fn key_values(items: &[String]) -> Map<String, Value> {
-    items.iter().map(|i| i.split_once('=').map(|(k, v)| (k.to_string(), json!(v))).unwrap_or((i.clone(), json!("")))).collect()
-}
-
 pub async fn run(client: &Client, cmd: NetworkCommand) -> Result<i32> {
     match cmd {
         NetworkCommand::Create { driver, subnet, gateway, ip_range, internal, label, opt, name } => {
@@ -100,13 +96,7 @@ pub async fn run(client: &Client, cmd: NetworkCommand) -> Result<i32> {
             Ok(0)
         }
         NetworkCommand::Ls { quiet, filter, no_trunc } => {
-            let mut f: Map<String, Value> = Map::new();
-            for kv in &filter {
-                let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-                f.entry(k.to_string()).or_insert_with(|| json!({})).as_object_mut().unwrap().insert(v.into(), json!(true));
-            }
-            let path =
-                if f.is_empty() { "/networks".to_string() } else { format!("/networks?filters={}", enc(&Value::Object(f).to_string())) };
+            let path = format!("/networks?filters={}", filters(&filter)?);
             let list = client.json(Method::GET, &path, None).await?;
             let mut rows = vec![vec!["NETWORK ID".to_string(), "NAME".into(), "DRIVER".into(), "SCOPE".into()]];
             for n in list.as_array().cloned().unwrap_or_default() {
@@ -123,40 +113,9 @@ pub async fn run(client: &Client, cmd: NetworkCommand) -> Result<i32> {
             }
             Ok(0)
         }
-        NetworkCommand::Inspect { format, networks } => {
-            let mut out = Vec::new();
-            let mut code = 0;
-            for n in &networks {
-                match client.json(Method::GET, &format!("/networks/{}", enc(n)), None).await {
-                    Ok(v) => out.push(v),
-                    Err(e) => {
-                        eprintln!("Error: {e:#}");
-                        code = 1;
-                    }
-                }
-            }
-            match format {
-                Some(f) => {
-                    for v in &out {
-                        println!("{}", template(&f, v).map_err(|e| anyhow::anyhow!("template parsing error: {e}"))?);
-                    }
-                }
-                None => println!("{}", serde_json::to_string_pretty(&out)?),
-            }
-            Ok(code)
-        }
+        NetworkCommand::Inspect { format, networks } => inspect_each(client, "networks", "", &networks, format.as_deref()).await,
         NetworkCommand::Rm { networks } => {
-            let mut code = 0;
-            for n in &networks {
-                match client.call(Method::DELETE, &format!("/networks/{}", enc(n)), None).await {
-                    Ok(_) => println!("{n}"),
-                    Err(e) => {
-                        eprintln!("Error response from daemon: {e:#}");
-                        code = 1;
-                    }
-                }
-            }
-            Ok(code)
+            each(&networks, |n| async move { client.call(Method::DELETE, &format!("/networks/{}", enc(&n)), None).await.map(drop) }).await
         }
         NetworkCommand::Connect { ip, alias, network, container } => {
             let mut ep = Map::new();

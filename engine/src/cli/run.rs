@@ -125,7 +125,8 @@ pub struct RunArgs {
     pub create: CreateArgs,
 }
 
-fn key_values(items: &[String]) -> BTreeMap<String, String> {
+/// `k=v` items (a bare `k` is `k=`), as the API's string maps.
+pub(super) fn key_values(items: &[String]) -> BTreeMap<String, String> {
     items.iter().map(|i| i.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())).unwrap_or((i.clone(), String::new()))).collect()
 }
 

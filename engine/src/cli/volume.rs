@@ -1,8 +1,8 @@
 //! `volume ...`, and the parsing of `--mount` and `--tmpfs` for `create`/`run`.
 
 use super::client::Client;
-use super::commands::{enc, table};
-use super::format::template;
+use super::commands::{each, enc, filters, inspect_each, table};
+use super::run::key_values;
 use anyhow::{bail, Result};
 use clap::Subcommand;
 use hyper::Method;
@@ -53,10 +53,6 @@ pub enum VolumeCommand {
     },
 }
 
-fn key_values(items: &[String]) -> Map<String, Value> {
-    items.iter().map(|i| i.split_once('=').map(|(k, v)| (k.to_string(), json!(v))).unwrap_or((i.clone(), json!("")))).collect()
-}
-
 pub async fn run(client: &Client, cmd: VolumeCommand) -> Result<i32> {
     match cmd {
         VolumeCommand::Create { driver, opt, label, name } => {
@@ -67,13 +63,7 @@ pub async fn run(client: &Client, cmd: VolumeCommand) -> Result<i32> {
             Ok(0)
         }
         VolumeCommand::Ls { quiet, filter } => {
-            let mut f: Map<String, Value> = Map::new();
-            for kv in &filter {
-                let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-                f.entry(k.to_string()).or_insert_with(|| json!({})).as_object_mut().unwrap().insert(v.into(), json!(true));
-            }
-            let path =
-                if f.is_empty() { "/volumes".to_string() } else { format!("/volumes?filters={}", enc(&Value::Object(f).to_string())) };
+            let path = format!("/volumes?filters={}", filters(&filter)?);
             let v = client.json(Method::GET, &path, None).await?;
             let mut rows = vec![vec!["DRIVER".to_string(), "VOLUME NAME".into()]];
             for vol in v["Volumes"].as_array().cloned().unwrap_or_default() {
@@ -89,40 +79,12 @@ pub async fn run(client: &Client, cmd: VolumeCommand) -> Result<i32> {
             }
             Ok(0)
         }
-        VolumeCommand::Inspect { format, volumes } => {
-            let mut out = Vec::new();
-            let mut code = 0;
-            for n in &volumes {
-                match client.json(Method::GET, &format!("/volumes/{}", enc(n)), None).await {
-                    Ok(v) => out.push(v),
-                    Err(e) => {
-                        eprintln!("Error: {e:#}");
-                        code = 1;
-                    }
-                }
-            }
-            match format {
-                Some(f) => {
-                    for v in &out {
-                        println!("{}", template(&f, v).map_err(|e| anyhow::anyhow!("template parsing error: {e}"))?);
-                    }
-                }
-                None => println!("{}", serde_json::to_string_pretty(&out)?),
-            }
-            Ok(code)
-        }
+        VolumeCommand::Inspect { format, volumes } => inspect_each(client, "volumes", "", &volumes, format.as_deref()).await,
         VolumeCommand::Rm { force, volumes } => {
-            let mut code = 0;
-            for n in &volumes {
-                match client.call(Method::DELETE, &format!("/volumes/{}?force={}", enc(n), force as u8), None).await {
-                    Ok(_) => println!("{n}"),
-                    Err(e) => {
-                        eprintln!("Error response from daemon: {e:#}");
-                        code = 1;
-                    }
-                }
-            }
-            Ok(code)
+            each(&volumes, |n| async move {
+                client.call(Method::DELETE, &format!("/volumes/{}?force={}", enc(&n), force as u8), None).await.map(drop)
+            })
+            .await
         }
         VolumeCommand::Prune { all, force: _ } => {
             let path = if all { format!("/volumes/prune?filters={}", enc(r#"{"all":{"true":true}}"#)) } else { "/volumes/prune".into() };
