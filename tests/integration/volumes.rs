@@ -177,3 +177,25 @@ fn a_crash_during_create_leaves_no_volume_behind() {
     d.berth(&["create", "--name", "c", "-v", "fresh:/x", "busybox", "true"]).ok();
     assert_eq!(volume_names(&d), vec!["fresh"]);
 }
+
+#[test]
+fn prune_filters_are_applied_or_refused_never_ignored() {
+    require_root!();
+    let d = Daemon::start();
+    d.berth(&["volume", "create", "--label", "keep=yes", "kept"]).ok();
+    d.berth(&["volume", "create", "--label", "tmp", "scratch"]).ok();
+    d.berth(&["network", "create", "--label", "tmp", "n1"]).ok();
+    d.berth(&["network", "create", "n2"]).ok();
+    // An unknown filter would prune more than asked: it is refused.
+    let until = format!("/volumes/prune?filters={}", "%7B%22until%22%3A%5B%2224h%22%5D%7D");
+    assert_eq!(d.api("POST", &until, None, b"").status, 400);
+    assert_eq!(d.api("POST", &until.replace("volumes", "networks"), None, b"").status, 400);
+    assert_eq!(volume_names(&d), vec!["kept", "scratch"]);
+    // label=tmp with all=true: only the labelled volume; only the labelled network.
+    let r = d.api("POST", "/volumes/prune?filters=%7B%22all%22%3A%5B%22true%22%5D%2C%22label%22%3A%5B%22tmp%22%5D%7D", None, b"");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(volume_names(&d), vec!["kept"]);
+    let r = d.api("POST", "/networks/prune?filters=%7B%22label%22%3A%5B%22tmp%22%5D%7D", None, b"");
+    assert_eq!(r.json()["NetworksDeleted"], serde_json::json!(["n1"]));
+    assert!(d.berth(&["network", "inspect", "n2"]).code == 0);
+}

@@ -54,13 +54,7 @@ fn matches_filters(c: &Container, f: &std::collections::HashMap<String, Vec<Stri
                 "status" => c.state.name() == v,
                 "name" => c.name.contains(v.trim_start_matches('/')),
                 "id" => c.id.as_str().starts_with(v.as_str()),
-                "label" => {
-                    let labels = c.config.labels.clone().unwrap_or_default();
-                    match v.split_once('=') {
-                        Some((k, val)) => labels.get(k).map(String::as_str) == Some(val),
-                        None => labels.contains_key(v),
-                    }
-                }
+                "label" => super::query::label_matches(&c.config.labels.clone().unwrap_or_default(), v),
                 "exited" => matches!(c.state, State::Exited { exit_code, .. } if exit_code.to_string() == *v),
                 "ancestor" => c.image_name == *v || c.image_id.as_str().contains(v.as_str()),
                 _ => false,

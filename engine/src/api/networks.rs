@@ -1,6 +1,7 @@
 //! Network endpoints (`/networks/...`) and the network part of a container's inspect.
 
 use super::error::{ApiError, ApiResult};
+use super::query::{label_matches, prune_labels};
 use super::router::{json, json_status, no_content, Ctx};
 use crate::containers::model::Container;
 use crate::network::model::Network;
@@ -9,6 +10,7 @@ use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
 use serde_json::{json, Map, Value};
 use sha2::Digest as _;
+use std::collections::BTreeMap;
 
 /// Docker lists `host` and `none` as networks too; their ids are fixed per name.
 const BUILTIN: &[(&str, &str)] = &[("host", "host"), ("none", "null")];
@@ -70,24 +72,22 @@ pub fn list(ctx: &Ctx) -> ApiResult {
             return Err(ApiError::bad_request(format!("invalid filter '{k}'")));
         }
     }
-    let mut all: Vec<(bool, Value)> = ctx.d.networks.list().iter().map(|n| (n.default, shape(ctx, n, false))).collect();
-    all.extend(BUILTIN.iter().map(|(name, driver)| (true, builtin(name, driver))));
-    let keep = |(is_builtin, v): &(bool, Value)| {
+    let mut all: Vec<(bool, BTreeMap<String, String>, Value)> =
+        ctx.d.networks.list().iter().map(|n| (n.default, n.labels.clone(), shape(ctx, n, false))).collect();
+    all.extend(BUILTIN.iter().map(|(name, driver)| (true, BTreeMap::new(), builtin(name, driver))));
+    let keep = |(is_builtin, labels, v): &(bool, BTreeMap<String, String>, Value)| {
         filters.iter().all(|(k, vals)| {
             vals.iter().any(|f| match k.as_str() {
                 "name" => v["Name"].as_str().unwrap_or("").contains(f.as_str()),
                 "id" => v["Id"].as_str().unwrap_or("").starts_with(f.as_str()),
                 "driver" => v["Driver"] == f.as_str(),
                 "type" => (f == "builtin") == *is_builtin,
-                "label" => match f.split_once('=') {
-                    Some((lk, lv)) => v["Labels"][lk] == lv,
-                    None => v["Labels"].get(f.as_str()).is_some(),
-                },
+                "label" => label_matches(labels, f),
                 _ => false,
             })
         })
     };
-    let out: Vec<Value> = all.into_iter().filter(keep).map(|(_, v)| v).collect();
+    let out: Vec<Value> = all.into_iter().filter(keep).map(|(_, _, v)| v).collect();
     json(&out)
 }
 
@@ -144,8 +144,11 @@ pub async fn remove(ctx: &Ctx, name: &str) -> ApiResult {
 }
 
 pub async fn prune(ctx: &Ctx) -> ApiResult {
+    let labels = prune_labels(&ctx.q.filters()?, &[])?;
     let networks = ctx.d.networks.clone();
-    let removed = tokio::task::spawn_blocking(move || networks.prune()).await.map_err(anyhow::Error::from)??;
+    let removed = tokio::task::spawn_blocking(move || networks.prune(&|l| labels.iter().all(|f| label_matches(l, f))))
+        .await
+        .map_err(anyhow::Error::from)??;
     json(&json!({"NetworksDeleted": removed}))
 }
 

@@ -101,6 +101,25 @@ impl Query {
     }
 }
 
+/// Docker's `label` filter: `key` (present) or `key=value` (equal).
+pub fn label_matches(labels: &std::collections::BTreeMap<String, String>, filter: &str) -> bool {
+    match filter.split_once('=') {
+        Some((k, v)) => labels.get(k).map(String::as_str) == Some(v),
+        None => labels.contains_key(filter),
+    }
+}
+
+/// The filters of a prune: only `label` ones (`label=k[=v]`, all must match), anything else
+/// is refused rather than ignored (ignoring it would remove more than asked).
+pub fn prune_labels(filters: &HashMap<String, Vec<String>>, allowed: &[&str]) -> ApiResult<Vec<String>> {
+    for k in filters.keys() {
+        if k != "label" && !allowed.contains(&k.as_str()) {
+            return Err(ApiError::bad_request(format!("invalid filter '{k}' (prune takes label filters)")));
+        }
+    }
+    Ok(filters.get("label").cloned().unwrap_or_default())
+}
+
 /// How much of a refused body is read and thrown away so the client gets to read the answer
 /// (closing on a client still writing makes it see a reset instead of the 413).
 const DRAIN_LIMIT: usize = 64 << 20;

@@ -43,10 +43,7 @@ pub fn list(ctx: &Ctx) -> ApiResult {
                     "name" => v.name.contains(f.as_str()),
                     "driver" => f == "local",
                     "dangling" => (f == "true" || f == "1") == ctx.d.volumes.users(&v.name).is_empty(),
-                    "label" => match f.split_once('=') {
-                        Some((lk, lv)) => v.labels.get(lk).map(String::as_str) == Some(lv),
-                        None => v.labels.contains_key(f.as_str()),
-                    },
+                    "label" => super::query::label_matches(&v.labels, f),
                     _ => false,
                 })
             })
@@ -92,9 +89,13 @@ pub async fn remove(ctx: &Ctx, name: &str) -> ApiResult {
 /// `all=true` filter, as Docker since API 1.42).
 pub async fn prune(ctx: &Ctx) -> ApiResult {
     let filters = ctx.q.filters()?;
+    let labels = super::query::prune_labels(&filters, &["all"])?;
     let all = filters.get("all").is_some_and(|v| v.iter().any(|x| x == "true" || x == "1"));
     let volumes = ctx.d.volumes.clone();
-    let (removed, bytes) = tokio::task::spawn_blocking(move || volumes.prune(all)).await.map_err(anyhow::Error::from)??;
+    let (removed, bytes) =
+        tokio::task::spawn_blocking(move || volumes.prune(all, &|l| labels.iter().all(|f| super::query::label_matches(l, f))))
+            .await
+            .map_err(anyhow::Error::from)??;
     json(&json!({"VolumesDeleted": removed, "SpaceReclaimed": bytes}))
 }
 

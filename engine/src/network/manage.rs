@@ -184,14 +184,15 @@ impl Networks {
         Ok(())
     }
 
-    /// `network prune`: every user network no container uses. Returns their names.
-    pub fn prune(&self) -> Result<Vec<String>> {
+    /// `network prune`: every user network no container uses whose labels `wanted`
+    /// accepts. Returns their names.
+    pub fn prune(&self, wanted: &dyn Fn(&BTreeMap<String, String>) -> bool) -> Result<Vec<String>> {
         let unused: Vec<String> = {
             let inner = self.inner.lock().unwrap();
             inner
                 .networks
                 .values()
-                .filter(|n| !n.default && !inner.endpoints.values().any(|e| e.network == n.id))
+                .filter(|n| !n.default && wanted(&n.labels) && !inner.endpoints.values().any(|e| e.network == n.id))
                 .map(|n| n.id.clone())
                 .collect()
         };

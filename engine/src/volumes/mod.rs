@@ -178,15 +178,15 @@ impl Volumes {
         Ok(())
     }
 
-    /// `volume prune`: unused anonymous volumes (all unused ones with `all`). Returns their
-    /// names and the bytes freed.
-    pub fn prune(&self, all: bool) -> Result<(Vec<String>, u64)> {
+    /// `volume prune`: unused anonymous volumes (all unused ones with `all`) whose labels
+    /// `wanted` accepts. Returns their names and the bytes freed.
+    pub fn prune(&self, all: bool, wanted: &dyn Fn(&BTreeMap<String, String>) -> bool) -> Result<(Vec<String>, u64)> {
         let names: Vec<String> = {
             let inner = self.inner.lock().unwrap();
             inner
                 .volumes
                 .values()
-                .filter(|v| (all || v.anonymous) && Self::users_locked(&inner, &v.name).is_empty())
+                .filter(|v| (all || v.anonymous) && wanted(&v.labels) && Self::users_locked(&inner, &v.name).is_empty())
                 .map(|v| v.name.clone())
                 .collect()
         };
