@@ -77,11 +77,11 @@ impl Daemon {
             summary.intents.push(what);
         }
         self.containers.restore().await.context("re-adopting containers")?;
-        let (networks, running) = (self.networks.clone(), self.containers.running_names());
+        let running = self.containers.running_names();
+        let running_ids: Vec<_> = running.iter().map(|(id, _)| id.clone()).collect();
+        let (networks, volumes) = (self.networks.clone(), self.volumes.clone());
         let net_actions = tokio::task::spawn_blocking(move || networks.restore(&running)).await?.context("restoring the networks")?;
-        let running: Vec<_> = self.containers.running_names().into_iter().map(|(id, _)| id).collect();
-        let volumes = self.volumes.clone();
-        let volume_actions = tokio::task::spawn_blocking(move || volumes.restore(&running)).await?.context("restoring the volumes")?;
+        let volume_actions = tokio::task::spawn_blocking(move || volumes.restore(&running_ids)).await?.context("restoring the volumes")?;
         summary.salvaged = self.store.salvaged()?;
         if let Some(s) = &summary.salvaged {
             // Records may be missing: what they owned must not be taken for leftovers.

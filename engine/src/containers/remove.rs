@@ -60,8 +60,7 @@ impl Containers {
     /// Removes a container's root filesystem, data dir and bundle, carrying on past errors
     /// (each is logged): what is left is found again by start-up reconciliation.
     pub(super) fn remove_files(&self, id: &crate::util::id::ContainerId) {
-        self.networks.detach(id);
-        self.volumes.detach(id);
+        self.leave_networks_and_volumes(id);
         let steps: [(&str, Result<()>); 3] = [
             ("root filesystem", self.driver.remove_container(id)),
             ("data dir", crate::storage::remove_tree(&self.data_dir(id))),

@@ -161,9 +161,14 @@ impl Containers {
     /// What a stopped container holds only while it runs: its root filesystem mount, and
     /// its network namespace with interfaces, rules and port holds. Idempotent.
     pub(super) fn release(&self, id: &crate::util::id::ContainerId) -> Result<()> {
+        self.leave_networks_and_volumes(id);
+        self.driver.unmount(id)
+    }
+
+    /// The namespace, interfaces, rules, port holds and volume mounts of a run. Idempotent.
+    pub(super) fn leave_networks_and_volumes(&self, id: &crate::util::id::ContainerId) {
         self.networks.detach(id);
         self.volumes.detach(id);
-        self.driver.unmount(id)
     }
 
     /// The network namespace the container runs in (`None`: the host's), set up.

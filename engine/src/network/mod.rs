@@ -45,6 +45,8 @@ pub struct Networks {
     inner: Mutex<Inner>,
     upstreams: Arc<Vec<SocketAddr>>,
     firewall: Firewall,
+    /// The rules last applied (none yet: the first apply at start always happens).
+    applied: Mutex<Option<nft::Rules>>,
     /// Where the DNS servers run (absent offline, in `berth system check`).
     rt: Option<tokio::runtime::Handle>,
     me: Weak<Networks>,
@@ -142,6 +144,7 @@ impl Networks {
             inner: Mutex::new(inner),
             upstreams: Arc::new(dns::upstreams()),
             firewall,
+            applied: Mutex::new(None),
             rt: tokio::runtime::Handle::try_current().ok(),
             me: me.clone(),
         });
@@ -237,12 +240,18 @@ impl Networks {
     fn rules(inner: &Inner) -> nft::Rules {
         let mut rules = nft::Rules::default();
         for n in inner.networks.values() {
-            let ports = inner
-                .endpoints
-                .values()
-                .filter(|e| e.network == n.id && inner.active.contains_key(&e.container))
-                .map(Endpoint::host_veth)
-                .collect();
+            // The veths matter only to isolate them (icc off); leaving them out otherwise
+            // keeps the rule set unchanged when a container comes or goes.
+            let ports = if n.icc {
+                vec![]
+            } else {
+                inner
+                    .endpoints
+                    .values()
+                    .filter(|e| e.network == n.id && inner.active.contains_key(&e.container))
+                    .map(Endpoint::host_veth)
+                    .collect()
+            };
             rules.bridges.push(nft::BridgeRules {
                 bridge: n.bridge.clone(),
                 subnet: n.subnet,
@@ -261,11 +270,20 @@ impl Networks {
     }
 
     /// Replaces berth's nftables tables with what the records say.
+    /// Skipped when the rules would not change (a container that publishes nothing on a
+    /// bridge with icc on): no `nft` process on such a start or exit.
     fn apply_rules(&self, inner: &Inner) -> Result<()> {
-        match self.firewall {
-            Firewall::Off => Ok(()),
-            Firewall::Nft => nft::apply(Some(&Self::rules(inner))),
-            Firewall::Iptables => iptables::apply(&Self::rules(inner)),
+        let rules = Self::rules(inner);
+        let mut applied = self.applied.lock().unwrap();
+        if applied.as_ref() == Some(&rules) {
+            return Ok(());
         }
+        match self.firewall {
+            Firewall::Off => {}
+            Firewall::Nft => nft::apply(Some(&rules))?,
+            Firewall::Iptables => iptables::apply(&rules)?,
+        }
+        *applied = Some(rules);
+        Ok(())
     }
 }

@@ -12,6 +12,7 @@ use std::io::Write as _;
 use std::net::Ipv4Addr;
 use std::process::{Command, Stdio};
 
+#[derive(Debug, PartialEq)]
 pub struct BridgeRules {
     pub bridge: String,
     pub subnet: Subnet,
@@ -22,12 +23,13 @@ pub struct BridgeRules {
     pub ports: Vec<String>,
 }
 
+#[derive(Debug, PartialEq)]
 pub struct Publish {
     pub map: PortMap,
     pub container_ip: Ipv4Addr,
 }
 
-#[derive(Default)]
+#[derive(Debug, Default, PartialEq)]
 pub struct Rules {
     pub bridges: Vec<BridgeRules>,
     pub publish: Vec<Publish>,
