@@ -4,7 +4,7 @@
 //! from the container id, so the start intent names everything start makes.
 
 use super::ipam::{mac_for, parse_mac};
-use super::model::{host_veth, Endpoint, Network, BRIDGE_PREFIX, MAX_IFACES, VETH_PREFIX};
+use super::model::{host_veth, veth_owner, Endpoint, Network, BRIDGE_PREFIX, MAX_IFACES};
 use super::ports::{self, PortMap, PortRequest, Proto};
 use super::{netlink, netns, Active, NetworkError, Networks};
 use crate::state::Txn;
@@ -182,9 +182,9 @@ impl Networks {
     }
 
     /// One interface: the endpoint's veth from its network's bridge into the namespace.
+    /// The bridge is up already: made at `network create` and at daemon start.
     fn plug(&self, ep: &Endpoint, netns: &Path, primary: bool) -> Result<()> {
         let net = self.find(&ep.network)?;
-        self.bring_up(&net)?;
         netlink::add_veth(&netlink::VethSpec {
             host: &ep.host_veth(),
             bridge: &net.bridge,
@@ -388,16 +388,16 @@ impl Networks {
         for n in &networks {
             self.start_dns(&mut inner, n);
         }
-        let owned_veths: Vec<String> = inner.active.keys().map(|c| host_veth(c, 0)).collect();
+        let owners: Vec<String> = inner.active.keys().map(|c| c.as_str()[..11].to_string()).collect();
         let bridges: Vec<String> = networks.iter().map(|n| n.bridge.clone()).collect();
         let active: Vec<String> = inner.active.keys().map(|c| c.to_string()).collect();
         drop(inner);
         let is_hex = |s: &str| s.len() >= 12 && s.bytes().all(|b| b.is_ascii_hexdigit());
         for link in netlink::link_names()? {
-            let ours_veth = link.strip_prefix(VETH_PREFIX).is_some_and(is_hex);
+            let ours_veth = veth_owner(&link);
             let ours_bridge = link.strip_prefix(BRIDGE_PREFIX).is_some_and(is_hex);
-            let owned = owned_veths.iter().any(|v| link.starts_with(&v[..13])) || bridges.contains(&link);
-            if (ours_veth || ours_bridge) && !owned {
+            let owned = ours_veth.is_some_and(|o| owners.iter().any(|x| x == o)) || bridges.contains(&link);
+            if (ours_veth.is_some() || ours_bridge) && !owned {
                 netlink::delete_link(None, &link)?;
                 actions.push(format!("deleted link {link} that no record owns"));
             }

@@ -84,12 +84,22 @@ pub fn key(container: &ContainerId, network: &str) -> String {
 /// The host side of a container's veth: derived from its id, so the start intent (which
 /// names the container) names the link too, and cleanup finds it without a record.
 pub fn host_veth(container: &ContainerId, iface: u8) -> String {
-    let base = format!("{VETH_PREFIX}{}", &container.as_str()[..12]);
+    let id = container.as_str();
     if iface == 0 {
-        base
+        format!("{VETH_PREFIX}{}", &id[..12])
     } else {
-        format!("{}{iface}", &base[..13])
+        // 15 characters at most; the `x` keeps it apart from every eth0 name (all hex).
+        format!("{VETH_PREFIX}{}x{iface}", &id[..11])
     }
+}
+
+/// The container id prefix (11 hex digits) of a host veth berth named, if it is one.
+pub fn veth_owner(link: &str) -> Option<&str> {
+    let rest = link.strip_prefix(VETH_PREFIX)?;
+    let hex = |s: &str| s.bytes().all(|b| b.is_ascii_hexdigit());
+    let ours = (rest.len() == 12 && hex(rest))
+        || (rest.len() >= 13 && hex(&rest[..11]) && rest.as_bytes()[11] == b'x' && rest[12..].bytes().all(|b| b.is_ascii_digit()));
+    ours.then(|| &rest[..11])
 }
 
 /// The most interfaces a container gets (eth0..eth7).
@@ -99,3 +109,22 @@ pub const VETH_PREFIX: &str = "vb";
 /// Prefix of user networks' bridges ("bn-" + 12 hex digits of the id: 15 characters, the
 /// kernel's limit).
 pub const BRIDGE_PREFIX: &str = "bn-";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn veth_names_never_collide_and_are_recognised() {
+        // An id whose 12th digit is the interface number: eth0's and eth1's names once collided.
+        let c: ContainerId = format!("07c7a482a351{}", "0".repeat(52)).parse().unwrap();
+        let names: Vec<String> = (0..MAX_IFACES).map(|i| host_veth(&c, i)).collect();
+        for (i, a) in names.iter().enumerate() {
+            assert!(a.len() <= 15, "{a}");
+            assert_eq!(veth_owner(a), Some("07c7a482a35"), "{a}");
+            assert!(names[i + 1..].iter().all(|b| b != a), "{a} is used twice");
+        }
+        assert_eq!(veth_owner("vbox0"), None);
+        assert_eq!(veth_owner("vb07c7a482a35y1"), None);
+    }
+}
