@@ -12,31 +12,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 RUNS="${1:-10}"
-export PATH="$HOME/.cargo/bin:$PATH"
-cargo build --release --bins -q
-BERTH="$PWD/target/release/berth"
-WORK="$(mktemp -d /tmp/berth-bench-publish.XXXXXX)"
-NS="berth-bench-$$"
-ip netns add "$NS"
-IN=(nsenter "--net=/run/netns/$NS")
-"${IN[@]}" ip link set lo up
-export BERTH_HOST="unix://$WORK/run/berth.sock"
-DAEMON_PID=""
-cleanup() {
-  for c in $("$BERTH" ps -aq 2>/dev/null); do "$BERTH" rm -f "$c" >/dev/null 2>&1 || true; done
-  [ -n "$DAEMON_PID" ] && kill "$DAEMON_PID" 2>/dev/null && wait "$DAEMON_PID" 2>/dev/null || true
-  grep -o " $WORK[^ ]*" /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
-  ip netns del "$NS" 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-TAR="$(bash tests/fixtures/busybox-image.sh "$WORK/busybox.tar" 2>/dev/null | tail -1)"
-echo '{}' > "$WORK/daemon.json"
-"${IN[@]}" "$BERTH" -H "$BERTH_HOST" daemon --config-file "$WORK/daemon.json" --data-root "$WORK/data" --exec-root "$WORK/run" >/dev/null 2>&1 &
-DAEMON_PID=$!
-for _ in $(seq 100); do "$BERTH" version >/dev/null 2>&1 && break; sleep 0.05; done
-"$BERTH" load -q -i "$TAR" >/dev/null
+# shellcheck source=tests/bench/netns-daemon.sh
+source tests/bench/netns-daemon.sh
 
 now_ns() { date +%s%N; }
 median() { sort -n | awk '{a[NR]=$1} END {m=(NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2; printf "%.1f", m/1e6}'; }

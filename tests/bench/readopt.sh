@@ -11,46 +11,20 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 N="${1:-100}"; RUNS="${2:-5}"
-export PATH="$HOME/.cargo/bin:$PATH"
-cargo build --release --bins -q
-BERTH="$PWD/target/release/berth"
-WORK="$(mktemp -d /tmp/berth-bench-readopt.XXXXXX)"
-NS="berth-bench-$$"
-ip netns add "$NS"
-IN=(nsenter "--net=/run/netns/$NS")
-"${IN[@]}" ip link set lo up
-export BERTH_HOST="unix://$WORK/run/berth.sock"
-DAEMON_PID=""
-start_daemon() {
-  "${IN[@]}" "$BERTH" -H "$BERTH_HOST" daemon --config-file "$WORK/daemon.json" --data-root "$WORK/data" --exec-root "$WORK/run" >>"$WORK/log" 2>&1 &
-  DAEMON_PID=$!
-}
-cleanup() {
-  for c in $("$BERTH" ps -aq 2>/dev/null); do "$BERTH" rm -f "$c" >/dev/null 2>&1 || true; done
-  [ -n "$DAEMON_PID" ] && kill "$DAEMON_PID" 2>/dev/null && wait "$DAEMON_PID" 2>/dev/null || true
-  grep -o " $WORK[^ ]*" /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
-  ip netns del "$NS" 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-TAR="$(bash tests/fixtures/busybox-image.sh "$WORK/busybox.tar" 2>/dev/null | tail -1)"
-echo '{}' > "$WORK/daemon.json"
-start_daemon
-for _ in $(seq 200); do "$BERTH" version >/dev/null 2>&1 && break; sleep 0.05; done
-"$BERTH" load -q -i "$TAR" >/dev/null
+# shellcheck source=tests/bench/netns-daemon.sh
+source tests/bench/netns-daemon.sh
 for i in $(seq "$N"); do "$BERTH" run -d busybox sleep 3600 >/dev/null; done
 echo "$N containers running"
 
 times=()
 for r in $(seq "$RUNS"); do
   kill -9 "$DAEMON_PID"; wait "$DAEMON_PID" 2>/dev/null || true
-  times+=("$(python3 - "$BERTH" "$WORK" "$NS" "$N" <<'PY'
+  times+=("$(python3 - "$WORK" "$N" "${DAEMON[@]}" <<'PY'
 import json, socket, subprocess, sys, time
-berth, work, ns, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+work, n, daemon = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
 sock = f"{work}/run/berth.sock"
 t0 = time.monotonic()
-p = subprocess.Popen(["nsenter", f"--net=/run/netns/{ns}", berth, "-H", f"unix://{sock}", "daemon", "--config-file", f"{work}/daemon.json",
-                      "--data-root", f"{work}/data", "--exec-root", f"{work}/run"], stdout=subprocess.DEVNULL, stderr=open(f"{work}/log", "a"))
+p = subprocess.Popen(daemon, stdout=subprocess.DEVNULL, stderr=open(f"{work}/log", "a"))
 while True:
     try:
         s = socket.socket(socket.AF_UNIX); s.connect(sock)

@@ -249,26 +249,24 @@ impl Daemon {
 
     /// A daemon whose `daemon.json` is `config`.
     pub fn start_with_config(config: &str) -> Self {
-        let root = scratch_root();
-        std::fs::write(root.join("daemon.json"), config).unwrap();
-        let mut d = Daemon { root, netns: NetNs::new(), host_net: false, supervise: None, child: None };
+        let mut d = Self::unstarted(config, false, None);
         d.spawn();
         d
+    }
+
+    /// A fresh root with `config` as its daemon.json; nothing started yet.
+    fn unstarted(config: &str, host_net: bool, supervise: Option<&[&str]>) -> Self {
+        let root = scratch_root();
+        std::fs::write(root.join("daemon.json"), config).unwrap();
+        let supervise = supervise.map(|f| f.iter().map(|s| s.to_string()).collect());
+        Daemon { root, netns: NetNs::new(), host_net, supervise, child: None }
     }
 
     /// `berth supervise <flags> -- <daemon flags>` on a fresh root with `config` as its
     /// daemon.json. Does not wait for the daemon (its config may be broken on purpose);
     /// [`Daemon::wait_ready`] does. The supervisor's files are in `<root>/supervisor`.
     pub fn supervised(config: &str, flags: &[&str]) -> Self {
-        let root = scratch_root();
-        std::fs::write(root.join("daemon.json"), config).unwrap();
-        let mut d = Daemon {
-            root,
-            netns: NetNs::new(),
-            host_net: false,
-            supervise: Some(flags.iter().map(|s| s.to_string()).collect()),
-            child: None,
-        };
+        let mut d = Self::unstarted(config, false, Some(flags));
         d.launch(&[]);
         d
     }
@@ -304,9 +302,7 @@ impl Daemon {
         cfg["bridge"] = "none".into();
         cfg["iptables"] = false.into();
         cfg["ip-forward"] = false.into();
-        let root = scratch_root();
-        std::fs::write(root.join("daemon.json"), cfg.to_string()).unwrap();
-        let mut d = Daemon { root, netns: NetNs::new(), host_net: true, supervise: None, child: None };
+        let mut d = Self::unstarted(&cfg.to_string(), true, None);
         d.spawn();
         d
     }
