@@ -37,4 +37,7 @@ if ! command -v cargo >/dev/null; then
 fi
 command -v cargo >/dev/null || { echo "ci/install-deps: cargo not found; install a Rust toolchain (rustup) first" >&2; exit 1; }
 rustup component list --installed 2>/dev/null | grep -q clippy || rustup component add clippy rustfmt >/dev/null 2>&1 || true
+# The static (musl) build: the product's form, and the init `--init` mounts into containers.
+MUSL="$(uname -m)-unknown-linux-musl"
+rustup target list --installed 2>/dev/null | grep -qx "$MUSL" || rustup target add "$MUSL" >/dev/null
 echo "ci/install-deps: ok (runc $(runc --version | head -1 | awk '{print $3}'), $(cargo --version))" >&2

@@ -22,5 +22,8 @@ done
 echo "== fmt" && cargo fmt --all -- --check
 echo "== clippy" && cargo clippy --workspace --all-targets -- -D warnings
 echo "== build" && cargo build --bins
+# A static berth for the tests of --init (the init is berth itself, mounted into containers).
+MUSL="$(uname -m)-unknown-linux-musl"
+echo "== build ($MUSL)" && env "CC_${MUSL//-/_}=gcc" cargo build --bin berth --target "$MUSL"
 echo "== board-support" && bash board-support/verify.sh target/debug/berth
 echo "== tests" && cargo test --workspace

@@ -19,6 +19,7 @@ pub struct Daemon {
     pub networks: Arc<crate::network::Networks>,
     pub volumes: Arc<crate::volumes::Volumes>,
     pub containers: Arc<Containers>,
+    pub execs: crate::exec::Execs,
     pub recovery: std::sync::Mutex<Recovery>,
 }
 
@@ -58,7 +59,18 @@ impl Daemon {
         let networks = crate::network::Networks::open(cfg.clone(), &store)?;
         let volumes = crate::volumes::Volumes::open(&cfg.data_root, &store)?;
         let containers = Containers::open(cfg.clone(), &store, images.clone(), driver.clone(), networks.clone(), volumes.clone())?;
-        Ok(Daemon { cfg, id, store, driver, images, networks, volumes, containers, recovery: Default::default() })
+        Ok(Daemon {
+            cfg,
+            id,
+            store,
+            driver,
+            images,
+            networks,
+            volumes,
+            containers,
+            execs: Default::default(),
+            recovery: Default::default(),
+        })
     }
 
     /// Start-up, before serving: finish or undo interrupted operations (the journal),

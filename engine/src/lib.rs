@@ -12,6 +12,8 @@
 //! - [`runtime`]: the OCI runtime (runc) command lines and the runtime spec.
 //! - [`monitor`]: the per-container monitor role: parent of the container, owner of its stdio
 //!   and logs, recorder of its exit status. It outlives the daemon.
+//! - [`exec`]: exec instances: extra processes in running containers.
+//! - [`init`]: the minimal init run as PID 1 of `--init` containers.
 //! - [`logs`]: the json-file log format, written by monitors and read by the daemon.
 //! - [`api`]: the Docker-compatible HTTP API: listeners, routing, handlers, errors.
 //! - [`cli`]: the command-line client role.
@@ -27,7 +29,9 @@ pub mod cli;
 pub mod config;
 pub mod containers;
 pub mod daemon;
+pub mod exec;
 pub mod images;
+pub mod init;
 pub mod logs;
 pub mod monitor;
 pub mod network;

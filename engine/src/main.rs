@@ -7,6 +7,10 @@ fn main() {
     // The monitor runs once per container for the container's whole life: it skips clap
     // (whose command tree would be built, and kept resident, for one positional argument).
     let mut args = std::env::args_os();
+    if args.next().is_some_and(|a0| berth::init::invoked_as_init(&a0)) {
+        std::process::exit(berth::init::run(args.collect()));
+    }
+    let mut args = std::env::args_os();
     if args.nth(1).as_deref() == Some(std::ffi::OsStr::new("monitor")) {
         let code = match (args.next(), args.next()) {
             (Some(bundle), None) => berth::monitor::run(std::path::Path::new(&bundle)),

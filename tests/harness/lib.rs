@@ -46,6 +46,34 @@ pub fn berth_bin() -> PathBuf {
 /// The busybox docker-archive fixture, built once per target dir. Tests run in parallel
 /// threads (and test binaries may run side by side): each build goes to a name of its own
 /// and is renamed into place, so nobody reads a half-written tar.
+/// A statically linked berth (the product's form), which `--init` mounts into containers:
+/// `BERTH_STATIC_BIN`, else the musl build next to the test's target directory.
+pub fn static_berth() -> PathBuf {
+    if let Ok(p) = std::env::var("BERTH_STATIC_BIN") {
+        return PathBuf::from(p);
+    }
+    let target = berth_bin().parent().unwrap().parent().unwrap().to_path_buf();
+    let bin = target.join(format!("{}-unknown-linux-musl/debug/berth", std::env::consts::ARCH));
+    assert!(bin.exists(), "{} not found: ci/test.sh builds it (cargo build --bin berth --target <arch>-unknown-linux-musl)", bin.display());
+    bin
+}
+
+/// Polls `f` until it holds; panics naming `what` after `limit`.
+pub fn eventually(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
 pub fn busybox_tar() -> PathBuf {
     static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     BUILT.get_or_init(|| fixture("busybox-image", "busybox-image.sh")).clone()
@@ -582,6 +610,45 @@ impl Daemon {
             args,
             &[("DOCKER_HOST", self.host()), ("DOCKER_CONFIG", self.root.join("docker-config").display().to_string())],
         )
+    }
+
+    /// The real docker CLI with its stdin fed `input`: each chunk after its pause (an
+    /// interactive user), then closed. With `tty`, the CLI runs under a pseudo-terminal
+    /// (`script`), as it does for a person at a terminal.
+    pub fn docker_typed(&self, args: &[&str], tty: bool, input: &[(u64, &[u8])]) -> Out {
+        let mut cmd = if tty {
+            let line = std::iter::once("docker").chain(args.iter().copied()).map(shell_quote).collect::<Vec<_>>().join(" ");
+            let mut c = Command::new("script");
+            c.args(["-qefc", &line, "/dev/null"]);
+            c
+        } else {
+            let mut c = Command::new("docker");
+            c.args(args);
+            c
+        };
+        cmd.env("DOCKER_HOST", self.host())
+            .env("DOCKER_CONFIG", self.root.join("docker-config"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("starting docker");
+        let mut stdin = child.stdin.take().unwrap();
+        let input: Vec<(u64, Vec<u8>)> = input.iter().map(|(ms, b)| (*ms, b.to_vec())).collect();
+        let feeder = std::thread::spawn(move || {
+            for (ms, bytes) in input {
+                std::thread::sleep(Duration::from_millis(ms));
+                if stdin.write_all(&bytes).is_err() {
+                    return;
+                }
+            }
+        });
+        let out = child.wait_with_output().expect("waiting for docker");
+        let _ = feeder.join();
+        Out {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into(),
+            stderr: String::from_utf8_lossy(&out.stderr).into(),
+        }
     }
 
     pub fn load_busybox(&self) {

@@ -77,9 +77,13 @@ fn status_codes_for_containers() {
     assert_eq!(d.api("DELETE", &format!("/images/{id}"), None, b"").status, 409);
 
     // Features that come later answer 501 with a message, before anything is created.
-    let r = d.api("POST", "/containers/create", Some("application/json"), br#"{"Image":"busybox","HostConfig":{"Memory":1048576}}"#);
+    let r = d.api("POST", "/containers/create", Some("application/json"), br#"{"Image":"busybox","HostConfig":{"Links":["dup:d"]}}"#);
     assert_eq!(r.status, 501);
     assert!(r.json()["message"].as_str().unwrap().contains("not implemented"));
+    // Out-of-range limits are the client's error.
+    let r = d.api("POST", "/containers/create", Some("application/json"), br#"{"Image":"busybox","HostConfig":{"Memory":1048576}}"#);
+    assert_eq!(r.status, 400);
+    assert!(r.json()["message"].as_str().unwrap().contains("Minimum memory limit"));
     assert_eq!(d.api("POST", "/networks/bridge/connect", Some("application/json"), b"{}").status, 400, "Container is required");
     assert_eq!(d.api("POST", "/networks/nosuch/connect", Some("application/json"), br#"{"Container":"dup"}"#).status, 404);
     let r = d.api("POST", "/containers/create", Some("application/json"), br#"{"Image":"busybox","HostConfig":{"NetworkMode":"nosuch"}}"#);

@@ -1,17 +1,10 @@
 //! The real `docker` CLI and the berth CLI against a real daemon, runc and overlayfs.
 
 use berth_tests::{busybox_tar, require_root, Daemon};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-fn eventually(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if f() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("timed out waiting for {what}");
+fn eventually(what: &str, f: impl FnMut() -> bool) {
+    berth_tests::eventually(what, Duration::from_secs(10), f)
 }
 
 #[test]

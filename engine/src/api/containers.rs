@@ -40,11 +40,22 @@ fn summary(c: &Container, ctx: &Ctx) -> Value {
         "Ports": super::networks::port_summary(ctx, c),
         "Labels": c.config.labels.clone().unwrap_or_default(),
         "State": c.state.name(),
-        "Status": c.state.describe(c.started_at.as_deref(), c.finished_at.as_deref()),
+        "Status": status(ctx, c),
         "HostConfig": {"NetworkMode": if c.host_config.network_mode.is_empty() { "none" } else { &c.host_config.network_mode }},
         "NetworkSettings": {"Networks": networks},
         "Mounts": super::volumes::mounts(ctx, c),
     })
+}
+
+/// "Up 3 minutes (healthy)".
+fn status(ctx: &Ctx, c: &Container) -> String {
+    let mut s = c.state.describe(c.started_at.as_deref(), c.finished_at.as_deref());
+    if c.state.is_running() {
+        if let Some(h) = ctx.d.containers.lookup(c.id.as_str()).ok().and_then(|e| e.health()) {
+            s.push_str(h.describe());
+        }
+    }
+    s
 }
 
 fn matches_filters(c: &Container, f: &std::collections::HashMap<String, Vec<String>>) -> bool {
@@ -85,7 +96,9 @@ pub fn list(ctx: &Ctx) -> ApiResult {
 }
 
 pub fn inspect(ctx: &Ctx, name: &str) -> ApiResult {
-    let c = ctx.d.containers.lookup(name)?.get();
+    let entry = ctx.d.containers.lookup(name)?;
+    let c = entry.get();
+    let health = entry.health().filter(|_| c.state.is_running());
     let (pid, running) = match c.state {
         State::Running { pid, .. } => (pid, true),
         _ => (0, false),
@@ -114,10 +127,10 @@ pub fn inspect(ctx: &Ctx, name: &str) -> ApiResult {
         "Path": c.path,
         "Args": c.args,
         "State": {
-            "Status": c.state.name(),
+            "Status": if entry.restarting() { "restarting" } else { c.state.name() },
             "Running": running,
             "Paused": false,
-            "Restarting": false,
+            "Restarting": entry.restarting(),
             "OOMKilled": false,
             "Dead": matches!(c.state, State::Dead { .. }),
             "Pid": pid,
@@ -125,7 +138,9 @@ pub fn inspect(ctx: &Ctx, name: &str) -> ApiResult {
             "Error": error,
             "StartedAt": c.started_at.as_deref().unwrap_or(zero),
             "FinishedAt": c.finished_at.as_deref().unwrap_or(zero),
+            "Health": health,
         },
+        "ExecIDs": Some(ctx.d.execs.running_in(&c.id)).filter(|v| !v.is_empty()),
         "Image": c.image_id,
         "ResolvConfPath": "",
         "HostnamePath": "",
@@ -236,7 +251,9 @@ pub async fn remove(ctx: &Ctx, id: &str) -> ApiResult {
     if ctx.q.bool("link") {
         return Err(ApiError::not_implemented("removing links (rm --link)"));
     }
+    let cid = ctx.d.containers.lookup(id)?.id();
     ctx.d.containers.remove(id, ctx.q.bool("force"), ctx.q.bool("v")).await?;
+    ctx.d.execs.forget_container(&cid);
     no_content()
 }
 

@@ -9,6 +9,8 @@
 pub mod body;
 mod containers;
 pub mod error;
+mod exec;
+pub mod hijack;
 mod images;
 pub mod listen;
 mod networks;

@@ -4,7 +4,7 @@ use super::body::{full, Response};
 use super::error::{ApiError, ApiResult};
 use super::listen::Listener;
 use super::query::{percent_decode, Query};
-use super::{containers, images, networks, system, volumes};
+use super::{containers, exec, images, networks, system, volumes};
 use crate::daemon::Daemon;
 use hyper::body::Incoming;
 use hyper::{Method, Request, StatusCode};
@@ -92,6 +92,12 @@ async fn dispatch(ctx: &Ctx, method: &Method, segs: &[&str], req: Request<Incomi
         (&M::POST, ["commit"]) => containers::commit(ctx, req).await,
         (&M::GET, ["containers", id, "logs"]) => super::streams::logs(ctx, id).await,
         (&M::POST, ["containers", id, "attach"]) => super::streams::attach(ctx, id, req),
+        (&M::POST, ["containers", id, "resize"]) => super::streams::resize(ctx, id).await,
+
+        (&M::POST, ["containers", id, "exec"]) => exec::create(ctx, id, req).await,
+        (&M::POST, ["exec", id, "start"]) => exec::start(ctx, id, req).await,
+        (&M::GET, ["exec", id, "json"]) => exec::inspect(ctx, id),
+        (&M::POST, ["exec", id, "resize"]) => exec::resize(ctx, id),
 
         (&M::GET, ["images", "json"]) => images::list(ctx),
         (&M::POST, ["images", "load"]) => images::load(ctx, req).await,

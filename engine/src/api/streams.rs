@@ -7,6 +7,7 @@
 
 use super::body::mux_frame;
 use super::error::{ApiError, ApiResult};
+use super::hijack::{parse_detach_keys, relay, switching_protocols, Input};
 use super::router::Ctx;
 use crate::containers::RunState;
 use crate::logs::reader::{read_existing, Filter, Follower};
@@ -16,22 +17,32 @@ use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use std::time::Duration;
-use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, watch};
 
 /// How often a follower looks for new lines while the container runs (exits wake it at once).
 const POLL: Duration = Duration::from_millis(50);
 
-fn frame(e: &Entry, timestamps: bool) -> Bytes {
-    let stream = if e.stream == "stderr" { 2 } else { 1 };
-    if timestamps {
-        mux_frame(stream, format!("{} {}", e.time, e.log).as_bytes())
-    } else {
-        mux_frame(stream, e.log.as_bytes())
+/// How records go out: multiplexed frames, or raw bytes for a container with a TTY (its
+/// output is one stream, as Docker sends it).
+#[derive(Clone, Copy)]
+struct Framing {
+    timestamps: bool,
+    raw: bool,
+}
+
+impl Framing {
+    fn frame(self, e: &Entry) -> Bytes {
+        let stream = if e.stream == "stderr" { 2 } else { 1 };
+        let text = if self.timestamps { format!("{} {}", e.time, e.log) } else { e.log.clone() };
+        if self.raw {
+            Bytes::from(text)
+        } else {
+            mux_frame(stream, text.as_bytes())
+        }
     }
 }
 
-fn content_type(version: &str) -> &'static str {
+pub(super) fn content_type(version: &str) -> &'static str {
     // API 1.42 introduced the explicit multiplexed content type.
     let v: Vec<u32> = version.split('.').map(|p| p.parse().unwrap_or(0)).collect();
     if v >= vec![1, 42] {
@@ -46,7 +57,7 @@ fn content_type(version: &str) -> &'static str {
 async fn follow(
     mut f: Follower,
     filter: Filter,
-    timestamps: bool,
+    framing: Framing,
     mut rx: watch::Receiver<RunState>,
     done: impl Fn(&RunState) -> bool,
     tx: mpsc::Sender<Bytes>,
@@ -60,7 +71,7 @@ async fn follow(
         let mut batch = Vec::new();
         if let Err(e) = f.read_new(&mut |e| {
             if filter.accepts(&e) {
-                batch.push(frame(&e, timestamps));
+                batch.push(framing.frame(&e));
             }
         }) {
             tracing::warn!("reading log: {e}");
@@ -100,9 +111,9 @@ pub async fn logs(ctx: &Ctx, name: &str) -> ApiResult {
             .filter(|n| *n >= 0)
             .map(|n| n as usize),
     };
-    let timestamps = q.bool("timestamps");
     let follow_on = q.bool("follow");
     let c = entry.get();
+    let framing = Framing { timestamps: q.bool("timestamps"), raw: c.config.tty };
     let rx = entry.subscribe();
     let (tx, body) = super::body::channel();
     let f2 = filter.clone();
@@ -112,18 +123,19 @@ pub async fn logs(ctx: &Ctx, name: &str) -> ApiResult {
         let tx2 = tx.clone();
         let existing = tokio::task::spawn_blocking(move || {
             read_existing(&c.log_path, c.log_limits.max_file, &f2, tail, &mut |e| {
-                let _ = tx2.blocking_send(frame(&e, timestamps));
+                let _ = tx2.blocking_send(framing.frame(&e));
             })
         })
         .await;
         let Ok(follower) = existing else { return };
         if follow_on && filter.until.is_none() {
             if let Ok(f) = follower {
-                follow(f, filter, timestamps, rx, |s| !s.running, tx).await;
+                follow(f, filter, framing, rx, |s| !s.running, tx).await;
             }
         }
     });
-    Ok(hyper::Response::builder().header("Content-Type", content_type(&ctx.version)).body(body).unwrap())
+    let ct = if framing.raw { "application/vnd.docker.raw-stream" } else { content_type(&ctx.version) };
+    Ok(hyper::Response::builder().header("Content-Type", ct).body(body).unwrap())
 }
 
 fn point(s: &str) -> ApiResult<i128> {
@@ -131,24 +143,47 @@ fn point(s: &str) -> ApiResult<i128> {
         .ok_or_else(|| ApiError::bad_request(format!("invalid time value {s:?}")))
 }
 
+/// `POST /containers/{id}/attach`: past output with `logs`, live output with `stream`
+/// (until the container's next exit), stdin with `stdin` for a container made with
+/// `OpenStdin` (through its monitor, once it runs).
 pub fn attach(ctx: &Ctx, name: &str, req: Request<Incoming>) -> ApiResult {
     let entry = ctx.d.containers.lookup(name)?;
-    let upgrade = req.headers().get(hyper::header::UPGRADE).is_some();
-    if !upgrade {
+    if req.headers().get(hyper::header::UPGRADE).is_none() {
         return Err(ApiError::bad_request("attach needs a hijacked connection (Connection: Upgrade, Upgrade: tcp)"));
     }
-    if ctx.q.bool("stdin") && !entry.get().config.open_stdin {
-        tracing::debug!("attach: stdin requested for a container without OpenStdin; ignored");
-    }
-    let filter = Filter { stdout: ctx.q.bool("stdout"), stderr: ctx.q.bool("stderr"), since: None, until: None };
-    let logs_only = ctx.q.bool("logs") && !ctx.q.bool("stream");
-    if logs_only {
-        return Err(ApiError::not_implemented("attach with logs=1 and stream=0"));
-    }
     let c = entry.get();
-    let follower = Follower::at_end(&c.log_path);
+    let keys = parse_detach_keys(ctx.q.get("detachKeys").unwrap_or(""))?;
+    let filter = Filter { stdout: ctx.q.bool("stdout"), stderr: ctx.q.bool("stderr"), since: None, until: None };
+    let (logs, stream) = (ctx.q.bool("logs"), ctx.q.bool("stream"));
+    let framing = Framing { timestamps: false, raw: c.config.tty };
     let rx = entry.subscribe();
-    let exits_at_attach = rx.borrow().exits;
+    let (exits_at_attach, starts_at_attach) = {
+        let s = rx.borrow();
+        (s.exits, s.starts)
+    };
+    // Where the live part starts: now, before the client could miss anything.
+    let follower = Follower::at_end(&c.log_path);
+    let socket = ctx.d.containers.control_socket(&c.id);
+    let with_stdin = ctx.q.bool("stdin") && c.config.open_stdin && stream;
+    let mut stdin_rx = rx.clone();
+    let input = async move {
+        if !with_stdin {
+            return None;
+        }
+        // A container attached before its start (`docker run`, `start -a`) gets its stdin
+        // once its monitor is up.
+        let up = stdin_rx.wait_for(|s| s.removed || s.running || s.starts > starts_at_attach).await.map(|s| !s.removed).unwrap_or(false);
+        if !up {
+            return None;
+        }
+        match crate::monitor::client::stdin(&socket).await {
+            Ok(s) => Some(Box::pin(s) as Input),
+            Err(e) => {
+                tracing::debug!("attach: no stdin: {e:#}");
+                None
+            }
+        }
+    };
     tokio::spawn(async move {
         let upgraded = match hyper::upgrade::on(req).await {
             Ok(u) => u,
@@ -157,23 +192,41 @@ pub fn attach(ctx: &Ctx, name: &str, req: Request<Incoming>) -> ApiResult {
                 return;
             }
         };
-        let mut io = TokioIo::new(upgraded);
+        let io = TokioIo::new(upgraded);
         let (tx, mut rx_frames) = mpsc::channel::<Bytes>(16);
-        let pump = tokio::spawn(follow(follower, filter, false, rx, move |s| s.exits > exits_at_attach || s.removed, tx));
-        while let Some(b) = rx_frames.recv().await {
-            if io.write_all(&b).await.is_err() {
-                break;
+        let pump = tokio::spawn(async move {
+            if logs {
+                let (tx2, f2, path, max_file) = (tx.clone(), filter.clone(), c.log_path.clone(), c.log_limits.max_file);
+                let _ = tokio::task::spawn_blocking(move || {
+                    read_existing(&path, max_file, &f2, None, &mut |e| {
+                        let _ = tx2.blocking_send(framing.frame(&e));
+                    })
+                })
+                .await;
             }
-        }
-        let _ = io.flush().await;
-        let _ = io.shutdown().await;
+            if stream {
+                follow(follower, filter, framing, rx, move |s| s.exits > exits_at_attach || s.removed, tx).await;
+            }
+        });
+        relay(io, &mut rx_frames, input, keys).await;
         pump.abort();
     });
-    Ok(hyper::Response::builder()
-        .status(StatusCode::SWITCHING_PROTOCOLS)
-        .header("Content-Type", content_type(&ctx.version))
-        .header("Connection", "Upgrade")
-        .header("Upgrade", "tcp")
-        .body(super::body::empty())
-        .unwrap())
+    let ct = if framing.raw { "application/vnd.docker.raw-stream" } else { content_type(&ctx.version) };
+    Ok(switching_protocols(ct))
+}
+
+/// `POST /containers/{id}/resize`: the terminal of a running container with a TTY.
+pub async fn resize(ctx: &Ctx, name: &str) -> ApiResult {
+    let c = ctx.d.containers.lookup(name)?.get();
+    let size = super::exec::size(ctx)?;
+    if !c.state.is_running() {
+        return Err(ApiError::new(StatusCode::CONFLICT, format!("Container {} is not running", c.id)));
+    }
+    if !c.config.tty {
+        return Err(ApiError::new(StatusCode::CONFLICT, format!("Container {} has no TTY", c.id)));
+    }
+    crate::monitor::client::resize(&ctx.d.containers.control_socket(&c.id), size.rows, size.cols)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::CONFLICT, format!("resizing container {}: {e:#}", c.id)))?;
+    super::router::json(&serde_json::json!({}))
 }

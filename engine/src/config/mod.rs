@@ -26,6 +26,11 @@ pub struct FileConfig {
     pub default_runtime: Option<String>,
     pub runtimes: Option<BTreeMap<String, RuntimeEntry>>,
     pub exec_opts: Option<Vec<String>>,
+    /// Run every container under the built-in init (`--init`) unless it says otherwise.
+    pub init: Option<bool>,
+    /// The init binary bind-mounted into containers (statically linked); default: the
+    /// daemon's own executable when it is static.
+    pub init_path: Option<PathBuf>,
     pub insecure_registries: Option<Vec<String>>,
     /// berth's own key: where per-registry CA certificates live (default /etc/berth/certs.d).
     pub registry_certs_dir: Option<PathBuf>,
@@ -215,6 +220,10 @@ pub struct DaemonConfig {
     /// Verify every layer's content at start (slow; off by default).
     pub image_layer_check: bool,
     pub net: NetConfig,
+    /// `--init` by default.
+    pub init: bool,
+    /// The init to mount; `None`: none usable (`--init` is refused).
+    pub init_path: Option<PathBuf>,
 }
 
 /// Parses `native.umask=normal|secure`.
@@ -315,6 +324,12 @@ impl DaemonConfig {
             registry_certs_dir: file.registry_certs_dir.unwrap_or_else(|| "/etc/berth/certs.d".into()),
             registry_mirrors,
             net,
+            init: file.init.unwrap_or(false),
+            init_path: match file.init_path {
+                Some(p) if !p.is_absolute() => bail!("init-path must be an absolute path"),
+                Some(p) => Some(p),
+                None => std::env::current_exe().ok().filter(|e| crate::init::is_static(e)),
+            },
         })
     }
 }

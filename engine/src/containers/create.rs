@@ -2,7 +2,7 @@
 //! request), merge the image's defaults, then make the root filesystem and the record.
 
 use super::model::{Container, ContainerConfig, HostConfig, State};
-use super::{names, ContainerError, Containers, Entry};
+use super::{health, names, ContainerError, Containers, Entry};
 use crate::config::{umask_option, LogLimits};
 use crate::network::{ports, EndpointRequest, Mode};
 use crate::state::Op;
@@ -28,31 +28,7 @@ pub struct CreateRequest {
 
 /// HostConfig fields whose features come in later work: a request that sets one gets a
 /// clear 501 instead of a container that silently lacks it.
-const NOT_YET: &[(&str, &str)] = &[
-    ("Links", "links (--link)"),
-    ("Memory", "memory limits (-m)"),
-    ("MemorySwap", "--memory-swap"),
-    ("MemoryReservation", "--memory-reservation"),
-    ("NanoCpus", "--cpus"),
-    ("CpuShares", "--cpu-shares"),
-    ("CpuQuota", "--cpu-quota"),
-    ("CpuPeriod", "--cpu-period"),
-    ("CpusetCpus", "--cpuset-cpus"),
-    ("CpusetMems", "--cpuset-mems"),
-    ("PidsLimit", "--pids-limit"),
-    ("BlkioWeight", "--blkio-weight"),
-    ("Devices", "--device"),
-    ("Ulimits", "--ulimit"),
-    ("Sysctls", "--sysctl"),
-    ("SecurityOpt", "--security-opt"),
-    ("Init", "--init"),
-    ("GroupAdd", "--group-add"),
-    ("OomScoreAdj", "--oom-score-adj"),
-    ("PidMode", "--pid"),
-    ("IpcMode", "--ipc"),
-    ("UTSMode", "--uts"),
-    ("KernelMemory", "--kernel-memory"),
-];
+const NOT_YET: &[(&str, &str)] = &[("Links", "links (--link)"), ("Devices", "--device")];
 
 fn is_set(v: &Value) -> bool {
     match v {
@@ -127,12 +103,6 @@ impl Containers {
                 );
             }
         }
-        if config.tty {
-            return Err(ContainerError::NotImplemented("a TTY for the container (-t)".into()).into());
-        }
-        if config.open_stdin {
-            return Err(ContainerError::NotImplemented("interactive stdin (-i)".into()).into());
-        }
         if hc.privileged {
             return Err(ContainerError::NotImplemented("--privileged".into()).into());
         }
@@ -140,6 +110,23 @@ impl Containers {
             if hc.extra.get(*key).is_some_and(is_set) {
                 return Err(ContainerError::NotImplemented(format!("{flag} (HostConfig.{key})")).into());
             }
+        }
+        crate::runtime::resources::validate(&hc.extra).map_err(ContainerError::Invalid)?;
+        for (key, allowed) in
+            [("PidMode", &["", "host"][..]), ("IpcMode", &["", "host", "private", "shareable"]), ("UTSMode", &["", "host"])]
+        {
+            let mode = hc.extra.get(key).and_then(Value::as_str).unwrap_or("");
+            if !allowed.contains(&mode) && mode.strip_prefix("container:").is_none_or(str::is_empty) {
+                return Err(ContainerError::Invalid(format!("invalid {key}: {mode:?}")).into());
+            }
+        }
+        let init = hc.extra.get("Init").and_then(Value::as_bool).unwrap_or(self.cfg.init);
+        if init && self.cfg.init_path.is_none() {
+            return Err(ContainerError::Invalid(
+                "--init needs a statically linked init: this daemon's executable is dynamically linked; set init-path in daemon.json"
+                    .into(),
+            )
+            .into());
         }
         let policy = super::restart::Policy::of(hc.restart_policy.as_ref())?;
         if hc.auto_remove && policy != super::restart::Policy::No {
@@ -229,6 +216,12 @@ impl Containers {
         if let Some(sig) = &config.stop_signal {
             crate::runtime::signal::parse(sig).map_err(|e| ContainerError::Invalid(e.to_string()))?;
         }
+        let healthcheck = health::merge(config.extra.get("Healthcheck"), image_config.extra.get("Healthcheck"));
+        health::Healthcheck::parse(healthcheck.as_ref()).map_err(ContainerError::Invalid)?;
+        match healthcheck {
+            Some(h) => config.extra.insert("Healthcheck".into(), h),
+            None => config.extra.remove("Healthcheck"),
+        };
         if config.exposed_ports.is_none() {
             config.exposed_ports = image_config.exposed_ports.clone();
         }

@@ -163,6 +163,7 @@ impl Containers {
                 State::Running { monitor_pid, monitor_start, .. } if process_start_time(monitor_pid) == Some(monitor_start) => {
                     tracing::info!(container = %c.id.short(), monitor = monitor_pid, "re-adopted running container");
                     self.watch_exit(entry.clone(), monitor_pid, None);
+                    self.watch_health(entry.clone());
                 }
                 State::Running { .. } => self.record_exit(&entry).await?,
                 _ if mounted.contains(&c.id) => {

@@ -10,7 +10,9 @@ mod commit;
 mod connect;
 mod create;
 mod error;
+mod exec;
 mod exit;
+pub mod health;
 pub mod model;
 mod names;
 mod recover;
@@ -61,6 +63,10 @@ pub struct Entry {
     pending_unmount: Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// The wait before the next restart by policy.
     restart_delay: Mutex<std::time::Duration>,
+    /// The current run's health, when it has a healthcheck.
+    health: Mutex<Option<health::Health>>,
+    /// A restart by policy is due (Docker's `Restarting`).
+    restarting: std::sync::atomic::AtomicBool,
 }
 
 impl Entry {
@@ -73,6 +79,8 @@ impl Entry {
             last_monitor: Mutex::new(None),
             pending_unmount: Mutex::new(None),
             restart_delay: Mutex::new(std::time::Duration::ZERO),
+            health: Mutex::new(None),
+            restarting: Default::default(),
         })
     }
 
@@ -83,6 +91,19 @@ impl Entry {
 
     pub fn subscribe(&self) -> watch::Receiver<RunState> {
         self.watch.subscribe()
+    }
+
+    pub fn health(&self) -> Option<health::Health> {
+        self.health.lock().unwrap().clone()
+    }
+
+    /// Exited, with a restart by policy due.
+    pub fn restarting(&self) -> bool {
+        self.restarting.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn set_restarting(&self, on: bool) {
+        self.restarting.store(on, std::sync::atomic::Ordering::SeqCst);
     }
 
     pub fn id(&self) -> ContainerId {
@@ -156,6 +177,12 @@ impl Containers {
 
     fn bundle_dir(&self, id: &ContainerId) -> PathBuf {
         self.cfg.exec_root.join("containers").join(id.as_str())
+    }
+
+    /// The monitor's control socket. Kept short (a socket path has at most 107 bytes): 96
+    /// bits of the id are plenty to tell running containers apart.
+    pub fn control_socket(&self, id: &ContainerId) -> PathBuf {
+        self.cfg.exec_root.join("monitors").join(&id.as_str()[..24])
     }
 
     /// Finds a container as Docker does: exact id, then exact name, then a unique id prefix.

@@ -15,6 +15,13 @@ impl Containers {
         let entry = self.lookup(name)?;
         let _op = entry.op.lock().await;
         let c = entry.get();
+        if entry.restarting() && !force {
+            return Err(ContainerError::Conflict(format!(
+                "You cannot remove a restarting container {}. Stop the container before attempting removal or force remove",
+                c.id
+            ))
+            .into());
+        }
         if let super::model::State::Running { pid, .. } = c.state {
             if !force {
                 return Err(ContainerError::Conflict(format!(

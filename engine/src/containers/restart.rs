@@ -84,6 +84,7 @@ impl Containers {
             now
         };
         tracing::info!(container = %c.id.short(), delay_ms = delay.as_millis() as u64, "restart policy: restarting");
+        entry.set_restarting(true);
         let (this, entry) = (self.clone(), entry.clone());
         tokio::spawn(async move {
             tokio::time::sleep(delay).await;
@@ -93,6 +94,7 @@ impl Containers {
 
     async fn restart_by_policy(self: &Arc<Self>, entry: &Arc<Entry>) {
         let _op = entry.op.lock().await;
+        entry.set_restarting(false);
         let c = entry.get();
         // Removed, started or stopped by hand while we waited: nothing to do.
         if entry.watch.borrow().removed || !matches!(c.state, State::Exited { .. }) || c.manually_stopped {

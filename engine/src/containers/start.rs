@@ -93,6 +93,7 @@ impl Containers {
                 });
                 tracing::info!(container = %c.id.short(), pid = container_pid, "started");
                 self.watch_exit(entry.clone(), monitor_pid, Some(notify_r));
+                self.watch_health(entry.clone());
                 Ok(())
             }
             Ready::Failed(msg) => {
@@ -193,10 +194,39 @@ impl Containers {
         }
     }
 
+    /// `--pid`, `--ipc`, `--uts`: `host`, or `container:<name>` (which must run).
+    fn shared_namespaces(&self, c: &Container) -> Result<Vec<(&'static str, Option<PathBuf>)>> {
+        let mut out = Vec::new();
+        for (key, kind) in [("PidMode", "pid"), ("IpcMode", "ipc"), ("UTSMode", "uts")] {
+            let mode = c.host_config.extra.get(key).and_then(serde_json::Value::as_str).unwrap_or("");
+            if mode == "host" {
+                out.push((kind, None));
+            } else if let Some(target) = mode.strip_prefix("container:") {
+                match self.lookup(target)?.get().state {
+                    State::Running { pid, .. } => out.push((kind, Some(PathBuf::from(format!("/proc/{pid}/ns/{kind}"))))),
+                    _ => {
+                        return Err(ContainerError::Conflict(format!(
+                            "cannot join the {kind} namespace of a non running container: {target}"
+                        ))
+                        .into())
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Blocking part of start: mount, resolve the user, write config.json and monitor.json.
     fn prepare(&self, c: &Container) -> Result<PathBuf> {
         let rootfs = self.driver.mount(&c.id, &c.layers)?;
-        let user = super::user::resolve(&rootfs, &c.config.user)?;
+        let mut user = super::user::resolve(&rootfs, &c.config.user)?;
+        let groups: Vec<String> =
+            c.host_config.extra.get("GroupAdd").and_then(|g| serde_json::from_value(g.clone()).ok()).unwrap_or_default();
+        for g in super::user::extra_groups(&rootfs, &groups)? {
+            if !user.additional_gids.contains(&g) {
+                user.additional_gids.push(g);
+            }
+        }
         if !c.config.working_dir.is_empty() {
             let wd = secure_join(&rootfs, Path::new(&c.config.working_dir))?;
             if !wd.exists() {
@@ -215,6 +245,10 @@ impl Containers {
         if !has(&env, "HOME") {
             env.push(format!("HOME={}", user.home));
         }
+        let init = match c.host_config.extra.get("Init").and_then(serde_json::Value::as_bool).unwrap_or(self.cfg.init) {
+            false => None,
+            true => Some(self.cfg.init_path.as_deref().context("--init needs a statically linked init; set init-path in daemon.json")?),
+        };
         let mounts = self.volumes.attach(&c.id, &rootfs)?;
         let netns = self.join_network(c)?;
         let spec = spec::build(
@@ -227,6 +261,8 @@ impl Containers {
                 netns: netns.as_deref(),
                 mounts: &mounts,
                 umask: c.umask,
+                init,
+                shared_ns: self.shared_namespaces(c)?,
             },
         )?;
         // The bundle lives under exec-root (a tmpfs on devices) and is written anew at every
@@ -244,12 +280,24 @@ impl Containers {
             log_path: c.log_path.clone(),
             log_limits: c.log_limits,
             exit_file: self.exit_file(&c.id),
+            control_socket: self.control_socket(&c.id),
+            tty: c.config.tty,
+            open_stdin: c.config.open_stdin,
+            stdin_once: c.config.stdin_once,
+            console_size: console_size(&c.host_config),
         };
         // A stale exit file from the previous run must not be read as this run's.
         berth_images::durable::remove_file(&mcfg.exit_file)?;
         std::fs::write(bundle.join(MonitorConfig::FILE), serde_json::to_vec(&mcfg)?).context("writing monitor.json")?;
         Ok(bundle)
     }
+}
+
+/// `HostConfig.ConsoleSize` (`[rows, cols]`), when both are set.
+fn console_size(hc: &super::model::HostConfig) -> Option<(u16, u16)> {
+    let v = hc.extra.get("ConsoleSize")?.as_array()?;
+    let n = |i: usize| v.get(i).and_then(serde_json::Value::as_u64).and_then(|n| u16::try_from(n).ok()).filter(|n| *n > 0);
+    Some((n(0)?, n(1)?))
 }
 
 /// Kills every `berth monitor <bundle>` process (found through /proc) and waits for it to go.

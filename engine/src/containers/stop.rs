@@ -32,6 +32,12 @@ impl Containers {
 
     pub(super) async fn stop_locked(self: &Arc<Self>, entry: &Arc<Entry>, timeout: Option<i64>, signal: Option<&str>) -> Result<()> {
         let c = entry.get();
+        if entry.restarting() {
+            // Stopped for good: the restart that is due will not happen.
+            self.update(entry, |c| c.manually_stopped = true)?;
+            entry.set_restarting(false);
+            return Ok(());
+        }
         let State::Running { pid, .. } = c.state else {
             return Err(ContainerError::NotModified("stopped").into());
         };

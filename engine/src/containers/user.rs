@@ -66,6 +66,23 @@ pub fn resolve(rootfs: &Path, spec: &str) -> Result<ResolvedUser> {
     Ok(ResolvedUser { uid, gid, additional_gids, home })
 }
 
+/// `--group-add`: group names or ids, names resolved in the container's `/etc/group`.
+pub fn extra_groups(rootfs: &Path, groups: &[String]) -> Result<Vec<u32>> {
+    let db = read_db(rootfs, "group");
+    groups
+        .iter()
+        .map(|g| match g.parse::<u32>() {
+            Ok(n) => Ok(n),
+            Err(_) => db
+                .lines()
+                .map(|l| l.split(':').collect::<Vec<_>>())
+                .find(|f| f.len() >= 3 && f[0] == g)
+                .and_then(|f| f[2].parse().ok())
+                .ok_or_else(|| anyhow::anyhow!("Unable to find group {g}: no matching entries in group file")),
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

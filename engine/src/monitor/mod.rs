@@ -12,8 +12,15 @@
 //! 4. when the container exits: drains the pipes, runs `runc delete`, writes the exit status
 //!    durably to the exit file, and exits.
 //!
-//! No async runtime and no threads: one `poll` over the two pipes and a signalfd.
+//! With a TTY, runc sends the container's terminal over a console socket and the monitor
+//! keeps its master instead of the pipes. A control socket (see [`control`]) takes stdin,
+//! resizes and signals from the daemon.
+//!
+//! No async runtime and no threads: one `poll` over the pipes, the sockets and a signalfd.
 
+pub mod client;
+mod console;
+mod control;
 mod process;
 
 pub use process::run;
@@ -34,6 +41,18 @@ pub struct MonitorConfig {
     pub log_path: PathBuf,
     pub log_limits: LogLimits,
     pub exit_file: PathBuf,
+    /// Where the monitor answers (see `control`); short, under exec-root: a socket path has
+    /// at most 107 bytes.
+    pub control_socket: PathBuf,
+    #[serde(default)]
+    pub tty: bool,
+    #[serde(default)]
+    pub open_stdin: bool,
+    #[serde(default)]
+    pub stdin_once: bool,
+    /// Rows and columns of the terminal at start.
+    #[serde(default)]
+    pub console_size: Option<(u16, u16)>,
 }
 
 impl MonitorConfig {

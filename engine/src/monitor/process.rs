@@ -1,5 +1,6 @@
 //! The monitor's process logic (see the module docs for the protocol).
 
+use super::control::Control;
 use super::{ExitStatus, MonitorConfig};
 use crate::logs::writer::{JsonFileWriter, LineSplitter};
 use anyhow::{bail, Context, Result};
@@ -11,6 +12,7 @@ use nix::unistd::{fork, ForkResult, Pid};
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+use std::os::unix::net::UnixListener;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -102,6 +104,99 @@ fn supervise(cfg: &MonitorConfig, ready_w: OwnedFd, notify: Option<OwnedFd>) -> 
     result
 }
 
+/// One source of container output: a pipe, or the terminal's master.
+struct Source {
+    file: Option<File>,
+    stream: &'static str,
+    split: LineSplitter,
+    /// A terminal's output is logged as it comes (a prompt has no newline).
+    eager: bool,
+}
+
+impl Source {
+    fn new(file: File, stream: &'static str, eager: bool) -> Self {
+        Source { file: Some(file), stream, split: LineSplitter::default(), eager }
+    }
+
+    /// Reads once; logs what came. A terminal whose container side is gone reads EIO: its end.
+    fn read(&mut self, log: &mut JsonFileWriter) {
+        let now = crate::util::time::now();
+        let mut buf = [0u8; 8192];
+        let n = self.file.as_mut().map(|f| f.read(&mut buf)).unwrap_or(Ok(0));
+        let stream = self.stream;
+        let mut write = |l: &[u8]| {
+            let _ = log.write(stream, l, &now);
+        };
+        match n {
+            Ok(0) => {
+                self.file = None;
+                self.split.flush(&mut write);
+            }
+            Ok(n) => {
+                self.split.feed(&buf[..n], &mut write);
+                if self.eager {
+                    self.split.flush(&mut write);
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted || e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(_) => {
+                self.file = None;
+                self.split.flush(&mut write);
+            }
+        }
+    }
+}
+
+/// A fresh listening socket at `path`.
+fn listen(path: &Path) -> Result<UnixListener> {
+    let _ = std::fs::remove_file(path);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let l = UnixListener::bind(path).with_context(|| format!("listening on {}", path.display()))?;
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    Ok(l)
+}
+
+/// Waits for the runtime to send the container's terminal; if the runtime exits first, its
+/// error. Returns the master and the runtime's exit status if it was reaped meanwhile.
+fn wait_console(listener: &UnixListener, sigfd: &SignalFd, runtime: Pid, runc_log: &Path) -> Result<(OwnedFd, Option<i32>)> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut exited = None;
+    loop {
+        let mut fds = [PollFd::new(listener.as_fd(), PollFlags::POLLIN), PollFd::new(sigfd.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, PollTimeout::from(100u16)) {
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => bail!("poll: {e}"),
+        }
+        let ready = fds[0].revents().is_some_and(|r| r.contains(PollFlags::POLLIN));
+        while let Ok(Some(_)) = sigfd.read_signal() {}
+        if ready || exited.is_some() {
+            listener.set_nonblocking(exited.is_some())?;
+            match super::console::receive(listener) {
+                Ok(fd) => return Ok((fd, exited)),
+                Err(e) if exited.is_some() => {
+                    let code = exited.unwrap_or(0);
+                    bail!(
+                        "{}",
+                        crate::runtime::last_error(runc_log)
+                            .map(|m| format!("OCI runtime create failed: {m}"))
+                            .unwrap_or_else(|| format!("runtime exited with status {code} without a terminal: {e:#}"))
+                    );
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if let Ok(WaitStatus::Exited(_, c)) = waitpid(runtime, Some(WaitPidFlag::WNOHANG)) {
+            exited = Some(c);
+            continue;
+        }
+        if std::time::Instant::now() >= deadline {
+            bail!("the runtime sent no terminal within 60s");
+        }
+    }
+}
+
 fn start_and_wait(cfg: &MonitorConfig, ready: &mut Option<File>, notify: Option<OwnedFd>) -> Result<()> {
     nix::unistd::setsid().context("setsid")?;
     nix::sys::prctl::set_child_subreaper(true).context("becoming a child subreaper")?;
@@ -114,8 +209,11 @@ fn start_and_wait(cfg: &MonitorConfig, ready: &mut Option<File>, notify: Option<
     chld.thread_block().context("blocking SIGCHLD")?;
     let sigfd = SignalFd::with_flags(&chld, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK).context("signalfd")?;
 
-    let (out_r, out_w) = nix::unistd::pipe().context("stdout pipe")?;
-    let (err_r, err_w) = nix::unistd::pipe().context("stderr pipe")?;
+    // The control socket exists before the container does: a client that was waiting for
+    // the start can connect at once.
+    let control_listener = listen(&cfg.control_socket)?;
+    let console_path = cfg.control_socket.with_extension("console");
+    let console_listener = if cfg.tty { Some(listen(&console_path)?) } else { None };
     let pid_file = cfg.bundle.join("pid");
     let runc_log = cfg.bundle.join("runc.log");
     let _ = std::fs::remove_file(&pid_file);
@@ -128,22 +226,51 @@ fn start_and_wait(cfg: &MonitorConfig, ready: &mut Option<File>, notify: Option<
         .arg("--log-format")
         .arg("json")
         .args(["run", "--detach", "--pid-file"])
-        .arg(&pid_file)
-        .arg("--bundle")
-        .arg(&cfg.bundle)
-        .arg(&cfg.id)
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(out_w))
-        .stderr(Stdio::from(err_w));
+        .arg(&pid_file);
+    if cfg.tty {
+        cmd.arg("--console-socket").arg(&console_path);
+    }
+    cmd.arg("--bundle").arg(&cfg.bundle).arg(&cfg.id);
+    let mut sources = Vec::new();
+    let mut stdin_w: Option<OwnedFd> = None;
+    if cfg.tty {
+        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+    } else {
+        let (out_r, out_w) = nix::unistd::pipe().context("stdout pipe")?;
+        let (err_r, err_w) = nix::unistd::pipe().context("stderr pipe")?;
+        if cfg.open_stdin {
+            let (in_r, in_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("stdin pipe")?;
+            cmd.stdin(Stdio::from(in_r));
+            stdin_w = Some(in_w);
+        } else {
+            cmd.stdin(Stdio::null());
+        }
+        cmd.stdout(Stdio::from(out_w)).stderr(Stdio::from(err_w));
+        sources.push(Source::new(File::from(out_r), "stdout", false));
+        sources.push(Source::new(File::from(err_r), "stderr", false));
+    }
     let runtime = cmd.spawn().with_context(|| format!("starting the runtime {}", cfg.runtime_path))?;
-    drop(cmd); // closes our copies of the write ends: EOF comes when the container's close
+    drop(cmd); // closes our copies of the child's ends: EOF comes when the container's close
+    let runtime_pid = Pid::from_raw(runtime.id() as i32);
+
+    let mut terminal: Option<OwnedFd> = None;
+    let mut runtime_exit: Option<i32> = None;
+    if let Some(l) = &console_listener {
+        let (master, exited) = wait_console(l, &sigfd, runtime_pid, &runc_log)?;
+        let _ = std::fs::remove_file(&console_path);
+        if let Some((rows, cols)) = cfg.console_size {
+            let _ = crate::util::pty::resize(&master, crate::util::pty::Size { rows, cols });
+        }
+        sources.push(Source::new(File::from(master.try_clone()?), "stdout", true));
+        if cfg.open_stdin {
+            stdin_w = Some(master.try_clone()?);
+        }
+        terminal = Some(master);
+        runtime_exit = exited;
+    }
+    let mut control = Control::new(control_listener, stdin_w, cfg.stdin_once, terminal, 0);
 
     let mut log = JsonFileWriter::open(&cfg.log_path, cfg.log_limits).with_context(|| format!("opening {}", cfg.log_path.display()))?;
-    let mut out_split = LineSplitter::default();
-    let mut err_split = LineSplitter::default();
-    let mut out_r = Some(File::from(out_r));
-    let mut err_r = Some(File::from(err_r));
-    let runtime_pid = Pid::from_raw(runtime.id() as i32);
     let mut container: Option<Pid> = None;
     let mut exit: Option<i32> = None;
     // Exits reaped before the container's pid was known (it can die before runc returns).
@@ -152,86 +279,83 @@ fn start_and_wait(cfg: &MonitorConfig, ready: &mut Option<File>, notify: Option<
 
     loop {
         // Reap whatever exited: the runtime process first, then the container.
+        let mut reaped: Vec<(Pid, i32)> = runtime_exit.take().map(|c| (runtime_pid, c)).into_iter().collect();
         loop {
             match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
                 Ok(WaitStatus::StillAlive) | Err(nix::errno::Errno::ECHILD) => break,
-                Ok(status) => {
-                    let (pid, code) = match status {
-                        WaitStatus::Exited(p, c) => (p, c),
-                        WaitStatus::Signaled(p, s, _) => (p, 128 + s as i32),
-                        _ => continue,
-                    };
-                    if pid == runtime_pid {
-                        if code != 0 {
-                            bail!("{}", runtime_error(&runc_log).unwrap_or_else(|| format!("runtime exited with status {code}")));
-                        }
-                        let cpid: i32 = std::fs::read_to_string(&pid_file)
-                            .context("reading the container's pid file")?
-                            .trim()
-                            .parse()
-                            .context("parsing the container's pid file")?;
-                        container = Some(Pid::from_raw(cpid));
-                        report(ready, &format!("ok {} {cpid}", std::process::id()));
-                        if let Some((_, c)) = early.iter().find(|(p, _)| p.as_raw() == cpid) {
-                            exit = Some(*c);
-                        }
-                    } else if Some(pid) == container {
-                        exit = Some(code);
-                    } else if container.is_none() {
-                        early.push((pid, code));
-                    }
-                    if exit.is_some() && drain_deadline.is_none() {
-                        drain_deadline = Some(std::time::Instant::now() + std::time::Duration::from_secs(2));
-                    }
-                }
+                Ok(WaitStatus::Exited(p, c)) => reaped.push((p, c)),
+                Ok(WaitStatus::Signaled(p, s, _)) => reaped.push((p, 128 + s as i32)),
+                Ok(_) => continue,
                 Err(e) => bail!("waitpid: {e}"),
             }
         }
-        if exit.is_some() && out_r.is_none() && err_r.is_none() {
+        for (pid, code) in reaped {
+            if pid == runtime_pid {
+                if code != 0 {
+                    bail!(
+                        "{}",
+                        crate::runtime::last_error(&runc_log)
+                            .map(|m| format!("OCI runtime create failed: {m}"))
+                            .unwrap_or_else(|| format!("runtime exited with status {code}"))
+                    );
+                }
+                let cpid: i32 = std::fs::read_to_string(&pid_file)
+                    .context("reading the container's pid file")?
+                    .trim()
+                    .parse()
+                    .context("parsing the container's pid file")?;
+                container = Some(Pid::from_raw(cpid));
+                control.set_container_pid(cpid);
+                report(ready, &format!("ok {} {cpid}", std::process::id()));
+                if let Some((_, c)) = early.iter().find(|(p, _)| p.as_raw() == cpid) {
+                    exit = Some(*c);
+                }
+            } else if Some(pid) == container {
+                exit = Some(code);
+            } else if container.is_none() {
+                early.push((pid, code));
+            }
+            if exit.is_some() && drain_deadline.is_none() {
+                drain_deadline = Some(std::time::Instant::now() + std::time::Duration::from_secs(2));
+            }
+        }
+        if exit.is_some() && sources.iter().all(|s| s.file.is_none()) {
             break;
         }
         if drain_deadline.is_some_and(|d| std::time::Instant::now() >= d) {
             break; // something in the container kept the pipes open after it exited
         }
-        let now = crate::util::time::now();
         let mut fds = vec![PollFd::new(sigfd.as_fd(), PollFlags::POLLIN)];
-        let pipes: Vec<(usize, &File)> = [&out_r, &err_r].iter().enumerate().filter_map(|(i, f)| f.as_ref().map(|f| (i, f))).collect();
-        for (_, f) in &pipes {
-            fds.push(PollFd::new(f.as_fd(), PollFlags::POLLIN));
+        let open: Vec<usize> = (0..sources.len()).filter(|i| sources[*i].file.is_some()).collect();
+        for i in &open {
+            fds.push(PollFd::new(sources[*i].file.as_ref().unwrap().as_fd(), PollFlags::POLLIN));
         }
+        let interest = control.register(&mut fds);
         let timeout = if drain_deadline.is_some() { PollTimeout::from(100u16) } else { PollTimeout::NONE };
         match poll(&mut fds, timeout) {
             Ok(_) | Err(nix::errno::Errno::EINTR) => {}
             Err(e) => bail!("poll: {e}"),
         }
-        let ready_pipes: Vec<usize> =
-            pipes.iter().zip(&fds[1..]).filter(|(_, fd)| fd.revents().is_some_and(|r| !r.is_empty())).map(|((i, _), _)| *i).collect();
+        let events: Vec<PollFlags> = fds.iter().map(|f| f.revents().unwrap_or(PollFlags::empty())).collect();
+        drop(fds);
         while let Ok(Some(_)) = sigfd.read_signal() {}
-        for i in ready_pipes {
-            let (slot, split, stream) =
-                if i == 0 { (&mut out_r, &mut out_split, "stdout") } else { (&mut err_r, &mut err_split, "stderr") };
-            let mut buf = [0u8; 8192];
-            let n = slot.as_mut().map(|f| f.read(&mut buf)).unwrap_or(Ok(0)).unwrap_or(0);
-            if n == 0 {
-                *slot = None;
-                split.flush(&mut |l| {
-                    let _ = log.write(stream, l, &now);
-                });
-            } else {
-                split.feed(&buf[..n], &mut |l| {
-                    let _ = log.write(stream, l, &now);
-                });
+        for (k, i) in open.iter().enumerate() {
+            if !events[1 + k].is_empty() {
+                sources[*i].read(&mut log);
             }
         }
+        control.handle(interest, &events[1 + open.len()..]);
     }
-    let now = crate::util::time::now();
-    out_split.flush(&mut |l| {
-        let _ = log.write("stdout", l, &now);
-    });
-    err_split.flush(&mut |l| {
-        let _ = log.write("stderr", l, &now);
-    });
+    for s in &mut sources {
+        s.file = None;
+        let now = crate::util::time::now();
+        s.split.flush(&mut |l| {
+            let _ = log.write(s.stream, l, &now);
+        });
+    }
     let _ = log.sync();
+    drop(control);
+    let _ = std::fs::remove_file(&cfg.control_socket);
 
     // The exit is durable before anyone hears of it; then the daemon is told (closing the
     // pipe) and runc's cleanup runs while the daemon already answers waiters.
@@ -252,15 +376,4 @@ fn start_and_wait(cfg: &MonitorConfig, ready: &mut Option<File>, notify: Option<
         Ok(o) => bail!("runc delete: {}", String::from_utf8_lossy(&o.stderr).trim()),
         Err(e) => bail!("runc delete: {e}"),
     }
-}
-
-/// The last error runc logged.
-fn runtime_error(log: &Path) -> Option<String> {
-    let text = std::fs::read_to_string(log).ok()?;
-    text.lines()
-        .rev()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|v| v["level"] == "error" || v["level"] == "fatal")
-        .find_map(|v| v["msg"].as_str().map(String::from))
-        .map(|m| format!("OCI runtime create failed: {m}"))
 }

@@ -2,6 +2,7 @@
 //! process, and the runtime verbs the daemon itself runs (`delete`, `pause`, `resume`); the
 //! container's start and wait belong to the monitor.
 
+pub mod resources;
 pub mod signal;
 pub mod spec;
 
@@ -19,4 +20,14 @@ pub async fn command(exec_root: &Path, rt: &crate::config::Runtime, verb: &[&str
     args.extend(["--root", root.as_str()]);
     args.extend_from_slice(verb);
     crate::util::command::run(&rt.path, &args, std::time::Duration::from_secs(30)).await
+}
+
+/// The last error the runtime wrote to its `--log` file (JSON lines).
+pub fn last_error(log: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(log).ok()?;
+    text.lines()
+        .rev()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["level"] == "error" || v["level"] == "fatal")
+        .find_map(|v| v["msg"].as_str().map(String::from))
 }

@@ -115,15 +115,31 @@ pub struct SpecInputs<'a> {
     /// Volumes, binds and tmpfs mounts, after the standard ones.
     pub mounts: &'a [serde_json::Value],
     pub umask: u32,
+    /// Namespaces not of its own: (type, `None` for the host's, or the path of another
+    /// container's) for `--pid`, `--ipc`, `--uts`.
+    pub shared_ns: Vec<(&'static str, Option<std::path::PathBuf>)>,
+    /// The init to run as PID 1 (`--init`), bind-mounted at [`crate::init::CONTAINER_PATH`].
+    pub init: Option<&'a Path>,
 }
 
 pub fn build(c: &Container, inputs: &SpecInputs<'_>) -> Result<Spec> {
     let hc = &c.host_config;
     let caps = capabilities(hc.cap_add.as_deref().unwrap_or(&[]), hc.cap_drop.as_deref().unwrap_or(&[]))?;
-    let mut args = vec![c.path.clone()];
+    let mut args = match inputs.init {
+        Some(_) => vec![crate::init::CONTAINER_PATH.to_string(), "--".into(), c.path.clone()],
+        None => vec![c.path.clone()],
+    };
     args.extend(c.args.iter().cloned());
     let cwd = if c.config.working_dir.is_empty() { "/".to_string() } else { c.config.working_dir.clone() };
-    let mut namespaces = vec![json!({"type": "mount"}), json!({"type": "uts"}), json!({"type": "pid"}), json!({"type": "ipc"})];
+    let mut namespaces = vec![json!({"type": "mount"})];
+    for kind in ["uts", "pid", "ipc"] {
+        match inputs.shared_ns.iter().find(|(k, _)| *k == kind) {
+            None => namespaces.push(json!({"type": kind})),
+            Some((_, Some(path))) => namespaces.push(json!({"type": kind, "path": path})),
+            Some((_, None)) => {} // the host's
+        }
+    }
+    let host_uts = inputs.shared_ns.iter().any(|(k, p)| *k == "uts" && p.is_none());
     if let Some(path) = inputs.netns {
         namespaces.push(json!({"type": "network", "path": path}));
     }
@@ -131,7 +147,7 @@ pub fn build(c: &Container, inputs: &SpecInputs<'_>) -> Result<Spec> {
     let value = json!({
         "ociVersion": "1.0.2",
         "process": {
-            "terminal": false,
+            "terminal": c.config.tty,
             "user": {
                 "uid": inputs.user.uid,
                 "gid": inputs.user.gid,
@@ -146,7 +162,7 @@ pub fn build(c: &Container, inputs: &SpecInputs<'_>) -> Result<Spec> {
             "oomScoreAdj": 0,
         },
         "root": {"path": inputs.rootfs, "readonly": hc.readonly_rootfs},
-        "hostname": inputs.hostname,
+        "hostname": if host_uts { None } else { Some(inputs.hostname) },
         "mounts": [
             {"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]},
             {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
@@ -184,8 +200,12 @@ pub fn build(c: &Container, inputs: &SpecInputs<'_>) -> Result<Spec> {
         }
     });
     let mut value = value;
+    super::resources::apply(&mut value, &hc.extra);
     if let Some(list) = value["mounts"].as_array_mut() {
         list.extend(inputs.mounts.iter().cloned());
+        if let Some(init) = inputs.init {
+            list.push(json!({"destination": crate::init::CONTAINER_PATH, "type": "bind", "source": init, "options": ["rbind", "ro", "nosuid", "nodev"]}));
+        }
     }
     serde_json::from_value(value).context("building the OCI runtime spec")
 }

@@ -3,4 +3,5 @@
 pub mod command;
 pub mod failpoint;
 pub mod id;
+pub mod pty;
 pub mod time;

@@ -1,0 +1,254 @@
+//! Container features through the real docker CLI and the API: exec, interactive stdin and
+//! TTYs, attach with detach keys, healthchecks, `--init`, limits, restart-policy rules.
+
+use berth_tests::{eventually, require_root, static_berth, Daemon};
+use std::time::{Duration, Instant};
+
+#[test]
+fn exec_runs_in_the_container_with_its_options_and_exit_codes() {
+    require_root!();
+    let d = Daemon::start();
+    d.load_busybox();
+    d.docker(&["run", "-d", "--name", "x", "busybox", "sleep", "1000"]).ok();
+
+    assert_eq!(d.docker(&["exec", "x", "sh", "-c", "echo $((1+1))"]).ok().stdout, "2\n");
+    assert_eq!(d.docker(&["exec", "x", "sh", "-c", "exit 3"]).code, 3);
+    let missing = d.docker(&["exec", "x", "no-such-command"]);
+    assert_eq!(missing.code, 127, "{missing:?}");
+    let opts = d.docker(&["exec", "-u", "nobody", "-w", "/tmp", "-e", "A=b", "x", "sh", "-c", "id -u; pwd; echo $A"]).ok();
+    assert_eq!(opts.stdout, "65534\n/tmp\nb\n");
+    // stdout and stderr stay apart.
+    let both = d.docker(&["exec", "x", "sh", "-c", "echo out; echo err >&2"]).ok();
+    assert_eq!((both.stdout.as_str(), both.stderr.as_str()), ("out\n", "err\n"));
+    // -i: the client's stdin reaches the process, and its end is the process's EOF.
+    let piped = d.docker_typed(&["exec", "-i", "x", "sh", "-c", "cat; echo end"], false, &[(0, b"typed\n")]);
+    assert_eq!(piped.stdout, "typed\nend\n", "{piped:?}");
+    // -t: a terminal inside, with the size the client has.
+    let tty = d.docker_typed(&["exec", "-t", "x", "sh", "-c", "tty; echo $((6*7))"], true, &[]);
+    // (Without -i the client leaves its terminal cooked: it adds its own \r.)
+    assert!(tty.stdout.contains("/dev/pts/") && tty.stdout.contains("42\r"), "{tty:?}");
+    // -d: started, not waited for; the process runs in the container.
+    d.docker(&["exec", "-d", "x", "sh", "-c", "echo detached > /tmp/d"]).ok();
+    eventually("the detached exec's file", Duration::from_secs(5), || d.docker(&["exec", "x", "cat", "/tmp/d"]).stdout == "detached\n");
+
+    d.docker(&["stop", "-t", "0", "x"]).ok();
+    let stopped = d.docker(&["exec", "x", "true"]);
+    assert_ne!(stopped.code, 0);
+    assert!(stopped.stderr.contains("is not running"), "{}", stopped.stderr);
+}
+
+#[test]
+fn interactive_run_attach_and_detach_keys() {
+    require_root!();
+    let d = Daemon::start();
+    d.load_busybox();
+
+    // -i without a terminal: stdin is a pipe that closes when the client's does.
+    let cat = d.docker_typed(&["run", "--rm", "-i", "busybox", "sh", "-c", "cat; echo done"], false, &[(300, b"hello\n")]);
+    assert_eq!((cat.code, cat.stdout.as_str()), (0, "hello\ndone\n"), "{cat:?}");
+
+    // -it: a shell at a terminal echoes what is typed and answers; its exit code is ours.
+    let sh = d.docker_typed(&["run", "--rm", "-it", "busybox", "sh"], true, &[(800, b"echo $((6*7))\r"), (500, b"exit 5\r")]);
+    assert!(sh.stdout.contains("echo $((6*7))\r\n42\r\n"), "{sh:?}");
+    assert_eq!(sh.code, 5, "{sh:?}");
+
+    // attach, type, detach with ctrl-p ctrl-q: the container keeps running.
+    d.docker(&["run", "-dit", "--name", "a", "busybox", "sh"]).ok();
+    let att = d.docker_typed(&["attach", "a"], true, &[(800, b"echo attached-$((2+3))\r"), (800, b"\x10\x11"), (1500, b"")]);
+    assert!(att.stdout.contains("attached-5"), "{att:?}");
+    assert!(att.stdout.contains("read escape sequence"), "{att:?}");
+    assert_eq!(d.docker(&["inspect", "-f", "{{.State.Running}}", "a"]).ok().stdout.trim(), "true");
+    // What the shell printed while attached is in its log too.
+    assert!(d.docker(&["logs", "a"]).ok().stdout.contains("attached-5"));
+    // Another key sequence, given on the command line.
+    let att2 = d.docker_typed(&["attach", "--detach-keys", "ctrl-a,x", "a"], true, &[(800, b"\x01x"), (1500, b"")]);
+    assert!(att2.stdout.contains("read escape sequence"), "{att2:?}");
+    assert_eq!(d.docker(&["inspect", "-f", "{{.State.Running}}", "a"]).ok().stdout.trim(), "true");
+    d.docker(&["rm", "-f", "a"]).ok();
+}
+
+fn health(d: &Daemon, name: &str) -> serde_json::Value {
+    let out = d.docker(&["inspect", "-f", "{{json .State.Health}}", name]).ok();
+    serde_json::from_str(out.stdout.trim()).unwrap()
+}
+
+#[test]
+fn healthchecks_follow_the_documented_rules() {
+    require_root!();
+    let d = Daemon::start();
+    d.load_busybox();
+    d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "h",
+        "--health-cmd",
+        "test -e /tmp/ok && echo fine",
+        "--health-interval",
+        "300ms",
+        "--health-retries",
+        "2",
+        "busybox",
+        "sleep",
+        "1000",
+    ])
+    .ok();
+    assert_eq!(health(&d, "h")["Status"], "starting");
+    eventually("unhealthy after 2 failed probes", Duration::from_secs(10), || health(&d, "h")["Status"] == "unhealthy");
+    let h = health(&d, "h");
+    assert!(h["FailingStreak"].as_u64().unwrap() >= 2, "{h}");
+    assert!(d.docker(&["ps", "--format", "{{.Status}}"]).ok().stdout.contains("(unhealthy)"));
+    d.docker(&["exec", "h", "touch", "/tmp/ok"]).ok();
+    eventually("healthy once the probe passes", Duration::from_secs(10), || health(&d, "h")["Status"] == "healthy");
+    let h = health(&d, "h");
+    assert_eq!(h["FailingStreak"], 0);
+    let log = h["Log"].as_array().unwrap();
+    assert!(log.len() <= 5, "at most 5 probes are kept: {h}");
+    assert_eq!(log.last().unwrap()["Output"], "fine\n");
+    assert_eq!(log.last().unwrap()["ExitCode"], 0);
+
+    // Zero values mean the defaults; a negative retry count is refused before creation.
+    let bad = d.api(
+        "POST",
+        "/containers/create",
+        Some("application/json"),
+        br#"{"Image":"busybox","Cmd":["true"],"Healthcheck":{"Test":["CMD","true"],"Retries":-1}}"#,
+    );
+    assert_eq!(bad.status, 400, "{}", bad.text());
+    assert!(bad.text().contains("Retries"), "{}", bad.text());
+
+    // The openEuler engine's exit-on-unhealthy: an unhealthy container is killed.
+    let c = d
+        .api(
+            "POST",
+            "/containers/create?name=e",
+            Some("application/json"),
+            br#"{"Image":"busybox","Cmd":["sleep","1000"],"Healthcheck":{"Test":["CMD","false"],"Interval":200000000,"Retries":1,"ExitOnUnhealthy":true}}"#,
+        );
+    assert_eq!(c.status, 201, "{}", c.text());
+    d.docker(&["start", "e"]).ok();
+    eventually("the unhealthy container to be killed", Duration::from_secs(10), || {
+        d.docker(&["inspect", "-f", "{{.State.Running}} {{.State.ExitCode}}", "e"]).stdout.trim() == "false 137"
+    });
+    // A container without the option stays up while unhealthy (the h above did).
+}
+
+#[test]
+fn init_reaps_zombies_and_forwards_signals() {
+    require_root!();
+    let init = static_berth();
+    let d = Daemon::start_with_config(&format!(r#"{{"init-path": "{}"}}"#, init.display()));
+    d.load_busybox();
+    // PID 1 is `sleep`, which never waits: the orphan the shell leaves becomes a zombie...
+    let maker = ["sh", "-c", "sh -c 'sleep 0.2 &'; exec sleep 1000"];
+    let run = |name: &str, init: bool| {
+        let mut args = vec!["run", "-d", "--name", name];
+        if init {
+            args.push("--init");
+        }
+        args.push("busybox");
+        args.extend(maker);
+        d.docker(&args).ok();
+    };
+    let zombies = |name: &str| d.docker(&["exec", name, "ps", "-o", "stat"]).ok().stdout.lines().filter(|l| l.starts_with('Z')).count();
+    run("plain", false);
+    eventually("a zombie without --init", Duration::from_secs(5), || zombies("plain") == 1);
+    // ...unless the init is PID 1.
+    run("inited", true);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(zombies("inited"), 0);
+    let pid1 = d.docker(&["exec", "inited", "cat", "/proc/1/cmdline"]).ok().stdout;
+    assert!(pid1.starts_with("/sbin/docker-init\0--\0"), "{pid1:?}");
+    assert_eq!(d.docker(&["inspect", "-f", "{{.HostConfig.Init}}", "inited"]).ok().stdout.trim(), "true");
+
+    // SIGTERM reaches the command through the init: it stops at once, killed by SIGTERM.
+    let t = Instant::now();
+    d.docker(&["stop", "-t", "20", "inited"]).ok();
+    assert!(t.elapsed() < Duration::from_secs(10), "stop waited for the timeout: the signal was not forwarded");
+    assert_eq!(d.docker(&["inspect", "-f", "{{.State.ExitCode}}", "inited"]).ok().stdout.trim(), "143");
+    d.docker(&["rm", "-f", "plain", "inited"]).ok();
+}
+
+#[test]
+fn limits_are_applied_and_bad_values_refused_before_creation() {
+    require_root!();
+    let d = Daemon::start();
+    d.load_busybox();
+    let before = d.docker(&["ps", "-aq"]).ok().stdout;
+    for (flags, message) in [
+        (&["-m", "2m"][..], "Minimum memory limit allowed is 4MB"),
+        (&["--blkio-weight", "5"], "Range of blkio weight is from 10 to 1000"),
+        (&["--cpus", "512"], "Range of CPUs"),
+        (&["--cpuset-cpus", "0-511"], "Requested CPUs are not available"),
+        (&["--memory-swap", "8m"], "always set the Memory limit"),
+    ] {
+        let mut args = vec!["create"];
+        args.extend(flags);
+        args.extend(["busybox", "true"]);
+        let out = d.docker(&args);
+        assert_ne!(out.code, 0, "{flags:?} was accepted");
+        assert!(out.stderr.contains(message), "{flags:?}: {}", out.stderr);
+    }
+    let kmem =
+        d.api("POST", "/containers/create", Some("application/json"), br#"{"Image":"busybox","HostConfig":{"KernelMemory":8388608}}"#);
+    assert_eq!(kmem.status, 400, "{}", kmem.text());
+    assert_eq!(d.docker(&["ps", "-aq"]).ok().stdout, before, "a refused create left a container");
+
+    // Applied: the cgroup limits as the container sees them (cgroup v1 or v2).
+    let out = d
+        .docker(&[
+            "run",
+            "--rm",
+            "-m",
+            "8m",
+            "--pids-limit",
+            "7",
+            "--cpu-shares",
+            "512",
+            "--group-add",
+            "wheel",
+            "--ulimit",
+            "nofile=100:200",
+            "--shm-size",
+            "1m",
+            "busybox",
+            "sh",
+            "-c",
+            "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/memory.max 2>/dev/null; \
+             cat /sys/fs/cgroup/pids/pids.max /sys/fs/cgroup/pids.max 2>/dev/null; id -G; ulimit -n; df -k /dev/shm | tail -1",
+        ])
+        .ok();
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!((lines[0], lines[1], lines[3]), ("8388608", "7", "100"), "{}", out.stdout);
+    assert!(lines[2].split(' ').any(|g| g == "10"), "--group-add wheel: {}", lines[2]);
+    assert!(lines[4].contains(" 1024 "), "shm size: {}", lines[4]);
+    // --uts host: the host's name.
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    assert_eq!(d.docker(&["run", "--rm", "--uts", "host", "busybox", "hostname"]).ok().stdout, host);
+}
+
+#[test]
+fn restarting_containers_refuse_removal_and_stop_for_good() {
+    require_root!();
+    let d = Daemon::start();
+    d.load_busybox();
+    d.docker(&["run", "-d", "--name", "r", "--restart", "always", "busybox", "sh", "-c", "sleep 0.3; exit 1"]).ok();
+    eventually("a restart", Duration::from_secs(10), || d.docker(&["inspect", "-f", "{{.RestartCount}}", "r"]).stdout.trim() != "0");
+    // Between runs the container is restarting: removal needs a stop or force.
+    eventually("the restarting state", Duration::from_secs(10), || {
+        d.docker(&["inspect", "-f", "{{.State.Restarting}}", "r"]).stdout.trim() == "true"
+    });
+    let rm = d.docker(&["rm", "r"]);
+    if rm.code == 0 {
+        panic!("a restarting container was removed without force");
+    }
+    assert!(rm.stderr.to_lowercase().contains("stop the container before"), "{}", rm.stderr);
+    d.docker(&["stop", "r"]).ok();
+    let count = d.docker(&["inspect", "-f", "{{.RestartCount}}", "r"]).ok().stdout;
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        d.docker(&["inspect", "-f", "{{.RestartCount}} {{.State.Running}}", "r"]).ok().stdout.trim(),
+        format!("{} false", count.trim())
+    );
+    d.docker(&["rm", "r"]).ok();
+}
