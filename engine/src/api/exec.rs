@@ -1,7 +1,7 @@
 //! Exec endpoints: create, start (hijacked, streamed or detached), inspect, resize.
 
 use super::error::{ApiError, ApiResult};
-use super::hijack::{parse_detach_keys, relay, switching_protocols};
+use super::hijack::{parse_detach_keys, relay, switching_protocols, terminal_size};
 use super::query::read_json;
 use super::router::{json, json_status, Ctx};
 use crate::exec::{ExecConfig, ExecError};
@@ -60,7 +60,7 @@ pub async fn start(ctx: &Ctx, id: &str, req: Request<Incoming>) -> ApiResult {
             let _ = t.resize(Size { rows, cols });
         }
     }
-    let content_type = if raw { "application/vnd.docker.raw-stream" } else { super::streams::content_type(&ctx.version) };
+    let content_type = super::streams::content_type(&ctx.version, raw);
     if start.detach {
         // Nobody reads the output: drain it so the process never blocks on a full pipe.
         tokio::spawn(async move { while started.output.recv().await.is_some() {} });
@@ -100,19 +100,10 @@ pub fn inspect(ctx: &Ctx, id: &str) -> ApiResult {
     json(&ctx.d.execs.get(id)?.inspect())
 }
 
-/// The `h` and `w` of a resize request.
-pub fn size(ctx: &Ctx) -> ApiResult<Size> {
-    let get = |k: &str| -> ApiResult<u16> {
-        let v = ctx.q.int(k)?.ok_or_else(|| ApiError::bad_request(format!("{k} is required")))?;
-        u16::try_from(v).map_err(|_| ApiError::bad_request(format!("invalid {k} {v}")))
-    };
-    Ok(Size { rows: get("h")?, cols: get("w")? })
-}
-
 /// `POST /exec/{id}/resize`.
 pub fn resize(ctx: &Ctx, id: &str) -> ApiResult {
     let exec = ctx.d.execs.get(id)?;
-    let size = size(ctx)?;
+    let size = terminal_size(ctx)?;
     exec.resize(size).map_err(|e| ApiError::new(StatusCode::CONFLICT, format!("{e:#}")))?;
     json(&serde_json::json!({}))
 }

@@ -6,7 +6,9 @@
 //! process's output goes to the client until it ends.
 
 use super::body::{empty, Response};
-use super::error::ApiError;
+use super::error::{ApiError, ApiResult};
+use super::router::Ctx;
+use crate::util::pty::Size;
 use bytes::Bytes;
 use hyper::StatusCode;
 use std::pin::Pin;
@@ -85,6 +87,15 @@ impl DetachScanner {
         }
         (out, false)
     }
+}
+
+/// The `h` and `w` of a resize request.
+pub fn terminal_size(ctx: &Ctx) -> ApiResult<Size> {
+    let get = |k: &str| -> ApiResult<u16> {
+        let v = ctx.q.int(k)?.ok_or_else(|| ApiError::bad_request(format!("{k} is required")))?;
+        u16::try_from(v).map_err(|_| ApiError::bad_request(format!("invalid {k} {v}")))
+    };
+    Ok(Size { rows: get("h")?, cols: get("w")? })
 }
 
 /// The 101 answer that hands the connection over to the stream protocol.

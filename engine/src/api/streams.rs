@@ -42,10 +42,11 @@ impl Framing {
     }
 }
 
-pub(super) fn content_type(version: &str) -> &'static str {
-    // API 1.42 introduced the explicit multiplexed content type.
+/// The stream's content type: raw bytes, or multiplexed frames (API 1.42 named those
+/// explicitly; older clients expect the raw-stream name for both).
+pub(super) fn content_type(version: &str, raw: bool) -> &'static str {
     let v: Vec<u32> = version.split('.').map(|p| p.parse().unwrap_or(0)).collect();
-    if v >= vec![1, 42] {
+    if !raw && v >= vec![1, 42] {
         "application/vnd.docker.multiplexed-stream"
     } else {
         "application/vnd.docker.raw-stream"
@@ -93,6 +94,32 @@ async fn follow(
     }
 }
 
+/// When following stops: the container's run state, and the test for "done" on it.
+type FollowUntil = (watch::Receiver<RunState>, Box<dyn Fn(&RunState) -> bool + Send>);
+
+/// Sends the log's existing records (the last `tail`), then with `follow` the new ones until
+/// `done`. The live part starts exactly where the existing part ended. Frames go out as they
+/// are read (the channel is bounded): a large log is streamed, never held in memory.
+async fn existing_then_follow(
+    c: crate::containers::model::Container,
+    filter: Filter,
+    tail: Option<usize>,
+    framing: Framing,
+    follow_until: Option<FollowUntil>,
+    tx: mpsc::Sender<Bytes>,
+) {
+    let (tx2, f2) = (tx.clone(), filter.clone());
+    let existing = tokio::task::spawn_blocking(move || {
+        read_existing(&c.log_path, c.log_limits.max_file, &f2, tail, &mut |e| {
+            let _ = tx2.blocking_send(framing.frame(&e));
+        })
+    })
+    .await;
+    if let (Ok(Ok(follower)), Some((rx, done))) = (existing, follow_until) {
+        follow(follower, filter, framing, rx, done, tx).await;
+    }
+}
+
 pub async fn logs(ctx: &Ctx, name: &str) -> ApiResult {
     let entry = ctx.d.containers.lookup(name)?;
     let q = &ctx.q;
@@ -114,28 +141,11 @@ pub async fn logs(ctx: &Ctx, name: &str) -> ApiResult {
     let follow_on = q.bool("follow");
     let c = entry.get();
     let framing = Framing { timestamps: q.bool("timestamps"), raw: c.config.tty };
-    let rx = entry.subscribe();
+    let follow_until: Option<FollowUntil> =
+        (follow_on && filter.until.is_none()).then(|| (entry.subscribe(), Box::new(|s: &RunState| !s.running) as _));
     let (tx, body) = super::body::channel();
-    let f2 = filter.clone();
-    tokio::spawn(async move {
-        // Frames go out as they are read (the channel is bounded): a large log is streamed,
-        // never held in memory.
-        let tx2 = tx.clone();
-        let existing = tokio::task::spawn_blocking(move || {
-            read_existing(&c.log_path, c.log_limits.max_file, &f2, tail, &mut |e| {
-                let _ = tx2.blocking_send(framing.frame(&e));
-            })
-        })
-        .await;
-        let Ok(follower) = existing else { return };
-        if follow_on && filter.until.is_none() {
-            if let Ok(f) = follower {
-                follow(f, filter, framing, rx, |s| !s.running, tx).await;
-            }
-        }
-    });
-    let ct = if framing.raw { "application/vnd.docker.raw-stream" } else { content_type(&ctx.version) };
-    Ok(hyper::Response::builder().header("Content-Type", ct).body(body).unwrap())
+    tokio::spawn(existing_then_follow(c, filter, tail, framing, follow_until, tx));
+    Ok(hyper::Response::builder().header("Content-Type", content_type(&ctx.version, framing.raw)).body(body).unwrap())
 }
 
 fn point(s: &str) -> ApiResult<i128> {
@@ -161,8 +171,8 @@ pub fn attach(ctx: &Ctx, name: &str, req: Request<Incoming>) -> ApiResult {
         let s = rx.borrow();
         (s.exits, s.starts)
     };
-    // Where the live part starts: now, before the client could miss anything.
-    let follower = Follower::at_end(&c.log_path);
+    // Without the past, the live part starts now, before the client could miss anything.
+    let follower = (!logs).then(|| Follower::at_end(&c.log_path));
     let socket = ctx.d.containers.control_socket(&c.id);
     let with_stdin = ctx.q.bool("stdin") && c.config.open_stdin && stream;
     let mut stdin_rx = rx.clone();
@@ -194,31 +204,24 @@ pub fn attach(ctx: &Ctx, name: &str, req: Request<Incoming>) -> ApiResult {
         };
         let io = TokioIo::new(upgraded);
         let (tx, mut rx_frames) = mpsc::channel::<Bytes>(16);
+        let done: Box<dyn Fn(&RunState) -> bool + Send> = Box::new(move |s| s.exits > exits_at_attach || s.removed);
         let pump = tokio::spawn(async move {
-            if logs {
-                let (tx2, f2, path, max_file) = (tx.clone(), filter.clone(), c.log_path.clone(), c.log_limits.max_file);
-                let _ = tokio::task::spawn_blocking(move || {
-                    read_existing(&path, max_file, &f2, None, &mut |e| {
-                        let _ = tx2.blocking_send(framing.frame(&e));
-                    })
-                })
-                .await;
-            }
-            if stream {
-                follow(follower, filter, framing, rx, move |s| s.exits > exits_at_attach || s.removed, tx).await;
+            match follower {
+                None => existing_then_follow(c, filter, None, framing, stream.then_some((rx, done)), tx).await,
+                Some(f) if stream => follow(f, filter, framing, rx, done, tx).await,
+                Some(_) => {}
             }
         });
         relay(io, &mut rx_frames, input, keys).await;
         pump.abort();
     });
-    let ct = if framing.raw { "application/vnd.docker.raw-stream" } else { content_type(&ctx.version) };
-    Ok(switching_protocols(ct))
+    Ok(switching_protocols(content_type(&ctx.version, framing.raw)))
 }
 
 /// `POST /containers/{id}/resize`: the terminal of a running container with a TTY.
 pub async fn resize(ctx: &Ctx, name: &str) -> ApiResult {
     let c = ctx.d.containers.lookup(name)?.get();
-    let size = super::exec::size(ctx)?;
+    let size = super::hijack::terminal_size(ctx)?;
     if !c.state.is_running() {
         return Err(ApiError::new(StatusCode::CONFLICT, format!("Container {} is not running", c.id)));
     }

@@ -87,6 +87,8 @@ impl Containers {
                     c.started_at = Some(crate::util::time::now());
                     c.manually_stopped = false;
                 })?;
+                // A start by hand ends a wait for a restart by policy.
+                entry.set_restarting(false);
                 entry.watch.send_modify(|s| {
                     s.running = true;
                     s.starts += 1;
@@ -106,13 +108,7 @@ impl Containers {
     /// Records a failed start the way Docker shows it: exit code 127 for a missing command,
     /// 126 for one that cannot be run, 128 otherwise, with the runtime's message.
     async fn start_failed(self: &Arc<Self>, entry: &Entry, c: &Container, msg: &str, intent: &Pending) -> Result<()> {
-        let code = if msg.contains("executable file not found") || msg.contains("no such file or directory") {
-            127
-        } else if msg.contains("permission denied") {
-            126
-        } else {
-            128
-        };
+        let code = crate::runtime::start_failure_code(msg).unwrap_or(128);
         let this = self.clone();
         let id = c.id.clone();
         tokio::task::spawn_blocking(move || this.release(&id)).await??;

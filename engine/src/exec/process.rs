@@ -95,26 +95,20 @@ pub async fn start(
     let log_file = launch.bundle.join(format!("exec-{short}.log"));
     let spec = process_spec(&launch.bundle, cfg)?;
     std::fs::write(&process_file, serde_json::to_vec(&spec)?).with_context(|| format!("writing {}", process_file.display()))?;
-    let mut cmd = tokio::process::Command::new(&launch.runtime.path);
-    cmd.args(&launch.runtime.args)
-        .arg("--root")
-        .arg(&launch.runtime_root)
-        .arg("--log")
-        .arg(&log_file)
-        .arg("--log-format")
-        .arg("json")
-        .arg("exec")
-        .arg("--process")
-        .arg(&process_file)
-        .arg("--pid-file")
-        .arg(&pid_file);
+    let mut cmd = tokio::process::Command::from(crate::runtime::invocation(
+        &launch.runtime.path,
+        &launch.runtime.args,
+        &launch.runtime_root,
+        Some(&log_file),
+    ));
+    cmd.arg("exec").arg("--process").arg(&process_file).arg("--pid-file").arg(&pid_file);
     if cfg.tty {
         cmd.arg("--tty");
     }
     cmd.arg(&launch.container_id);
     let (tx, output) = mpsc::channel::<Bytes>(16);
     let mut pumps = Vec::new();
-    let (child, input, terminal): (_, Option<Input>, _) = if cfg.tty {
+    let (mut child, input, terminal): (_, Option<Input>, _) = if cfg.tty {
         let size = cfg.console_size.map(|[rows, cols]| Size { rows, cols }).filter(|s| s.rows > 0 && s.cols > 0);
         let (master, slave) = pty::open(size.or(Some(Size { rows: 24, cols: 80 })))?;
         cmd.stdin(Stdio::from(slave.try_clone()?)).stdout(Stdio::from(slave.try_clone()?)).stderr(Stdio::from(slave));
@@ -136,7 +130,6 @@ pub async fn start(
         (child, input, None)
     };
     let runtime_pid = child.id().map(|p| p as i32).unwrap_or(0);
-    let mut child = child;
     let files = [process_file, log_file.clone()];
     let pid_file2 = pid_file.clone();
     tokio::spawn(async move {
@@ -152,13 +145,7 @@ pub async fn start(
         // the process's exit by its log, and reported with Docker's codes.
         let code = match crate::runtime::last_error(&log_file) {
             // (The runtime has printed the message on the process's stderr already.)
-            Some(msg) if code != 0 => {
-                if msg.contains("executable file not found") || msg.contains("no such file or directory") {
-                    127
-                } else {
-                    126
-                }
-            }
+            Some(msg) if code != 0 => crate::runtime::start_failure_code(&msg).unwrap_or(126),
             _ => code,
         };
         on_exit(code);

@@ -237,3 +237,75 @@ impl Control {
         self.pending.clear();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nix::poll::{poll, PollTimeout};
+    use std::io::BufRead;
+
+    /// One round of the monitor's loop, for the control socket alone.
+    fn round(c: &mut Control) {
+        let mut fds = Vec::new();
+        let interest = c.register(&mut fds);
+        poll(&mut fds, PollTimeout::from(200u16)).unwrap();
+        let events: Vec<PollFlags> = fds.iter().map(|f| f.revents().unwrap_or(PollFlags::empty())).collect();
+        drop(fds);
+        c.handle(interest, &events);
+    }
+
+    fn ask(c: &mut Control, path: &std::path::Path, line: &str) -> (String, UnixStream) {
+        let mut s = UnixStream::connect(path).unwrap();
+        s.write_all(format!("{line}\n").as_bytes()).unwrap();
+        round(c); // accept
+        round(c); // read the command, answer
+        let mut answer = String::new();
+        std::io::BufReader::new(s.try_clone().unwrap()).read_line(&mut answer).unwrap();
+        (answer.trim().to_string(), s)
+    }
+
+    #[test]
+    fn speaks_the_protocol() {
+        let dir = std::env::temp_dir().join(format!("berth-ctl-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("ctl");
+        let _ = std::fs::remove_file(&path);
+        let (in_r, in_w) = nix::unistd::pipe().unwrap();
+        let mut c = Control::new(UnixListener::bind(&path).unwrap(), Some(in_w), true, None, 42);
+
+        assert_eq!(ask(&mut c, &path, "status").0, "running 42");
+        assert_eq!(ask(&mut c, &path, "resize 24 80").0, "err the container has no terminal");
+        assert_eq!(ask(&mut c, &path, "bogus").0, "err unknown command");
+
+        // stdin: bytes reach the container's pipe; with StdinOnce the client's end closes it.
+        let (answer, mut s) = ask(&mut c, &path, "stdin");
+        assert_eq!(answer, "ok");
+        s.write_all(b"typed").unwrap();
+        round(&mut c);
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        round(&mut c);
+        let mut got = Vec::new();
+        File::from(in_r).read_to_end(&mut got).unwrap();
+        assert_eq!(got, b"typed", "stdin ends (EOF) once the StdinOnce client is gone");
+        assert_eq!(ask(&mut c, &path, "stdin").0, "err the container's stdin is closed");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn resizes_the_terminal() {
+        let dir = std::env::temp_dir().join(format!("berth-ctl-tty-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("ctl");
+        let _ = std::fs::remove_file(&path);
+        let (master, slave) = crate::util::pty::open(None).unwrap();
+        let mut c = Control::new(UnixListener::bind(&path).unwrap(), None, false, Some(master), 1);
+        assert_eq!(ask(&mut c, &path, "resize 33 99").0, "ok");
+        let ws = nix::pty::Winsize { ws_row: 0, ws_col: 0, ws_xpixel: 0, ws_ypixel: 0 };
+        nix::ioctl_read_bad!(get_winsize, libc::TIOCGWINSZ, nix::pty::Winsize);
+        let mut got = ws;
+        // SAFETY: TIOCGWINSZ writes one winsize into `got`.
+        unsafe { get_winsize(std::os::fd::AsRawFd::as_raw_fd(&slave), &mut got) }.unwrap();
+        assert_eq!((got.ws_row, got.ws_col), (33, 99));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -14,7 +14,7 @@ use std::io::{Read, Write};
 use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixListener;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 /// Entry point of `berth monitor <bundle>`. Returns the exit code of the first process.
 pub fn run(bundle: &Path) -> i32 {
@@ -217,16 +217,8 @@ fn start_and_wait(cfg: &MonitorConfig, ready: &mut Option<File>, notify: Option<
     let pid_file = cfg.bundle.join("pid");
     let runc_log = cfg.bundle.join("runc.log");
     let _ = std::fs::remove_file(&pid_file);
-    let mut cmd = Command::new(&cfg.runtime_path);
-    cmd.args(&cfg.runtime_args)
-        .arg("--root")
-        .arg(&cfg.runtime_root)
-        .arg("--log")
-        .arg(&runc_log)
-        .arg("--log-format")
-        .arg("json")
-        .args(["run", "--detach", "--pid-file"])
-        .arg(&pid_file);
+    let mut cmd = crate::runtime::invocation(&cfg.runtime_path, &cfg.runtime_args, &cfg.runtime_root, Some(&runc_log));
+    cmd.args(["run", "--detach", "--pid-file"]).arg(&pid_file);
     if cfg.tty {
         cmd.arg("--console-socket").arg(&console_path);
     }
@@ -362,10 +354,7 @@ fn start_and_wait(cfg: &MonitorConfig, ready: &mut Option<File>, notify: Option<
     let status = ExitStatus { exit_code: exit.unwrap_or(255), finished_at: crate::util::time::now(), error: None };
     berth_images::durable::write_json(&cfg.exit_file, &status).context("writing the exit file")?;
     drop(notify);
-    let delete = Command::new(&cfg.runtime_path)
-        .args(&cfg.runtime_args)
-        .arg("--root")
-        .arg(&cfg.runtime_root)
+    let delete = crate::runtime::invocation(&cfg.runtime_path, &cfg.runtime_args, &cfg.runtime_root, None)
         .args(["delete", "--force", &cfg.id])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
