@@ -9,6 +9,7 @@
 //! - [`storage`]: storage drivers (overlay2; vfs where overlayfs is missing).
 //! - [`containers`]: the container model (state machine enum) and its operations.
 //! - [`network`]: bridge networks, addresses, published ports (nftables), embedded DNS.
+//! - [`cgroups`]: a container's cgroups (v1 and v2), read for `stats` and `top`.
 //! - [`runtime`]: the OCI runtime (runc) command lines and the runtime spec.
 //! - [`monitor`]: the per-container monitor role: parent of the container, owner of its stdio
 //!   and logs, recorder of its exit status. It outlives the daemon.
@@ -24,6 +25,7 @@
 //! - [`util`]: ids, time formatting, the external-command runner.
 
 pub mod api;
+pub mod cgroups;
 pub mod check;
 pub mod cli;
 pub mod config;

@@ -33,6 +33,16 @@ pub enum Whiteouts {
     Overlay,
     /// A directory that already holds the lower layers (vfs): delete what they name.
     Apply,
+    /// Not a layer (`docker cp` into a container): `.wh.` names are ordinary files.
+    Keep,
+}
+
+/// How an archive is applied: [`apply_layer`] is [`apply_archive`] with the defaults.
+#[derive(Clone, Copy, Debug)]
+pub struct ApplyOptions {
+    pub whiteouts: Whiteouts,
+    /// Every entry owned by this uid and gid instead of the archive's (`docker cp -a`).
+    pub owner: Option<(u32, u32)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +61,10 @@ pub enum UnpackError {
     BadWhiteout(String),
     #[error("layer entry {0:?} has an unsupported type")]
     Unsupported(String),
+    #[error("cannot overwrite directory {0:?} with a non-directory")]
+    DirWithNonDir(String),
+    #[error("cannot overwrite non-directory {0:?} with a directory")]
+    NonDirWithDir(String),
     #[error("reading the layer tar: {0}")]
     Read(#[source] io::Error),
     #[error("writing {path}: {source}")]
@@ -149,6 +163,87 @@ pub struct LayerStats {
 /// Applies the layer tar read from `reader` to `root`. On error the directory holds a partial
 /// layer: callers unpack into a fresh directory and discard it on failure.
 pub fn apply_layer<R: Read>(reader: R, root: &Path, whiteouts: Whiteouts) -> Result<LayerStats, UnpackError> {
+    apply_archive(reader, root, ApplyOptions { whiteouts, owner: None })
+}
+
+/// Checks an archive before it is applied to a directory that already holds files (`docker
+/// cp`), so that a bad archive changes nothing: every name, link target, and (when
+/// `no_overwrite_dir_non_dir`) the types of what the entries would replace. Reads `reader`
+/// to its end; writes nothing.
+pub fn check_archive<R: Read>(reader: R, root: &Path, no_overwrite_dir_non_dir: bool) -> Result<u64, UnpackError> {
+    let mut archive = tar::Archive::new(reader);
+    let mut entries = 0;
+    // What the archive itself makes: a later entry must not be written through its links.
+    let mut links = std::collections::BTreeSet::new();
+    let mut dirs = std::collections::BTreeSet::new();
+    for entry in archive.entries().map_err(UnpackError::Read)? {
+        let entry = entry.map_err(UnpackError::Read)?;
+        let raw = entry.path_bytes().into_owned();
+        let shown = String::from_utf8_lossy(&raw).into_owned();
+        let rel = clean_name(&raw)?;
+        let typ = entry.header().entry_type();
+        if rel.as_os_str().is_empty() || matches!(typ, EntryType::XGlobalHeader | EntryType::XHeader) {
+            continue;
+        }
+        match typ {
+            EntryType::Symlink => {
+                let link = entry.link_name_bytes().map(|l| PathBuf::from(OsStr::from_bytes(&l))).unwrap_or_default();
+                if !symlink_stays_inside(&rel, &link) {
+                    return Err(UnpackError::SymlinkEscapes { entry: shown, target: link.display().to_string() });
+                }
+            }
+            EntryType::Link => {
+                let raw_link = entry.link_name_bytes().map(|l| l.into_owned()).unwrap_or_default();
+                clean_name(&raw_link).map_err(|_| UnpackError::HardlinkOutside {
+                    entry: shown.clone(),
+                    target: String::from_utf8_lossy(&raw_link).into(),
+                })?;
+            }
+            EntryType::Directory
+            | EntryType::Regular
+            | EntryType::Continuous
+            | EntryType::Char
+            | EntryType::Block
+            | EntryType::Fifo
+            | EntryType::GNULongName
+            | EntryType::GNULongLink => {}
+            _ => return Err(UnpackError::Unsupported(shown)),
+        }
+        let mut prefix = PathBuf::new();
+        for c in rel.parent().unwrap_or(Path::new("")).components() {
+            prefix.push(c);
+            let existing_link =
+                !dirs.contains(&prefix) && fs::symlink_metadata(root.join(&prefix)).is_ok_and(|m| m.file_type().is_symlink());
+            if links.contains(&prefix) || existing_link {
+                return Err(UnpackError::ThroughSymlink { entry: shown, link: prefix.display().to_string() });
+            }
+        }
+        if typ == EntryType::Symlink {
+            links.insert(rel.clone());
+        } else {
+            links.remove(&rel);
+        }
+        if typ.is_dir() {
+            dirs.insert(rel.clone());
+        }
+        if no_overwrite_dir_non_dir {
+            if let Ok(m) = fs::symlink_metadata(root.join(&rel)) {
+                if m.is_dir() && !typ.is_dir() {
+                    return Err(UnpackError::DirWithNonDir(shown));
+                }
+                if !m.is_dir() && typ.is_dir() {
+                    return Err(UnpackError::NonDirWithDir(shown));
+                }
+            }
+        }
+        entries += 1;
+    }
+    Ok(entries)
+}
+
+/// Applies the archive read from `reader` to `root` (see [`apply_layer`]).
+pub fn apply_archive<R: Read>(reader: R, root: &Path, opts: ApplyOptions) -> Result<LayerStats, UnpackError> {
+    let whiteouts = opts.whiteouts;
     let mut archive = tar::Archive::new(reader);
     let mut stats = LayerStats::default();
     let mut dir_times: Vec<(PathBuf, i64)> = Vec::new();
@@ -169,10 +264,11 @@ pub fn apply_layer<R: Read>(reader: R, root: &Path, whiteouts: Whiteouts) -> Res
         let target = root.join(&rel);
         let name = rel.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
 
-        if name == OPAQUE_MARKER {
+        if name == OPAQUE_MARKER && whiteouts != Whiteouts::Keep {
             let dir = target.parent().unwrap_or(root);
             match whiteouts {
                 Whiteouts::Overlay => wr(dir, xattr_set(dir, "trusted.overlay.opaque", b"y"))?,
+                Whiteouts::Keep => unreachable!("whiteouts are kept as files"),
                 Whiteouts::Apply => {
                     for child in wr(dir, fs::read_dir(dir))? {
                         remove_any(&wr(dir, child)?.path())?;
@@ -182,7 +278,7 @@ pub fn apply_layer<R: Read>(reader: R, root: &Path, whiteouts: Whiteouts) -> Res
             stats.entries += 1;
             continue;
         }
-        if let Some(hidden) = name.strip_prefix(WHITEOUT_PREFIX) {
+        if let Some(hidden) = name.strip_prefix(WHITEOUT_PREFIX).filter(|_| whiteouts != Whiteouts::Keep) {
             if hidden.is_empty() || hidden == "." || hidden == ".." || hidden.contains('/') {
                 return Err(UnpackError::BadWhiteout(shown));
             }
@@ -196,8 +292,10 @@ pub fn apply_layer<R: Read>(reader: R, root: &Path, whiteouts: Whiteouts) -> Res
         }
 
         let mode = header.mode().map_err(UnpackError::Read)? & 0o7777;
-        let uid = header.uid().map_err(UnpackError::Read)? as u32;
-        let gid = header.gid().map_err(UnpackError::Read)? as u32;
+        let (uid, gid) = match opts.owner {
+            Some(owner) => owner,
+            None => (header.uid().map_err(UnpackError::Read)? as u32, header.gid().map_err(UnpackError::Read)? as u32),
+        };
         let mtime = header.mtime().map_err(UnpackError::Read)? as i64;
 
         // Anything already there (from an earlier entry of the same tar) is replaced, except
@@ -361,6 +459,40 @@ mod tests {
         let e = apply_layer(&t[..], &d.join("root"), Whiteouts::Overlay).unwrap_err();
         assert!(matches!(e, UnpackError::ThroughSymlink { .. }), "{e}");
         assert!(!out.join("passwd").exists());
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn checks_a_whole_archive_before_anything_is_written() {
+        let d = scratch("check");
+        let root = d.join("root");
+        fs::create_dir_all(root.join("dir")).unwrap();
+        std::os::unix::fs::symlink("/", root.join("link")).unwrap();
+        let check =
+            |entries: &[(&str, EntryType, &str, &[u8])], no_overwrite: bool| check_archive(&tar_of(entries)[..], &root, no_overwrite);
+        let fine: &[(&str, EntryType, &str, &[u8])] = &[("ok", EntryType::Regular, "", b"x")];
+        assert_eq!(check(fine, true).unwrap(), 1);
+        // A good entry first, then a bad one: the check fails and wrote nothing.
+        let e = check(&[fine[0], ("../escape", EntryType::Regular, "", b"x")], false).unwrap_err();
+        assert!(matches!(e, UnpackError::DotDot(_)), "{e}");
+        let e = check(&[("evil", EntryType::Symlink, "/", b""), ("evil/etc/x", EntryType::Regular, "", b"x")], false).unwrap_err();
+        assert!(matches!(e, UnpackError::ThroughSymlink { .. }), "{e}");
+        let e = check(&[("link/etc/x", EntryType::Regular, "", b"x")], false).unwrap_err();
+        assert!(matches!(e, UnpackError::ThroughSymlink { .. }), "an existing link: {e}");
+        let e = check(&[("dir", EntryType::Regular, "", b"x")], true).unwrap_err();
+        assert!(matches!(e, UnpackError::DirWithNonDir(_)), "{e}");
+        assert!(check(&[("dir", EntryType::Regular, "", b"x")], false).is_ok());
+        assert!(!root.join("ok").exists());
+
+        // Applied as a copy: whiteout names are files, the owner is the one asked for.
+        let t = tar_of(&[(".wh.kept", EntryType::Regular, "", b"w"), ("dir/f", EntryType::Regular, "", b"f")]);
+        apply_archive(&t[..], &root, ApplyOptions { whiteouts: Whiteouts::Keep, owner: Some((1234, 5678)) }).unwrap();
+        assert_eq!(fs::read(root.join(".wh.kept")).unwrap(), b"w");
+        let m = fs::metadata(root.join("dir/f")).unwrap();
+        use std::os::unix::fs::MetadataExt;
+        if nix::unistd::geteuid().is_root() {
+            assert_eq!((m.uid(), m.gid()), (1234, 5678));
+        }
         fs::remove_dir_all(&d).unwrap();
     }
 

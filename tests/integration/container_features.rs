@@ -252,3 +252,230 @@ fn restarting_containers_refuse_removal_and_stop_for_good() {
     );
     d.docker(&["rm", "r"]).ok();
 }
+
+#[test]
+fn pause_survives_a_daemon_restart_and_paused_containers_still_stop() {
+    require_root!();
+    let mut d = Daemon::start();
+    d.load_busybox();
+    // A counter the container bumps 10 times a second: it stands still while frozen.
+    d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "p",
+        "busybox",
+        "sh",
+        "-c",
+        "trap 'exit 7' TERM; i=0; while true; do i=$((i+1)); echo $i > /tmp/n; sleep 0.1; done",
+    ])
+    .ok();
+    // Read through the archive endpoint (`docker cp`), which works while exec does not.
+    let count = |d: &Daemon| -> u64 {
+        let r = d.api("GET", "/containers/p/archive?path=/tmp/n", None, b"");
+        assert_eq!(r.status, 200, "{}", r.text());
+        let mut a = tar::Archive::new(&r.body[..]);
+        let mut e = a.entries().unwrap().next().unwrap().unwrap();
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut e, &mut s).unwrap();
+        s.trim().parse().unwrap()
+    };
+    eventually("the counter to run", Duration::from_secs(5), || count(&d) > 2);
+    d.docker(&["pause", "p"]).ok();
+    let state = |d: &Daemon| d.docker(&["inspect", "-f", "{{.State.Status}} {{.State.Paused}} {{.State.Running}}", "p"]).ok().stdout;
+    assert_eq!(state(&d).trim(), "paused true true");
+    assert!(d.docker(&["ps", "--format", "{{.Status}}"]).ok().stdout.contains("(Paused)"));
+    let frozen = count(&d);
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(count(&d), frozen, "a paused container kept running");
+    let exec = d.docker(&["exec", "p", "true"]);
+    assert!(exec.code != 0 && exec.stderr.contains("is paused"), "{exec:?}");
+    assert!(d.docker(&["pause", "p"]).stderr.contains("already paused"));
+
+    // The daemon goes away and comes back: the container is still paused, and known so.
+    d.restart();
+    assert_eq!(state(&d).trim(), "paused true true");
+    assert_eq!(count(&d), frozen);
+    d.docker(&["unpause", "p"]).ok();
+    assert_eq!(state(&d).trim(), "running false true");
+    eventually("the counter to move again", Duration::from_secs(5), || count(&d) > frozen);
+    assert!(d.docker(&["unpause", "p"]).stderr.contains("is not paused"));
+
+    // stop of a paused container: the signal is delivered once thawed (the trap's exit
+    // code shows it was SIGTERM, not the SIGKILL after the timeout).
+    d.docker(&["pause", "p"]).ok();
+    d.docker(&["stop", "p"]).ok();
+    assert_eq!(
+        d.docker(&["inspect", "-f", "{{.State.Status}} {{.State.Paused}} {{.State.ExitCode}}", "p"]).ok().stdout.trim(),
+        "exited false 7"
+    );
+    d.docker(&["rm", "p"]).ok();
+}
+
+#[test]
+fn top_stats_and_update_of_a_running_container() {
+    require_root!();
+    let d = Daemon::start();
+    d.load_busybox();
+    d.docker(&["run", "-d", "--name", "t", "-m", "64m", "busybox", "sh", "-c", "sleep 1000 & exec sleep 999"]).ok();
+
+    // top: every process of the container and nothing else, busybox ps' columns by default.
+    let top = d.api("GET", "/containers/t/top", None, b"").json();
+    assert_eq!(top["Titles"], serde_json::json!(["PID", "USER", "TIME", "COMMAND"]));
+    let commands: Vec<&str> = top["Processes"].as_array().unwrap().iter().map(|p| p[3].as_str().unwrap()).collect();
+    assert_eq!(commands.len(), 2, "{top}");
+    assert!(commands.contains(&"sleep 1000") && commands.contains(&"sleep 999"), "{top}");
+    // With ps arguments: the host's ps, filtered to the container.
+    let custom = d.docker(&["top", "t", "-o", "pid,args"]).ok().stdout;
+    assert!(custom.lines().next().unwrap().contains("PID") && custom.lines().count() == 3, "{custom}");
+
+    // stats: the limit the container has, one document without streaming.
+    let s = d.api("GET", "/containers/t/stats?stream=false", None, b"").json();
+    assert_eq!(s["memory_stats"]["limit"], 64 * 1024 * 1024, "{s}");
+    assert!(s["memory_stats"]["usage"].as_u64().unwrap() > 0, "{s}");
+    assert_eq!(s["pids_stats"]["current"], 2, "{s}");
+    assert!(s["cpu_stats"]["system_cpu_usage"].as_u64().unwrap() > s["precpu_stats"]["system_cpu_usage"].as_u64().unwrap());
+    assert!(s["networks"]["eth0"]["rx_bytes"].is_u64(), "{s}");
+    let cli = d.docker(&["stats", "--no-stream", "--format", "{{.MemUsage}} {{.PIDs}}", "t"]).ok().stdout;
+    assert!(cli.contains("/ 64MiB 2"), "{cli}");
+
+    // update: new limits reach the running container's cgroup, and inspect.
+    d.docker(&["update", "-m", "32m", "--memory-swap", "64m", "--pids-limit", "10", "--restart", "on-failure:3", "t"]).ok();
+    let inside = d
+        .docker(&["exec", "t", "sh", "-c", "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/memory.max 2>/dev/null; true"])
+        .ok()
+        .stdout;
+    assert_eq!(inside.trim(), "33554432");
+    let hc = d.docker(&["inspect", "-f", "{{.HostConfig.Memory}} {{.HostConfig.PidsLimit}} {{.HostConfig.RestartPolicy.Name}}", "t"]).ok();
+    assert_eq!(hc.stdout.trim(), "33554432 10 on-failure");
+    // A bad value is refused and changes nothing.
+    let bad = d.docker(&["update", "-m", "1m", "t"]);
+    assert!(bad.code != 0 && bad.stderr.contains("Minimum memory limit"), "{bad:?}");
+    assert_eq!(d.docker(&["inspect", "-f", "{{.HostConfig.Memory}}", "t"]).ok().stdout.trim(), "33554432");
+    d.docker(&["run", "-d", "--rm", "--name", "auto", "busybox", "sleep", "1000"]).ok();
+    let rp = d.docker(&["update", "--restart", "always", "auto"]);
+    assert!(rp.stderr.contains("AutoRemove"), "{rp:?}");
+
+    // Streaming: one document a second until the container stops, each knowing the last.
+    d.docker(&["run", "-d", "--name", "short", "busybox", "sleep", "2.5"]).ok();
+    let stream = d.api("GET", "/containers/short/stats", None, b"");
+    let docs: Vec<serde_json::Value> = stream.text().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(docs.len() >= 2, "{}", stream.text());
+    assert_eq!(docs[1]["preread"], docs[0]["read"]);
+    d.docker(&["rm", "-f", "t", "auto", "short"]).ok();
+}
+
+/// A tar of `entries` (name, content; a content starting with "->" makes a symlink).
+fn tar_of(entries: &[(&str, &str)]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, content) in entries {
+        let mut h = tar::Header::new_gnu();
+        h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        if let Some(target) = content.strip_prefix("->") {
+            h.set_entry_type(tar::EntryType::Symlink);
+            h.set_size(0);
+            b.append_link(&mut h, name, target).unwrap();
+        } else {
+            h.set_size(content.len() as u64);
+            h.set_path(name).unwrap_or_else(|_| {
+                // Names the tar crate refuses to set (`../x`) are written raw.
+                let raw = &mut h.as_old_mut().name;
+                raw[..name.len()].copy_from_slice(name.as_bytes());
+            });
+            h.set_cksum();
+            b.append(&h, content.as_bytes()).unwrap();
+        }
+    }
+    b.into_inner().unwrap()
+}
+
+#[test]
+fn cp_both_ways_through_volumes_links_and_refusing_hostile_archives() {
+    require_root!();
+    let d = Daemon::start();
+    d.load_busybox();
+    let dir = berth_tests::scratch_root().join(format!("cp-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("src/sub")).unwrap();
+    std::fs::write(dir.join("src/a"), "alpha\n").unwrap();
+    std::fs::write(dir.join("src/sub/b"), "beta\n").unwrap();
+    let path = |p: &str| dir.join(p).display().to_string();
+
+    // Into a created (never started) container's volume: the run finds the files.
+    d.docker(&["create", "--name", "c", "-v", "/vol", "busybox", "sh", "-c", "cat /vol/src/a /vol/src/sub/b"]).ok();
+    d.docker(&["cp", &path("src"), "c:/vol/"]).ok();
+    assert_eq!(d.docker(&["start", "-a", "c"]).ok().stdout, "alpha\nbeta\n");
+
+    // Out of a running container, a symlink as itself and with -L as what it points to
+    // inside the container (never the host's file of that name).
+    d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "r",
+        "busybox",
+        "sh",
+        "-c",
+        "echo container > /tmp/f; ln -s /tmp/f /tmp/l; ln -s /etc/hostname /tmp/h; sleep 1000",
+    ])
+    .ok();
+    eventually("the container's files", Duration::from_secs(5), || d.docker(&["exec", "r", "test", "-L", "/tmp/h"]).code == 0);
+    d.docker(&["cp", "r:/tmp/l", &path("link")]).ok();
+    assert_eq!(std::fs::read_link(dir.join("link")).unwrap().display().to_string(), "/tmp/f");
+    d.docker(&["cp", "-L", "r:/tmp/l", &path("followed")]).ok();
+    assert_eq!(std::fs::read_to_string(dir.join("followed")).unwrap(), "container\n");
+    let stat = d.api("HEAD", "/containers/r/archive?path=/tmp/h", None, b"");
+    assert_eq!(stat.status, 200);
+    assert!(stat.headers.contains("X-Docker-Container-Path-Stat") || stat.headers.contains("x-docker-container-path-stat"));
+    // A directory comes out whole.
+    d.docker(&["cp", "r:/etc", &path("etc")]).ok();
+    assert!(dir.join("etc/passwd").is_file());
+    let missing = d.docker(&["cp", "r:/no/such", &path("x")]);
+    assert!(missing.code != 0 && missing.stderr.contains("Could not find the file /no/such"), "{missing:?}");
+
+    // Hostile archives: refused with a message, and nothing of them is written, not even
+    // the good entries before the bad one.
+    for (what, entries) in [
+        ("dot-dot", vec![("good", "x"), ("../../escape", "x")]),
+        ("through a link", vec![("good", "x"), ("evil", "->/"), ("evil/tmp/pwned", "x")]),
+        ("absolute name", vec![("good", "x"), ("/abs", "x")]),
+    ] {
+        let r = d.api("PUT", "/containers/r/archive?path=/tmp", Some("application/x-tar"), &tar_of(&entries));
+        assert_eq!(r.status, 400, "{what}: {}", r.text());
+        assert_eq!(d.docker(&["exec", "r", "ls", "/tmp"]).ok().stdout, "f\nh\nl\n", "{what} changed the container");
+    }
+    // Into a path through an absolute symlink: it resolves inside the container.
+    d.docker(&["exec", "r", "ln", "-s", "/etc", "/tmp/etclink"]).ok();
+    let r = d.api("PUT", "/containers/r/archive?path=/tmp/etclink", Some("application/x-tar"), &tar_of(&[("dropped", "in\n")]));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(d.docker(&["exec", "r", "cat", "/etc/dropped"]).ok().stdout, "in\n");
+    assert!(!std::path::Path::new("/etc/dropped").exists());
+    // Not a directory; not there.
+    assert_eq!(d.api("PUT", "/containers/r/archive?path=/tmp/f", Some("application/x-tar"), &tar_of(&[("x", "")])).status, 400);
+    assert_eq!(d.api("PUT", "/containers/r/archive?path=/nope", Some("application/x-tar"), &tar_of(&[("x", "")])).status, 404);
+    d.docker(&["rm", "-f", "c", "r"]).ok();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn log_driver_none_keeps_no_log_but_attach_works() {
+    require_root!();
+    let d = Daemon::start();
+    d.load_busybox();
+    // `docker run` attaches: the output arrives though nothing is logged.
+    assert_eq!(d.docker(&["run", "--name", "n", "--log-driver", "none", "busybox", "echo", "hi"]).ok().stdout, "hi\n");
+    let logs = d.docker(&["logs", "n"]);
+    assert!(logs.code != 0 && logs.stderr.contains("does not support reading"), "{logs:?}");
+    assert_eq!(d.docker(&["inspect", "-f", "{{.HostConfig.LogConfig.Type}}", "n"]).ok().stdout.trim(), "none");
+    let data = d.data_root().join("containers");
+    let logged = std::fs::read_dir(&data)
+        .unwrap()
+        .flatten()
+        .any(|c| std::fs::read_dir(c.path()).unwrap().flatten().any(|f| f.file_name().to_string_lossy().ends_with("-json.log")));
+    assert!(!logged, "a log file was written to the data root");
+    let bad = d.docker(&["create", "--log-driver", "asdf", "busybox"]);
+    assert!(bad.stderr.contains("no log driver named 'asdf'"), "{bad:?}");
+    d.docker(&["rm", "n"]).ok();
+}

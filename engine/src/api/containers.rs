@@ -99,10 +99,7 @@ pub fn inspect(ctx: &Ctx, name: &str) -> ApiResult {
     let entry = ctx.d.containers.lookup(name)?;
     let c = entry.get();
     let health = entry.health().filter(|_| c.state.is_running());
-    let (pid, running) = match c.state {
-        State::Running { pid, .. } => (pid, true),
-        _ => (0, false),
-    };
+    let (pid, running) = c.state.process().map_or((0, false), |p| (p.pid, true));
     let error = match &c.state {
         State::Exited { error: Some(e), .. } => e.clone(),
         State::Dead { error } => error.clone(),
@@ -116,8 +113,9 @@ pub fn inspect(ctx: &Ctx, name: &str) -> ApiResult {
     if hc.get("PortBindings").is_none_or(Value::is_null) {
         hc["PortBindings"] = json!({});
     }
+    hc["Runtime"] = json!(c.runtime);
     hc["LogConfig"] =
-        json!({"Type": "json-file", "Config": c.host_config.log_config.as_ref().map(|l| l.config.clone()).unwrap_or_default()});
+        json!({"Type": c.log_driver(), "Config": c.host_config.log_config.as_ref().map(|l| l.config.clone()).unwrap_or_default()});
     let mut config = serde_json::to_value(&c.config).map_err(anyhow::Error::from)?;
     config["Image"] = json!(c.image_name);
     let graph: serde_json::Map<String, Value> = ctx.d.driver.container_paths(&c.id).into_iter().map(|(k, v)| (k, json!(v))).collect();
@@ -129,7 +127,7 @@ pub fn inspect(ctx: &Ctx, name: &str) -> ApiResult {
         "State": {
             "Status": if entry.restarting() { "restarting" } else { c.state.name() },
             "Running": running,
-            "Paused": false,
+            "Paused": matches!(c.state, State::Paused(_)),
             "Restarting": entry.restarting(),
             "OOMKilled": false,
             "Dead": matches!(c.state, State::Dead { .. }),
@@ -295,4 +293,79 @@ pub async fn prune(ctx: &Ctx) -> ApiResult {
         }
     }
     json(&json!({"ContainersDeleted": deleted, "SpaceReclaimed": reclaimed}))
+}
+
+pub async fn pause(ctx: &Ctx, id: &str) -> ApiResult {
+    ctx.d.containers.pause(id).await?;
+    no_content()
+}
+
+pub async fn unpause(ctx: &Ctx, id: &str) -> ApiResult {
+    ctx.d.containers.unpause(id).await?;
+    no_content()
+}
+
+pub async fn top(ctx: &Ctx, id: &str) -> ApiResult {
+    let top = ctx.d.containers.top(id, ctx.q.get("ps_args").unwrap_or("")).await?;
+    json(&json!({"Titles": top.titles, "Processes": top.processes}))
+}
+
+/// `docker update`: a `Resources` document with an optional `RestartPolicy`.
+pub async fn update(ctx: &Ctx, id: &str, req: Request<Incoming>) -> ApiResult {
+    let body: Option<Map<String, Value>> = super::query::read_json(req.into_body()).await?;
+    let warnings = ctx.d.containers.update_config(id, body.unwrap_or_default()).await?;
+    json(&json!({"Warnings": warnings}))
+}
+
+fn archive_path(ctx: &Ctx) -> ApiResult<String> {
+    match ctx.q.get("path") {
+        Some(p) if !p.is_empty() => Ok(p.to_string()),
+        _ => Err(ApiError::bad_request("path is required (the path inside the container)")),
+    }
+}
+
+/// The stat of a path as Docker clients read it: base64 JSON in a header.
+fn stat_header(stat: &crate::containers::PathStat) -> ApiResult<String> {
+    use base64::Engine;
+    Ok(base64::engine::general_purpose::STANDARD.encode(serde_json::to_vec(stat).map_err(anyhow::Error::from)?))
+}
+
+pub async fn archive_head(ctx: &Ctx, id: &str) -> ApiResult {
+    let stat = ctx.d.containers.stat_path(id, &archive_path(ctx)?).await?;
+    Ok(hyper::Response::builder().header("X-Docker-Container-Path-Stat", stat_header(&stat)?).body(super::body::empty()).unwrap())
+}
+
+/// `docker cp CONTAINER:PATH -`: the stat in a header, then the tar, streamed.
+pub async fn archive_get(ctx: &Ctx, id: &str) -> ApiResult {
+    let path = archive_path(ctx)?;
+    let stat = ctx.d.containers.stat_path(id, &path).await?;
+    let (out, body) = super::body::writer();
+    let containers = ctx.d.containers.clone();
+    let (id, p2) = (id.to_string(), path.clone());
+    tokio::spawn(async move {
+        let fail = |out: super::body::BodyWriter, e: &anyhow::Error| out.fail(e);
+        if let Err(e) = containers.archive_get(&id, &p2, out, fail).await {
+            tracing::warn!(container = %id, path = %p2, "copy out failed: {e:#}");
+        }
+    });
+    Ok(hyper::Response::builder()
+        .header("Content-Type", "application/x-tar")
+        .header("X-Docker-Container-Path-Stat", stat_header(&stat)?)
+        .body(body)
+        .unwrap())
+}
+
+/// `docker cp - CONTAINER:PATH`: the upload is spooled, checked whole, then extracted.
+pub async fn archive_put(ctx: &Ctx, id: &str, req: Request<Incoming>) -> ApiResult {
+    let path = archive_path(ctx)?;
+    ctx.d.containers.lookup(id)?;
+    let file = super::query::spool(req.into_body(), ctx.d.images.tmp_dir(), "cp").await?;
+    let opts = crate::containers::PutOptions {
+        no_overwrite_dir_non_dir: ctx.q.bool("noOverwriteDirNonDir"),
+        copy_uid_gid: ctx.q.bool("copyUIDGID"),
+    };
+    ctx.d.containers.archive_put(id, &path, file.0.clone(), opts).await?;
+    drop(file);
+    // Docker answers 200 (not 204) here.
+    Ok(hyper::Response::builder().status(StatusCode::OK).body(super::body::empty()).unwrap())
 }

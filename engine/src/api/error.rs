@@ -39,7 +39,7 @@ impl From<anyhow::Error> for ApiError {
         use StatusCode as S;
         if let Some(ce) = e.downcast_ref::<ContainerError>() {
             let status = match ce {
-                ContainerError::NotFound(_) => S::NOT_FOUND,
+                ContainerError::NotFound(_) | ContainerError::NotFoundPath(_) => S::NOT_FOUND,
                 ContainerError::Ambiguous(_) | ContainerError::Invalid(_) | ContainerError::StartFailed(_) => S::BAD_REQUEST,
                 ContainerError::NameInUse { .. } | ContainerError::Conflict(_) => S::CONFLICT,
                 ContainerError::NotModified(_) => S::NOT_MODIFIED,

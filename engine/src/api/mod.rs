@@ -16,6 +16,7 @@ pub mod listen;
 mod networks;
 pub mod query;
 mod router;
+mod stats;
 mod streams;
 mod system;
 mod volumes;

@@ -158,12 +158,7 @@ pub async fn connect(ctx: &Ctx, network: &str, req: Request<Incoming>) -> ApiRes
     let body = body.ok_or_else(|| ApiError::bad_request("request body is empty: Container is required"))?;
     let container = body["Container"].as_str().filter(|c| !c.is_empty()).ok_or_else(|| ApiError::bad_request("Container is required"))?;
     let ep = &body["EndpointConfig"];
-    let mut req = crate::network::EndpointRequest::default();
-    if let Some(ip) = ep.pointer("/IPAMConfig/IPv4Address").and_then(Value::as_str).filter(|s| !s.is_empty()) {
-        req.ip = Some(ip.parse().map_err(|_| ApiError::bad_request(format!("invalid IPv4 address: {ip}")))?);
-    }
-    req.aliases = ep["Aliases"].as_array().map(|a| a.iter().filter_map(Value::as_str).map(String::from).collect()).unwrap_or_default();
-    req.mac = ep["MacAddress"].as_str().filter(|s| !s.is_empty()).map(String::from);
+    let req = crate::network::EndpointRequest::from_settings(ep).map_err(|e| ApiError::bad_request(e.to_string()))?;
     ctx.d.containers.connect(container, network, req).await?;
     json(&Value::Null)
 }
@@ -233,9 +228,9 @@ pub fn settings(ctx: &Ctx, c: &Container) -> Value {
         networks.insert(
             n.name.clone(),
             json!({"IPAMConfig": if e.static_ip { json!({"IPv4Address": ip}) } else { Value::Null }, "Links": null,
-                   "Aliases": e.aliases, "MacAddress": e.mac, "NetworkID": n.id, "EndpointID": if running { endpoint_id(&c.id, &n.id) } else { String::new() },
+                   "Aliases": Some(&e.aliases).filter(|a| !a.is_empty()), "MacAddress": e.mac, "NetworkID": n.id, "EndpointID": if running { endpoint_id(&c.id, &n.id) } else { String::new() },
                    "Gateway": n.gateway.to_string(), "IPAddress": ip, "IPPrefixLen": n.subnet.prefix(), "IPv6Gateway": "",
-                   "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "DriverOpts": null, "DNSNames": [c.name.clone(), c.id.short().to_string()]}),
+                   "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "DriverOpts": Some(&e.driver_opts).filter(|o| !o.is_empty()), "DNSNames": [c.name.clone(), c.id.short().to_string()]}),
         );
     }
     if networks.is_empty() {

@@ -140,6 +140,9 @@ pub async fn logs(ctx: &Ctx, name: &str) -> ApiResult {
     };
     let follow_on = q.bool("follow");
     let c = entry.get();
+    if c.log_driver() == "none" {
+        return Err(ApiError::new(hyper::StatusCode::NOT_IMPLEMENTED, "configured logging driver does not support reading"));
+    }
     let framing = Framing { timestamps: q.bool("timestamps"), raw: c.config.tty };
     let follow_until: Option<FollowUntil> =
         (follow_on && filter.until.is_none()).then(|| (entry.subscribe(), Box::new(|s: &RunState| !s.running) as _));

@@ -47,12 +47,6 @@ impl Containers {
         self.view(&entry)
     }
 
-    /// `runc pause` / `runc resume` of a running container.
-    async fn freeze(&self, c: &super::model::Container, verb: &str) -> Result<()> {
-        let rt = self.cfg.runtimes.get(&c.runtime).with_context(|| format!("runtime {:?} is not configured", c.runtime))?;
-        crate::runtime::command(&self.cfg.exec_root, rt, &[verb, c.id.as_str()]).await.map(drop)
-    }
-
     /// `docker commit`: the container's changes become the top layer of a new image with the
     /// container's configuration (after `changes`).
     pub async fn commit(self: &Arc<Self>, name: &str, opts: CommitOptions) -> Result<Digest> {
@@ -76,7 +70,7 @@ impl Containers {
         crate::images::apply_changes(&mut config, &opts.changes).map_err(|e| ContainerError::Invalid(format!("{e:#}")))?;
         let view = self.view(&entry)?;
         let spool = self.images.tmp_dir().join(format!("commit-{}-{}.tar", c.id.short(), std::process::id()));
-        let paused = opts.pause && matches!(c.state, State::Running { .. });
+        let paused = opts.pause && matches!(c.state, State::Running(_));
         if paused {
             self.freeze(&c, "pause").await.context("pausing the container for the commit")?;
         }

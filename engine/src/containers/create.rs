@@ -63,13 +63,7 @@ fn endpoint_request(req: &Option<Value>, network: &str, config: &ContainerConfig
             ));
         }
         if let Some(ep) = eps.values().next() {
-            if let Some(ip) = ep.pointer("/IPAMConfig/IPv4Address").and_then(Value::as_str).filter(|s| !s.is_empty()) {
-                out.ip = Some(ip.parse().map_err(|_| ContainerError::Invalid(format!("invalid IPv4 address: {ip}")))?);
-            }
-            if let Some(a) = ep.get("Aliases").and_then(Value::as_array) {
-                out.aliases = a.iter().filter_map(Value::as_str).map(String::from).collect();
-            }
-            out.mac = ep.get("MacAddress").and_then(Value::as_str).filter(|s| !s.is_empty()).map(String::from);
+            out = EndpointRequest::from_settings(ep).map_err(|e| ContainerError::Invalid(e.to_string()))?;
         }
     }
     if out.mac.is_none() {
@@ -89,6 +83,10 @@ fn merge_env(image: &[String], request: &[String]) -> Vec<String> {
     }
     out
 }
+
+/// `--log-driver none`: nothing is kept on the data disk. The output still passes through a
+/// small file in exec-root (memory on devices) because `attach` reads it from there.
+const NO_LOG_LIMITS: LogLimits = LogLimits { max_size: Some(1024 * 1024), max_file: 1 };
 
 impl Containers {
     pub async fn create(self: &Arc<Self>, name: Option<&str>, req: CreateRequest) -> Result<ContainerId> {
@@ -148,11 +146,19 @@ impl Containers {
             .collect::<Result<Vec<_>, _>>()?;
         let (dns_search, dns_options) = (strings(&hc, "DnsSearch")?, strings(&hc, "DnsOptions")?);
         let mut log_limits = self.cfg.log_limits;
+        let mut no_log = false;
         if let Some(lc) = &hc.log_config {
-            if !lc.typ.is_empty() && lc.typ != "json-file" {
-                return Err(ContainerError::Invalid(format!("logging driver {:?} is not supported (json-file only)", lc.typ)).into());
+            match lc.typ.as_str() {
+                "" | "json-file" => {
+                    log_limits = LogLimits::from_opts(&lc.config, log_limits).map_err(|e| ContainerError::Invalid(format!("{e:#}")))?;
+                }
+                "none" if lc.config.is_empty() => {
+                    no_log = true;
+                    log_limits = NO_LOG_LIMITS;
+                }
+                "none" => return Err(ContainerError::Invalid("the none logging driver takes no log options".into()).into()),
+                other => return Err(ContainerError::Invalid(format!("logger: no log driver named '{other}' is registered")).into()),
             }
-            log_limits = LogLimits::from_opts(&lc.config, log_limits).map_err(|e| ContainerError::Invalid(format!("{e:#}")))?;
         }
         let runtime = hc.runtime.clone().filter(|r| !r.is_empty()).unwrap_or_else(|| self.cfg.default_runtime.clone());
         if !self.cfg.runtimes.contains_key(&runtime) {
@@ -327,7 +333,7 @@ impl Containers {
             finished_at: None,
             restart_count: 0,
             manually_stopped: false,
-            log_path: self.data_dir(&id).join(format!("{id}-json.log")),
+            log_path: if no_log { self.no_log_path(&id) } else { self.data_dir(&id).join(format!("{id}-json.log")) },
             log_limits,
             umask,
             runtime,

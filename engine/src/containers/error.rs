@@ -12,6 +12,9 @@ pub enum ContainerError {
     NameInUse { name: String, id: String },
     #[error("{0}")]
     Conflict(String),
+    /// A path inside a container that is not there (`docker cp`): HTTP 404.
+    #[error("{0}")]
+    NotFoundPath(String),
     #[error("{0}")]
     Invalid(String),
     /// Start of a started container, stop of a stopped one: HTTP 304.

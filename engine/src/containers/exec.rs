@@ -9,8 +9,12 @@ impl Containers {
     /// The running container `name` as the runtime's `exec` sees it.
     pub fn exec_launch(&self, name: &str) -> Result<(ContainerId, Launch), ContainerError> {
         let c = self.lookup(name)?.get();
-        if !matches!(c.state, State::Running { .. }) {
-            return Err(ContainerError::Conflict(format!("Container {} is not running", c.id)));
+        match c.state {
+            State::Running(_) => {}
+            State::Paused(_) => {
+                return Err(ContainerError::Conflict(format!("Container {} is paused, unpause the container before exec", c.id)))
+            }
+            _ => return Err(ContainerError::Conflict(format!("Container {} is not running", c.id))),
         }
         let runtime = self
             .cfg

@@ -160,12 +160,13 @@ impl Containers {
         for entry in entries {
             let c = entry.get();
             match c.state {
-                State::Running { monitor_pid, monitor_start, .. } if process_start_time(monitor_pid) == Some(monitor_start) => {
+                State::Running(p) | State::Paused(p) if process_start_time(p.monitor_pid) == Some(p.monitor_start) => {
+                    let monitor_pid = p.monitor_pid;
                     tracing::info!(container = %c.id.short(), monitor = monitor_pid, "re-adopted running container");
                     self.watch_exit(entry.clone(), monitor_pid, None);
                     self.watch_health(entry.clone());
                 }
-                State::Running { .. } => self.record_exit(&entry).await?,
+                State::Running(_) | State::Paused(_) => self.record_exit(&entry).await?,
                 _ if mounted.contains(&c.id) => {
                     let this = self.clone();
                     let id = c.id.clone();

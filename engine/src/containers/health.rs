@@ -209,6 +209,10 @@ impl Containers {
                         return;
                     }
                 }
+                // A frozen container cannot answer: Docker skips its probes too.
+                if matches!(entry.get().state, super::model::State::Paused(_)) {
+                    continue;
+                }
                 let probe = this.probe(&c.id, &check).await;
                 let in_start = started.elapsed() < check.start_period;
                 let turned = {

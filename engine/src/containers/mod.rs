@@ -6,6 +6,7 @@
 //! tokio mutex, since they wait on the runtime). Exit handling never takes the `op` lock, so
 //! `stop` can hold it while it waits for the exit.
 
+mod archive;
 mod commit;
 mod connect;
 mod create;
@@ -15,18 +16,22 @@ mod exit;
 pub mod health;
 pub mod model;
 mod names;
+mod pause;
 mod recover;
 mod remove;
 mod restart;
 mod start;
 mod stop;
+mod top;
+mod update;
 pub mod user;
 mod wait;
 
+pub use archive::{PathStat, PutOptions};
 pub use commit::CommitOptions;
 pub use create::CreateRequest;
 pub use error::ContainerError;
-pub(crate) use start::secure_join;
+pub use top::Top;
 pub use wait::WaitCondition;
 
 use crate::config::DaemonConfig;
@@ -168,11 +173,17 @@ impl Containers {
         }
         std::fs::create_dir_all(cfg.data_root.join("containers"))?;
         std::fs::create_dir_all(cfg.exec_root.join("containers"))?;
+        std::fs::create_dir_all(cfg.exec_root.join("logs"))?;
         Ok(Arc::new(Containers { cfg, images, driver, networks, volumes, store: store.clone(), records, table: Mutex::new(table), exe }))
     }
 
     fn data_dir(&self, id: &ContainerId) -> PathBuf {
         self.cfg.data_root.join("containers").join(id.as_str())
+    }
+
+    /// The attach-only output file of a `--log-driver none` container.
+    fn no_log_path(&self, id: &ContainerId) -> PathBuf {
+        self.cfg.exec_root.join("logs").join(format!("{id}-attach.log"))
     }
 
     fn bundle_dir(&self, id: &ContainerId) -> PathBuf {
@@ -276,7 +287,8 @@ impl State {
         let since = |t: Option<&str>| now - t.map(crate::util::time::unix).unwrap_or(now);
         match self {
             State::Created => "Created".into(),
-            State::Running { .. } => format!("Up {}", crate::util::time::human_duration(since(started_at))),
+            State::Running(_) => format!("Up {}", crate::util::time::human_duration(since(started_at))),
+            State::Paused(_) => format!("Up {} (Paused)", crate::util::time::human_duration(since(started_at))),
             State::Exited { exit_code, .. } => {
                 format!("Exited ({exit_code}) {} ago", crate::util::time::human_duration(since(finished_at)))
             }

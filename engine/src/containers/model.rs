@@ -119,19 +119,26 @@ pub struct HostConfig {
     pub extra: Map<String, Value>,
 }
 
+/// The processes of a running (or paused) container.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Process {
+    /// The container's init process, as seen from the host.
+    pub pid: i32,
+    pub monitor_pid: i32,
+    /// The monitor's start time (clock ticks after boot, /proc/<pid>/stat field 22): tells
+    /// our monitor apart from an unrelated process that reused its pid.
+    pub monitor_start: u64,
+}
+
 /// Where a container is in its life. Each variant holds exactly what is true in it: only a
-/// running container has pids.
+/// running or paused container has pids.
+///
+/// Records are postcard-encoded by variant index: new variants go at the end. `Running(Process)`
+/// encodes exactly as the struct variant of layout 1 and 2 did.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub enum State {
     Created,
-    Running {
-        /// The container's init process, as seen from the host.
-        pid: i32,
-        monitor_pid: i32,
-        /// The monitor's start time (clock ticks after boot, /proc/<pid>/stat field 22): tells
-        /// our monitor apart from an unrelated process that reused its pid.
-        monitor_start: u64,
-    },
+    Running(Process),
     Exited {
         exit_code: i32,
         error: Option<String>,
@@ -141,20 +148,33 @@ pub enum State {
     Dead {
         error: String,
     },
+    /// Frozen (`pause`): its processes exist but get no CPU until `unpause`.
+    Paused(Process),
 }
 
 impl State {
     pub fn name(&self) -> &'static str {
         match self {
             State::Created => "created",
-            State::Running { .. } => "running",
+            State::Running(_) => "running",
             State::Exited { .. } => "exited",
             State::Dead { .. } => "dead",
+            State::Paused(_) => "paused",
         }
     }
 
+    /// Running or paused: its processes exist (Docker's `Running`, which stays true while
+    /// paused).
     pub fn is_running(&self) -> bool {
-        matches!(self, State::Running { .. })
+        self.process().is_some()
+    }
+
+    /// The processes of a running or paused container.
+    pub fn process(&self) -> Option<Process> {
+        match self {
+            State::Running(p) | State::Paused(p) => Some(*p),
+            _ => None,
+        }
     }
 
     pub fn can_start(&self) -> bool {
@@ -198,6 +218,16 @@ pub struct Container {
     pub runtime: String,
     /// Stopped with `stop` (not by itself, not by `kill`): restart policies leave it be.
     pub manually_stopped: bool,
+}
+
+impl Container {
+    /// The logging driver: `json-file` or `none`.
+    pub fn log_driver(&self) -> &str {
+        match self.host_config.log_config.as_ref().map(|l| l.typ.as_str()) {
+            Some("none") => "none",
+            _ => "json-file",
+        }
+    }
 }
 
 impl crate::state::Record for Container {
@@ -262,10 +292,30 @@ mod tests {
 
     #[test]
     fn state_round_trips() {
-        let s = State::Running { pid: 5, monitor_pid: 4, monitor_start: 99 };
-        let b = postcard::to_allocvec(&s).unwrap();
-        assert_eq!(postcard::from_bytes::<State>(&b).unwrap(), s);
-        assert!(!s.can_start());
+        let p = Process { pid: 5, monitor_pid: 4, monitor_start: 99 };
+        for s in [State::Running(p), State::Paused(p)] {
+            let b = postcard::to_allocvec(&s).unwrap();
+            assert_eq!(postcard::from_bytes::<State>(&b).unwrap(), s);
+            assert!(!s.can_start() && s.is_running());
+        }
         assert!(State::Exited { exit_code: 3, error: None }.can_start());
+    }
+
+    #[test]
+    fn running_reads_as_layouts_1_and_2_wrote_it() {
+        // The state as records of layout 1 and 2 held it.
+        #[derive(Serialize)]
+        enum Old {
+            #[allow(dead_code)]
+            Created,
+            Running {
+                pid: i32,
+                monitor_pid: i32,
+                monitor_start: u64,
+            },
+        }
+        let b = postcard::to_allocvec(&Old::Running { pid: 5, monitor_pid: 4, monitor_start: 99 }).unwrap();
+        let s: State = postcard::from_bytes(&b).unwrap();
+        assert_eq!(s, State::Running(Process { pid: 5, monitor_pid: 4, monitor_start: 99 }));
     }
 }

@@ -32,7 +32,7 @@ impl Containers {
             Op::StartContainer { id } => {
                 let cid: ContainerId = id.parse().context("start intent")?;
                 match self.records.get(id)?.map(|r| r.state) {
-                    Some(State::Running { .. }) => Ok(format!("start of {} had committed", cid.short())),
+                    Some(s) if s.is_running() => Ok(format!("start of {} had committed", cid.short())),
                     _ => {
                         self.undo_start(&cid).await;
                         Ok(format!("rolled back: unacknowledged start of {} undone", cid.short()))

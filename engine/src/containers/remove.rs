@@ -22,7 +22,7 @@ impl Containers {
             ))
             .into());
         }
-        if let super::model::State::Running { pid, .. } = c.state {
+        if let Some(super::model::Process { pid, .. }) = c.state.process() {
             if !force {
                 return Err(ContainerError::Conflict(format!(
                     "cannot remove container \"/{}\": container is running: stop the container before removing or force remove",
@@ -32,6 +32,7 @@ impl Containers {
             }
             let waiter = entry.waiter(WaitCondition::NotRunning);
             let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+            self.thaw_if_paused(&entry).await?;
             tokio::time::timeout(Duration::from_secs(30), waiter.wait())
                 .await
                 .map_err(|_| anyhow::anyhow!("container {} did not exit after SIGKILL", c.id.short()))?;
@@ -68,10 +69,15 @@ impl Containers {
     /// (each is logged): what is left is found again by start-up reconciliation.
     pub(super) fn remove_files(&self, id: &crate::util::id::ContainerId) {
         self.leave_networks_and_volumes(id);
-        let steps: [(&str, Result<()>); 3] = [
+        let no_log = self.no_log_path(id);
+        let steps: [(&str, Result<()>); 4] = [
             ("root filesystem", self.driver.remove_container(id)),
             ("data dir", crate::storage::remove_tree(&self.data_dir(id))),
             ("bundle", crate::storage::remove_tree(&self.bundle_dir(id))),
+            (
+                "attach output",
+                std::fs::remove_file(&no_log).or_else(|e| if e.kind() == std::io::ErrorKind::NotFound { Ok(()) } else { Err(e.into()) }),
+            ),
         ];
         for (what, r) in steps {
             if let Err(e) = r {

@@ -1,6 +1,6 @@
 //! `start`: mount the root filesystem, write the bundle, hand the container to a new monitor.
 
-use super::model::{Container, State};
+use super::model::{Container, Process, State};
 use super::{ContainerError, Containers, Entry};
 use crate::monitor::{MonitorConfig, Ready};
 use crate::network::Mode;
@@ -9,7 +9,7 @@ use crate::state::intent::Pending;
 use crate::state::Op;
 use crate::util::failpoint;
 use anyhow::{Context, Result};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
@@ -83,7 +83,7 @@ impl Containers {
             Ready::Started { monitor_pid, container_pid } => {
                 let monitor_start = super::exit::process_start_time(monitor_pid).unwrap_or(0);
                 self.commit_update(entry, &intent, |c| {
-                    c.state = State::Running { pid: container_pid, monitor_pid, monitor_start };
+                    c.state = State::Running(Process { pid: container_pid, monitor_pid, monitor_start });
                     c.started_at = Some(crate::util::time::now());
                     c.manually_stopped = false;
                 })?;
@@ -173,7 +173,7 @@ impl Containers {
         match self.networks.mode(&c.host_config.network_mode)? {
             Mode::Host => Ok(None),
             Mode::Container(target) => match self.lookup(&target)?.get().state {
-                State::Running { pid, .. } => Ok(Some(PathBuf::from(format!("/proc/{pid}/ns/net")))),
+                s if s.is_running() => Ok(Some(PathBuf::from(format!("/proc/{}/ns/net", s.process().unwrap().pid)))),
                 _ => Err(ContainerError::Conflict(format!("cannot join network of a non running container: {target}")).into()),
             },
             Mode::None | Mode::Bridge(_) => {
@@ -198,9 +198,9 @@ impl Containers {
             if mode == "host" {
                 out.push((kind, None));
             } else if let Some(target) = mode.strip_prefix("container:") {
-                match self.lookup(target)?.get().state {
-                    State::Running { pid, .. } => out.push((kind, Some(PathBuf::from(format!("/proc/{pid}/ns/{kind}"))))),
-                    _ => {
+                match self.lookup(target)?.get().state.process() {
+                    Some(p) => out.push((kind, Some(PathBuf::from(format!("/proc/{}/ns/{kind}", p.pid))))),
+                    None => {
                         return Err(ContainerError::Conflict(format!(
                             "cannot join the {kind} namespace of a non running container: {target}"
                         ))
@@ -224,7 +224,7 @@ impl Containers {
             }
         }
         if !c.config.working_dir.is_empty() {
-            let wd = secure_join(&rootfs, Path::new(&c.config.working_dir))?;
+            let wd = crate::util::scope::secure_join(&rootfs, Path::new(&c.config.working_dir))?;
             if !wd.exists() {
                 std::fs::create_dir_all(&wd).with_context(|| format!("creating the working directory {}", c.config.working_dir))?;
                 nix::unistd::chown(&wd, Some(user.uid.into()), Some(user.gid.into()))?;
@@ -314,62 +314,5 @@ pub(crate) fn kill_monitors_of(bundle: &Path) {
                 std::thread::sleep(std::time::Duration::from_millis(10));
             }
         }
-    }
-}
-
-/// `root` joined with `path`, resolving symlinks inside `root` the way the container will
-/// see them, so a hostile image cannot make the daemon create directories outside it.
-pub(crate) fn secure_join(root: &Path, path: &Path) -> Result<PathBuf> {
-    let mut parts: Vec<std::ffi::OsString> = path
-        .components()
-        .filter_map(|c| match c {
-            Component::Normal(n) => Some(n.to_os_string()),
-            _ => None,
-        })
-        .rev()
-        .collect();
-    let mut cur = PathBuf::new();
-    let mut links = 0;
-    while let Some(part) = parts.pop() {
-        if part == ".." {
-            cur.pop();
-            continue;
-        }
-        let next = cur.join(&part);
-        match std::fs::symlink_metadata(root.join(&next)) {
-            Ok(m) if m.file_type().is_symlink() => {
-                links += 1;
-                anyhow::ensure!(links <= 40, "too many levels of symbolic links in {}", path.display());
-                let target = std::fs::read_link(root.join(&next))?;
-                if target.is_absolute() {
-                    cur = PathBuf::new();
-                }
-                for c in target.components().rev() {
-                    match c {
-                        Component::Normal(n) => parts.push(n.to_os_string()),
-                        Component::ParentDir => parts.push("..".into()),
-                        _ => {}
-                    }
-                }
-            }
-            _ => cur = next,
-        }
-    }
-    Ok(root.join(cur))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn secure_join_stays_inside() {
-        let root = std::env::temp_dir().join(format!("berth-sj-{}", std::process::id()));
-        std::fs::create_dir_all(root.join("a")).unwrap();
-        std::os::unix::fs::symlink("/etc", root.join("a/etc")).unwrap();
-        std::os::unix::fs::symlink("../../..", root.join("a/up")).unwrap();
-        assert_eq!(secure_join(&root, Path::new("/a/etc/x")).unwrap(), root.join("etc/x"));
-        assert_eq!(secure_join(&root, Path::new("/a/up/tmp")).unwrap(), root.join("tmp"));
-        std::fs::remove_dir_all(&root).unwrap();
     }
 }

@@ -1,7 +1,7 @@
 //! `stop`, `kill`, `restart`. Signals go straight to the container's init process: no
 //! runtime process per signal.
 
-use super::model::State;
+use super::model::Process;
 use super::wait::WaitCondition;
 use super::{ContainerError, Containers, Entry};
 use anyhow::{Context, Result};
@@ -38,7 +38,7 @@ impl Containers {
             entry.set_restarting(false);
             return Ok(());
         }
-        let State::Running { pid, .. } = c.state else {
+        let Some(Process { pid, .. }) = c.state.process() else {
             return Err(ContainerError::NotModified("stopped").into());
         };
         let sig_name =
@@ -49,6 +49,7 @@ impl Containers {
         self.update(entry, |c| c.manually_stopped = true)?;
         let waiter = entry.waiter(WaitCondition::NotRunning);
         send(pid, sig)?;
+        self.thaw_if_paused(entry).await?;
         let waited = if t < 0 {
             waiter.wait().await;
             true
@@ -65,6 +66,7 @@ impl Containers {
     async fn kill_and_wait(&self, entry: &Entry, pid: i32) -> Result<()> {
         let waiter = entry.waiter(WaitCondition::NotRunning);
         send(pid, Signal::SIGKILL)?;
+        self.thaw_if_paused(entry).await?;
         tokio::time::timeout(KILL_GRACE, waiter.wait())
             .await
             .map_err(|_| anyhow::anyhow!("container {} did not exit {KILL_GRACE:?} after SIGKILL", entry.id().short()))?;
@@ -77,13 +79,14 @@ impl Containers {
         let sig = crate::runtime::signal::parse(signal.filter(|s| !s.is_empty()).unwrap_or("SIGKILL"))
             .map_err(|e| ContainerError::Invalid(e.to_string()))?;
         let c = entry.get();
-        let State::Running { pid, .. } = c.state else {
+        let Some(Process { pid, .. }) = c.state.process() else {
             return Err(ContainerError::Conflict(format!("Container {} is not running", c.id)).into());
         };
         if sig == Signal::SIGKILL {
             self.kill_and_wait(&entry, pid).await
         } else {
-            send(pid, sig)
+            send(pid, sig)?;
+            self.thaw_if_paused(&entry).await
         }
     }
 

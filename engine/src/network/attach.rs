@@ -30,6 +30,30 @@ pub struct EndpointRequest {
     pub ip: Option<Ipv4Addr>,
     pub mac: Option<String>,
     pub aliases: Vec<String>,
+    pub driver_opts: std::collections::BTreeMap<String, String>,
+}
+
+impl EndpointRequest {
+    /// From an API `EndpointSettings` document (of a create's `NetworkingConfig` or of a
+    /// `network connect`).
+    pub fn from_settings(ep: &serde_json::Value) -> Result<Self, NetworkError> {
+        use serde_json::Value;
+        let mut out = EndpointRequest::default();
+        if let Some(ip) = ep.pointer("/IPAMConfig/IPv4Address").and_then(Value::as_str).filter(|s| !s.is_empty()) {
+            out.ip = Some(ip.parse().map_err(|_| NetworkError::Invalid(format!("invalid IPv4 address: {ip}")))?);
+        }
+        if let Some(a) = ep.get("Aliases").and_then(Value::as_array) {
+            out.aliases = a.iter().filter_map(Value::as_str).map(String::from).collect();
+        }
+        out.mac = ep.get("MacAddress").and_then(Value::as_str).filter(|s| !s.is_empty()).map(String::from);
+        if let Some(o) = ep.get("DriverOpts").and_then(Value::as_object) {
+            for (k, v) in o {
+                let v = v.as_str().ok_or_else(|| NetworkError::Invalid(format!("DriverOpts {k:?}: the value must be a string")))?;
+                out.driver_opts.insert(k.clone(), v.to_string());
+            }
+        }
+        Ok(out)
+    }
 }
 
 /// An address handed out and not committed yet: commit it with the container.
@@ -103,6 +127,7 @@ impl Networks {
             static_ip: req.ip.is_some(),
             aliases: req.aliases.clone(),
             ports: vec![],
+            driver_opts: req.driver_opts.clone(),
         };
         Ok(Allocation { endpoint, network: net })
     }
@@ -257,7 +282,11 @@ impl Networks {
         if net.subnet.is_host(ep.ip) && ep.ip != net.gateway {
             return Ok(ep.clone());
         }
-        let a = self.allocate(&ep.container, &ep.network, &EndpointRequest { ip: None, mac: None, aliases: ep.aliases.clone() })?;
+        let a = self.allocate(
+            &ep.container,
+            &ep.network,
+            &EndpointRequest { aliases: ep.aliases.clone(), driver_opts: ep.driver_opts.clone(), ..Default::default() },
+        )?;
         let mut e = ep.clone();
         e.ip = a.endpoint.ip;
         e.mac = a.endpoint.mac.clone();

@@ -47,8 +47,11 @@ fn candidate_subnets() -> impl Iterator<Item = Subnet> {
 impl Networks {
     pub fn create(self: &Arc<Self>, opts: CreateOptions) -> Result<Network> {
         let name = opts.name.trim().to_string();
-        if name.is_empty() || !crate::util::id::valid_name(&name) {
-            return Err(invalid(format!("invalid network name {:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed", opts.name)).into());
+        // Docker takes any name (spaces included); interfaces and files are named by id.
+        if name.is_empty() || name.len() > 255 || name.contains('/') || name.chars().any(char::is_control) {
+            return Err(
+                invalid(format!("invalid network name {:?}: 1 to 255 characters, no '/' and no control characters", opts.name)).into()
+            );
         }
         if ["host", "none", super::DEFAULT_NETWORK].contains(&name.as_str()) {
             return Err(NetworkError::Conflict(format!("{name} is a pre-defined network and cannot be created")).into());

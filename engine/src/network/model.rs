@@ -60,11 +60,22 @@ pub struct Endpoint {
     pub aliases: Vec<String>,
     /// Published ports as bound at the last start (ephemeral host ports resolved).
     pub ports: Vec<PortMap>,
+    /// `EndpointConfig.DriverOpts`: kept and shown; the bridge driver reads none of them.
+    pub driver_opts: std::collections::BTreeMap<String, String>,
 }
 
 impl crate::state::Record for Endpoint {
     const TABLE: &'static str = "endpoints";
-    const VERSION: u8 = 1;
+    /// 2: `driver_opts` appended.
+    const VERSION: u8 = 2;
+
+    fn upgrade(version: u8, bytes: &[u8]) -> anyhow::Result<Self> {
+        anyhow::ensure!(version == 1, "no upgrade from layout version {version} of endpoints records");
+        // postcard writes a map as its length then its entries: layout 1 plus an empty map.
+        let mut b = bytes.to_vec();
+        b.push(0);
+        Ok(postcard::from_bytes(&b)?)
+    }
 }
 
 impl Endpoint {
@@ -126,5 +137,26 @@ mod tests {
         }
         assert_eq!(veth_owner("vbox0"), None);
         assert_eq!(veth_owner("vb07c7a482a35y1"), None);
+    }
+
+    #[test]
+    fn layout_1_endpoints_upgrade() {
+        use crate::state::codec::{decode, encode};
+        let e = Endpoint {
+            container: ContainerId::random().unwrap(),
+            network: "n".into(),
+            iface: 1,
+            ip: Ipv4Addr::new(172, 18, 0, 2),
+            mac: "02:42:ac:12:00:02".into(),
+            static_ip: false,
+            aliases: vec!["web".into()],
+            ports: vec![],
+            driver_opts: Default::default(),
+        };
+        let v2 = encode(&e).unwrap();
+        // A layout-1 record is a layout-2 one without its (empty) map.
+        let mut v1 = v2[..v2.len() - 1].to_vec();
+        v1[0] = 1;
+        assert_eq!(decode::<Endpoint>(&v1).unwrap(), e);
     }
 }

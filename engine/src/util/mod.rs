@@ -4,4 +4,5 @@ pub mod command;
 pub mod failpoint;
 pub mod id;
 pub mod pty;
+pub mod scope;
 pub mod time;

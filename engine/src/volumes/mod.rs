@@ -472,7 +472,7 @@ fn copy_up(rootfs: &Path, destination: &str, data: &Path) -> Result<()> {
     if std::fs::read_dir(data)?.next().is_some() {
         return Ok(());
     }
-    let src = crate::containers::secure_join(rootfs, Path::new(destination))?;
+    let src = crate::util::scope::secure_join(rootfs, Path::new(destination))?;
     let Ok(meta) = std::fs::metadata(&src) else { return Ok(()) };
     if !meta.is_dir() {
         return Ok(());
