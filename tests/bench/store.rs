@@ -38,6 +38,7 @@ fn record(i: usize) -> Container {
         umask: 0o027,
         runtime: "runc".into(),
         manually_stopped: false,
+        hooks: Default::default(),
         id,
     }
 }

@@ -479,3 +479,82 @@ fn log_driver_none_keeps_no_log_but_attach_works() {
     assert!(bad.stderr.contains("no log driver named 'asdf'"), "{bad:?}");
     d.docker(&["rm", "n"]).ok();
 }
+
+#[test]
+fn hook_specs_run_daemon_hooks_first_and_refuse_what_the_rules_forbid() {
+    require_root!();
+    use std::os::unix::fs::PermissionsExt;
+    let mut d = Daemon::start();
+    d.load_busybox();
+    let hooks = d.data_root().join("hooks");
+    let log = d.root.join("hooks.log");
+    let hooks = hooks.as_path();
+    let script = |name: &str, body: &str| {
+        let p = hooks.join(name);
+        std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        p.display().to_string()
+    };
+    let logger = script("log.sh", &format!("echo \"$1 $2\" >> {}", log.display()));
+    let failing = script("fail.sh", "echo 'hook refused the start' >&2; exit 3");
+    let hook = |stage_args: &str| format!(r#"{{"path":"{logger}","args":["log.sh",{stage_args}],"timeout":10}}"#);
+    let root = d.root.clone();
+    let spec_file = |name: &str, text: &str| {
+        let p = root.join(name);
+        std::fs::write(&p, text).unwrap();
+        p.display().to_string()
+    };
+    // The daemon's hooks, from daemon.json.
+    let daemon_spec = spec_file("daemon-hooks.json", &format!(r#"{{"prestart":[{}]}}"#, hook(r#""daemon","prestart""#)));
+    std::fs::write(d.root.join("daemon.json"), format!(r#"{{"hook-spec":"{daemon_spec}"}}"#)).unwrap();
+    d.restart();
+
+    let create = |name: &str, spec: &str| {
+        let body = format!(r#"{{"Image":"busybox","Cmd":["true"],"HostConfig":{{"HookSpec":"{spec}"}}}}"#);
+        d.api("POST", &format!("/containers/create?name={name}"), Some("application/json"), body.as_bytes())
+    };
+    let own = spec_file(
+        "own.json",
+        &format!(r#"{{"prestart":[{}],"poststop":[{}]}}"#, hook(r#""container","prestart""#), hook(r#""container","poststop""#)),
+    );
+    assert_eq!(create("h", &own).status, 201);
+    assert_eq!(d.docker(&["start", "-a", "h"]).code, 0);
+    eventually("the poststop hook", Duration::from_secs(10), || {
+        std::fs::read_to_string(&log).unwrap_or_default() == "daemon prestart\ncontainer prestart\ncontainer poststop\n"
+    });
+
+    // Refused before anything is created: outside the hooks directory, a bad timeout, bad JSON.
+    let before = d.docker(&["ps", "-aq"]).ok().stdout;
+    for (text, message) in [
+        (r#"{"prestart":[{"path":"/bin/true"}]}"#.to_string(), "outside"),
+        (format!(r#"{{"prestart":[{{"path":"{logger}","timeout":121}}]}}"#), "timeout 121"),
+        (format!(r#"{{"prestart":[{{"path":"{logger}","timeout":0}}]}}"#), "timeout 0"),
+        ("{\"prestart\": [".to_string(), "invalid JSON"),
+    ] {
+        let r = create("bad", &spec_file("bad.json", &text));
+        assert_eq!(r.status, 400, "{text}: {}", r.text());
+        assert!(r.text().contains(message), "{text}: {}", r.text());
+    }
+    assert_eq!(d.docker(&["ps", "-aq"]).ok().stdout, before);
+
+    // A failing prestart hook fails the start, and its stderr reaches the client.
+    let failing_spec = spec_file("fail.json", &format!(r#"{{"prestart":[{{"path":"{failing}"}}]}}"#));
+    assert_eq!(create("f", &failing_spec).status, 201);
+    let start = d.docker(&["start", "f"]);
+    assert_ne!(start.code, 0);
+    assert!(start.stderr.contains("hook refused the start"), "{start:?}");
+    assert_eq!(d.docker(&["inspect", "-f", "{{.State.Running}}", "f"]).ok().stdout.trim(), "false");
+
+    // A daemon hook spec that breaks the rules stops the daemon from starting, with the reason.
+    std::fs::write(d.root.join("daemon.json"), r#"{"hook-spec":"/nonexistent/hooks.json"}"#).unwrap();
+    d.stop();
+    let out = std::process::Command::new(berth_tests::berth_bin())
+        .args(["daemon", "--config-file"])
+        .arg(d.root.join("daemon.json"))
+        .arg("--data-root")
+        .arg(d.data_root())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("hook-spec"), "{}", String::from_utf8_lossy(&out.stderr));
+}

@@ -117,6 +117,7 @@ fn container(i: usize) -> Container {
         umask: 0o027,
         runtime: "runc".into(),
         manually_stopped: false,
+        hooks: Default::default(),
         id,
     }
 }

@@ -102,6 +102,9 @@ pub struct CreateArgs {
     pub stop_timeout: Option<i64>,
     #[arg(long)]
     pub runtime: Option<String>,
+    /// OCI hooks file (JSON with prestart/poststart/poststop) on the daemon's host
+    #[arg(long = "hook-spec")]
+    pub hook_spec: Option<std::path::PathBuf>,
     /// Automatically remove the container when it exits
     #[arg(long)]
     pub rm: bool,
@@ -170,6 +173,12 @@ fn body(a: &CreateArgs) -> Result<Value> {
     }
     if let Some(r) = &a.runtime {
         hc.insert("Runtime".into(), json!(r));
+    }
+    if let Some(f) = &a.hook_spec {
+        // The daemon reads the file: name it absolutely (the CLI runs where the daemon does;
+        // a remote client names a file on the device).
+        let abs = if f.is_absolute() { f.clone() } else { std::env::current_dir()?.join(f) };
+        hc.insert("HookSpec".into(), json!(abs));
     }
     let mut exposed = Map::new();
     let mut bindings: Map<String, Value> = Map::new();

@@ -31,6 +31,8 @@ pub struct FileConfig {
     /// The init binary bind-mounted into containers (statically linked); default: the
     /// daemon's own executable when it is static.
     pub init_path: Option<PathBuf>,
+    /// As in the openEuler engine: OCI hooks every container runs, before its own.
+    pub hook_spec: Option<PathBuf>,
     pub insecure_registries: Option<Vec<String>>,
     /// berth's own key: where per-registry CA certificates live (default /etc/berth/certs.d).
     pub registry_certs_dir: Option<PathBuf>,
@@ -224,6 +226,15 @@ pub struct DaemonConfig {
     pub init: bool,
     /// The init to mount; `None`: none usable (`--init` is refused).
     pub init_path: Option<PathBuf>,
+    /// The daemon's hooks (`hook-spec`), checked at start.
+    pub hooks: crate::runtime::hooks::HookSpec,
+}
+
+impl DaemonConfig {
+    /// Where hook programs must live: `<data-root>/hooks`.
+    pub fn hooks_dir(&self) -> PathBuf {
+        self.data_root.join("hooks")
+    }
 }
 
 /// Parses `native.umask=normal|secure`.
@@ -307,7 +318,12 @@ impl DaemonConfig {
         if !data_root.is_absolute() || !exec_root.is_absolute() {
             bail!("data-root and exec-root must be absolute paths");
         }
+        let hooks = match &file.hook_spec {
+            None => Default::default(),
+            Some(f) => crate::runtime::hooks::HookSpec::load(f, &data_root.join("hooks")).map_err(|e| anyhow::anyhow!("hook-spec: {e}"))?,
+        };
         Ok(DaemonConfig {
+            hooks,
             hosts: if hosts.is_empty() { vec![format!("unix://{}", exec_root.join("berth.sock").display())] } else { hosts },
             data_root,
             exec_root,

@@ -110,6 +110,12 @@ impl Containers {
             }
         }
         crate::runtime::resources::validate(&hc.extra).map_err(ContainerError::Invalid)?;
+        let hooks = match hc.extra.get("HookSpec").and_then(Value::as_str).filter(|s| !s.is_empty()) {
+            None => Default::default(),
+            Some(file) => {
+                crate::runtime::hooks::HookSpec::load(std::path::Path::new(file), &self.cfg.hooks_dir()).map_err(ContainerError::Invalid)?
+            }
+        };
         for (key, allowed) in
             [("PidMode", &["", "host"][..]), ("IpcMode", &["", "host", "private", "shareable"]), ("UTSMode", &["", "host"])]
         {
@@ -333,6 +339,7 @@ impl Containers {
             finished_at: None,
             restart_count: 0,
             manually_stopped: false,
+            hooks,
             log_path: if no_log { self.no_log_path(&id) } else { self.data_dir(&id).join(format!("{id}-json.log")) },
             log_limits,
             umask,

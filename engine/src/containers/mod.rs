@@ -174,6 +174,7 @@ impl Containers {
         std::fs::create_dir_all(cfg.data_root.join("containers"))?;
         std::fs::create_dir_all(cfg.exec_root.join("containers"))?;
         std::fs::create_dir_all(cfg.exec_root.join("logs"))?;
+        std::fs::create_dir_all(cfg.hooks_dir())?;
         Ok(Arc::new(Containers { cfg, images, driver, networks, volumes, store: store.clone(), records, table: Mutex::new(table), exe }))
     }
 

@@ -218,6 +218,9 @@ pub struct Container {
     pub runtime: String,
     /// Stopped with `stop` (not by itself, not by `kill`): restart policies leave it be.
     pub manually_stopped: bool,
+    /// Its own OCI hooks (`HostConfig.HookSpec`, read and checked at create).
+    #[serde(with = "crate::state::codec::as_json")]
+    pub hooks: crate::runtime::hooks::HookSpec,
 }
 
 impl Container {
@@ -232,14 +235,19 @@ impl Container {
 
 impl crate::state::Record for Container {
     const TABLE: &'static str = "containers";
-    /// 2: `manually_stopped` appended.
-    const VERSION: u8 = 2;
+    /// 2: `manually_stopped` appended. 3: `hooks` appended.
+    const VERSION: u8 = 3;
 
     fn upgrade(version: u8, bytes: &[u8]) -> anyhow::Result<Self> {
-        anyhow::ensure!(version == 1, "no upgrade from layout version {version} of containers records");
-        // postcard writes fields in order and a bool as one byte: layout 1 plus a `false`.
+        anyhow::ensure!(version == 1 || version == 2, "no upgrade from layout version {version} of containers records");
+        // postcard writes fields in order: an older layout plus the defaults of what was
+        // appended since (a bool is one byte; `hooks` is JSON text).
         let mut b = bytes.to_vec();
-        b.push(0);
+        if version == 1 {
+            b.push(0);
+        }
+        let no_hooks = serde_json::to_string(&crate::runtime::hooks::HookSpec::default())?;
+        b.extend(postcard::to_allocvec(&no_hooks)?);
         Ok(postcard::from_bytes(&b)?)
     }
 }
@@ -259,7 +267,7 @@ mod tests {
     }
 
     #[test]
-    fn layout_1_records_upgrade() {
+    fn layouts_1_and_2_upgrade() {
         use crate::state::codec::{decode, encode};
         let c = Container {
             id: crate::util::id::ContainerId::random().unwrap(),
@@ -281,9 +289,15 @@ mod tests {
             umask: 0o22,
             runtime: "runc".into(),
             manually_stopped: true,
+            hooks: Default::default(),
         };
-        let v2 = encode(&c).unwrap();
-        // A layout-1 record is a layout-2 one without its last byte.
+        let v3 = encode(&c).unwrap();
+        // Layout 2 is layout 3 without the hooks ("{}": a length byte and two bytes), layout 1
+        // is layout 2 without its last byte.
+        let mut v2 = v3[..v3.len() - 3].to_vec();
+        v2[0] = 2;
+        let up: Container = decode(&v2).unwrap();
+        assert_eq!((up.restart_count, up.manually_stopped, up.hooks.is_empty()), (2, true, true));
         let mut v1 = v2[..v2.len() - 1].to_vec();
         v1[0] = 1;
         let up: Container = decode(&v1).unwrap();

@@ -259,6 +259,7 @@ impl Containers {
                 umask: c.umask,
                 init,
                 shared_ns: self.shared_namespaces(c)?,
+                hooks: &self.cfg.hooks.then(&c.hooks),
             },
         )?;
         // The bundle lives under exec-root (a tmpfs on devices) and is written anew at every

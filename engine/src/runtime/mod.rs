@@ -2,6 +2,7 @@
 //! process, and the runtime verbs the daemon itself runs (`delete`, `pause`, `resume`); the
 //! container's start and wait belong to the monitor.
 
+pub mod hooks;
 pub mod resources;
 pub mod signal;
 pub mod spec;

@@ -120,6 +120,8 @@ pub struct SpecInputs<'a> {
     pub shared_ns: Vec<(&'static str, Option<std::path::PathBuf>)>,
     /// The init to run as PID 1 (`--init`), bind-mounted at [`crate::init::CONTAINER_PATH`].
     pub init: Option<&'a Path>,
+    /// The daemon's hooks then the container's.
+    pub hooks: &'a super::hooks::HookSpec,
 }
 
 pub fn build(c: &Container, inputs: &SpecInputs<'_>) -> Result<Spec> {
@@ -201,6 +203,7 @@ pub fn build(c: &Container, inputs: &SpecInputs<'_>) -> Result<Spec> {
     });
     let mut value = value;
     super::resources::apply(&mut value, &hc.extra);
+    inputs.hooks.apply(&mut value);
     if let Some(list) = value["mounts"].as_array_mut() {
         list.extend(inputs.mounts.iter().cloned());
         if let Some(init) = inputs.init {
