@@ -281,7 +281,7 @@ fn pause_survives_a_daemon_restart_and_paused_containers_still_stop() {
         s.trim().parse().unwrap()
     };
     eventually("the counter to run", Duration::from_secs(5), || count(&d) > 2);
-    d.docker(&["pause", "p"]).ok();
+    d.berth(&["pause", "p"]).ok();
     let state = |d: &Daemon| d.docker(&["inspect", "-f", "{{.State.Status}} {{.State.Paused}} {{.State.Running}}", "p"]).ok().stdout;
     assert_eq!(state(&d).trim(), "paused true true");
     assert!(d.docker(&["ps", "--format", "{{.Status}}"]).ok().stdout.contains("(Paused)"));
@@ -338,6 +338,9 @@ fn top_stats_and_update_of_a_running_container() {
     assert!(s["networks"]["eth0"]["rx_bytes"].is_u64(), "{s}");
     let cli = d.docker(&["stats", "--no-stream", "--format", "{{.MemUsage}} {{.PIDs}}", "t"]).ok().stdout;
     assert!(cli.contains("/ 64MiB 2"), "{cli}");
+    // berth's own CLI: the same figures and processes.
+    assert!(d.berth(&["stats", "--no-stream", "t"]).ok().stdout.contains("/ 64MiB"));
+    assert!(d.berth(&["top", "t"]).ok().stdout.contains("sleep 999"));
 
     // update: new limits reach the running container's cgroup, and inspect.
     d.docker(&["update", "-m", "32m", "--memory-swap", "64m", "--pids-limit", "10", "--restart", "on-failure:3", "t"]).ok();
@@ -349,6 +352,8 @@ fn top_stats_and_update_of_a_running_container() {
     let hc = d.docker(&["inspect", "-f", "{{.HostConfig.Memory}} {{.HostConfig.PidsLimit}} {{.HostConfig.RestartPolicy.Name}}", "t"]).ok();
     assert_eq!(hc.stdout.trim(), "33554432 10 on-failure");
     // A bad value is refused and changes nothing.
+    d.berth(&["update", "--cpus", "0.5", "t"]).ok();
+    assert_eq!(d.docker(&["inspect", "-f", "{{.HostConfig.NanoCpus}}", "t"]).ok().stdout.trim(), "500000000");
     let bad = d.docker(&["update", "-m", "1m", "t"]);
     assert!(bad.code != 0 && bad.stderr.contains("Minimum memory limit"), "{bad:?}");
     assert_eq!(d.docker(&["inspect", "-f", "{{.HostConfig.Memory}}", "t"]).ok().stdout.trim(), "33554432");

@@ -6,7 +6,7 @@ use super::Command;
 use anyhow::{bail, Context, Result};
 use http_body_util::BodyExt;
 use hyper::Method;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 /// Encodes a path segment or query value; `:` and `/` stay (image names hold them).
 pub(super) fn enc(s: &str) -> String {
@@ -146,6 +146,62 @@ pub async fn dispatch(client: &Client, cmd: Command) -> Result<i32> {
                 }
             }
             Ok(code)
+        }
+        Command::Pause { containers } => {
+            each(&containers, |n| async move { client.call(Method::POST, &format!("/containers/{}/pause", enc(&n)), None).await.map(drop) })
+                .await
+        }
+        Command::Unpause { containers } => {
+            each(
+                &containers,
+                |n| async move { client.call(Method::POST, &format!("/containers/{}/unpause", enc(&n)), None).await.map(drop) },
+            )
+            .await
+        }
+        Command::Top { container, ps_args } => {
+            let v =
+                client.json(Method::GET, &format!("/containers/{}/top?ps_args={}", enc(&container), enc(&ps_args.join(" "))), None).await?;
+            let titles: Vec<String> = v["Titles"].as_array().into_iter().flatten().filter_map(|t| t.as_str().map(String::from)).collect();
+            let rows: Vec<Vec<String>> = v["Processes"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|r| r.as_array().into_iter().flatten().map(|c| c.as_str().unwrap_or("").to_string()).collect())
+                .collect();
+            super::format::table(&titles, &rows);
+            Ok(0)
+        }
+        Command::Stats { no_stream, containers } => super::stats::run(client, &containers, no_stream).await,
+        Command::Update { memory, memory_swap, cpus, cpu_shares, pids_limit, restart, containers } => {
+            let mut body = serde_json::Map::new();
+            if let Some(m) = memory {
+                body.insert("Memory".into(), json!(super::format::parse_bytes(&m)?));
+            }
+            if let Some(m) = memory_swap {
+                body.insert("MemorySwap".into(), json!(super::format::parse_bytes(&m)?));
+            }
+            if let Some(c) = cpus {
+                body.insert("NanoCpus".into(), json!((c * 1e9) as i64));
+            }
+            if let Some(s) = cpu_shares {
+                body.insert("CpuShares".into(), json!(s));
+            }
+            if let Some(p) = pids_limit {
+                body.insert("PidsLimit".into(), json!(p));
+            }
+            if let Some(r) = restart {
+                let (name, max) = match r.split_once(':') {
+                    Some((n, m)) => (n.to_string(), m.parse::<i64>().map_err(|_| anyhow::anyhow!("invalid restart policy {r:?}"))?),
+                    None => (r.clone(), 0),
+                };
+                body.insert("RestartPolicy".into(), json!({"Name": name, "MaximumRetryCount": max}));
+            }
+            let body = serde_json::Value::Object(body);
+            let body = &body;
+            each(&containers, |n| async move {
+                client.call(Method::POST, &format!("/containers/{}/update", enc(&n)), Some(body.clone())).await.map(drop)
+            })
+            .await
         }
         Command::Rename { container, new_name } => {
             client.call(Method::POST, &format!("/containers/{}/rename?name={}", enc(&container), enc(&new_name)), None).await?;

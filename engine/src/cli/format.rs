@@ -4,6 +4,52 @@
 use serde_json::Value;
 
 /// `4.26MB`: decimal units with three significant digits, as Docker prints sizes.
+/// Docker's memory sizes: "67108864", "64m", "1g", "512k", "100b"; -1 stays -1 (unlimited).
+pub fn parse_bytes(s: &str) -> anyhow::Result<i64> {
+    if s == "-1" {
+        return Ok(-1);
+    }
+    let lower = s.trim().to_ascii_lowercase();
+    let digits = lower.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let unit = &lower[digits.len()..];
+    let n: f64 = digits.parse().map_err(|_| anyhow::anyhow!("invalid size: {s:?}"))?;
+    let mult: f64 = match unit {
+        "" | "b" => 1.0,
+        "k" | "kb" => 1024.0,
+        "m" | "mb" => 1024.0 * 1024.0,
+        "g" | "gb" => 1024.0 * 1024.0 * 1024.0,
+        _ => anyhow::bail!("invalid size: {s:?} (units: b, k, m, g)"),
+    };
+    Ok((n * mult) as i64)
+}
+
+/// Prints rows under titles in columns, as Docker's tables (three spaces between columns).
+pub fn table(titles: &[String], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = titles.iter().map(String::len).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            if i < widths.len() {
+                widths[i] = widths[i].max(c.len());
+            }
+        }
+    }
+    let line = |cells: &[String]| {
+        let mut out = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                out.push_str(c);
+            } else {
+                out.push_str(&format!("{c:<w$}   ", w = widths.get(i).copied().unwrap_or(0)));
+            }
+        }
+        println!("{out}");
+    };
+    line(titles);
+    for r in rows {
+        line(r);
+    }
+}
+
 pub fn human_size(bytes: u64) -> String {
     let units = ["B", "kB", "MB", "GB", "TB", "PB"];
     let mut v = bytes as f64;
@@ -70,6 +116,15 @@ pub fn template(template: &str, v: &Value) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parses_sizes_like_docker() {
+        assert_eq!(parse_bytes("64m").unwrap(), 64 * 1024 * 1024);
+        assert_eq!(parse_bytes("1G").unwrap(), 1 << 30);
+        assert_eq!(parse_bytes("4096").unwrap(), 4096);
+        assert_eq!(parse_bytes("-1").unwrap(), -1);
+        assert!(parse_bytes("12q").is_err());
+    }
 
     #[test]
     fn sizes_like_docker() {

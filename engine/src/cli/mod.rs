@@ -11,6 +11,7 @@ mod credentials;
 pub mod format;
 mod network;
 mod run;
+mod stats;
 mod volume;
 
 use crate::config::Flags;
@@ -61,6 +62,52 @@ pub enum Command {
     },
     /// Restart one or more containers
     Restart(StopArgs),
+    /// Pause all processes within one or more containers
+    Pause {
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Unpause all processes within one or more containers
+    Unpause {
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Display the running processes of a container
+    Top {
+        container: String,
+        /// ps options (the host's ps); none: PID USER TIME COMMAND
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        ps_args: Vec<String>,
+    },
+    /// Display a live stream of container resource usage
+    Stats {
+        /// Print one sample and exit
+        #[arg(long = "no-stream")]
+        no_stream: bool,
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Update configuration of one or more containers
+    Update {
+        /// Memory limit (bytes, or with a unit: 64m, 1g)
+        #[arg(short = 'm', long)]
+        memory: Option<String>,
+        /// Memory plus swap (-1: unlimited swap)
+        #[arg(long = "memory-swap", allow_negative_numbers = true)]
+        memory_swap: Option<String>,
+        /// Number of CPUs
+        #[arg(long)]
+        cpus: Option<f64>,
+        #[arg(long = "cpu-shares")]
+        cpu_shares: Option<i64>,
+        #[arg(long = "pids-limit", allow_negative_numbers = true)]
+        pids_limit: Option<i64>,
+        /// Restart policy (no, always, unless-stopped, on-failure[:N])
+        #[arg(long)]
+        restart: Option<String>,
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
     /// Remove one or more containers
     Rm {
         #[arg(short = 'f', long)]
