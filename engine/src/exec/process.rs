@@ -67,7 +67,31 @@ fn process_spec(bundle: &Path, cfg: &ExecConfig) -> Result<Value> {
 }
 
 /// Reads `src` to its end, sending each chunk through `wrap`.
-async fn pump(mut src: impl AsyncRead + Unpin, tx: mpsc::Sender<Bytes>, wrap: impl Fn(&[u8]) -> Bytes) {
+/// The line ends of a terminal's output as Docker gives them: every `\n` as `\r\n`.
+///
+/// A foreground `runc exec -t` clears ONLCR on the container's terminal once it has it, so
+/// output written before that arrives as `\r\n` and output after as `\n`. Translating only
+/// a `\n` that is not already preceded by `\r` makes both `\r\n`, whatever the timing.
+#[derive(Default)]
+struct LineEnds {
+    after_cr: bool,
+}
+
+impl LineEnds {
+    fn translate(&mut self, data: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(data.len() + data.len() / 16);
+        for &b in data {
+            if b == b'\n' && !self.after_cr {
+                out.push(b'\r');
+            }
+            out.push(b);
+            self.after_cr = b == b'\r';
+        }
+        out
+    }
+}
+
+async fn pump(mut src: impl AsyncRead + Unpin, tx: mpsc::Sender<Bytes>, mut wrap: impl FnMut(&[u8]) -> Bytes) {
     let mut buf = vec![0u8; 16 * 1024];
     loop {
         match src.read(&mut buf).await {
@@ -115,7 +139,15 @@ pub async fn start(
         let child = cmd.spawn().with_context(|| format!("starting {} exec", launch.runtime.path))?;
         drop(cmd); // our copies of the slave: the master reads EOF once the runtime is gone
         let master = Master::new(master)?;
-        let wrap = move |b: &[u8]| if raw { Bytes::copy_from_slice(b) } else { crate::api::body::mux_frame(1, b) };
+        let mut ends = LineEnds::default();
+        let wrap = move |b: &[u8]| {
+            let b = ends.translate(b);
+            if raw {
+                Bytes::from(b)
+            } else {
+                crate::api::body::mux_frame(1, &b)
+            }
+        };
         pumps.push(tokio::spawn(pump(master.clone(), tx.clone(), wrap)));
         let input: Option<Input> = attach_stdin.then(|| Box::pin(master.clone()) as Input);
         (child, input, Some(master))
@@ -155,4 +187,19 @@ pub async fn start(
         drop(tx);
     });
     Ok(Started { output, input, terminal, runtime_pid, pid_file })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_ends_come_out_once_translated_whatever_the_timing() {
+        let mut e = LineEnds::default();
+        // Before runc cleared ONLCR (already \r\n), then after (bare \n), split anywhere.
+        let mut out = e.translate(b"hello out\r");
+        out.extend(e.translate(b"\nhello err\n"));
+        out.extend(e.translate(b"a\n\nb"));
+        assert_eq!(out, b"hello out\r\nhello err\r\na\r\n\r\nb");
+    }
 }

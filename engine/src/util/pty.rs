@@ -28,11 +28,14 @@ impl Size {
 /// what a child gets as its stdio. The pair starts raw: it relays, and the terminal that
 /// echoes and translates is the container's own.
 pub fn open(size: Option<Size>) -> Result<(OwnedFd, OwnedFd)> {
-    use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg};
+    use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, OutputFlags, SetArg};
     let ws = size.map(Size::winsize);
     let pair = openpty(ws.as_ref(), None).context("allocating a pseudo-terminal")?;
     let mut t = tcgetattr(&pair.slave).context("reading the pty's modes")?;
     cfmakeraw(&mut t);
+    // A foreground `runc exec -t` turns output processing back on for its terminal (it keeps
+    // OPOST when it makes it raw): without ONLCR that still translates nothing.
+    t.output_flags.remove(OutputFlags::ONLCR);
     tcsetattr(&pair.slave, SetArg::TCSANOW, &t).context("making the pty raw")?;
     use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
     fcntl(pair.master.as_raw_fd(), FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).context("making the pty master non-blocking")?;
