@@ -290,6 +290,8 @@ fn pause_survives_a_daemon_restart_and_paused_containers_still_stop() {
     let state = |d: &Daemon| d.docker(&["inspect", "-f", "{{.State.Status}} {{.State.Paused}} {{.State.Running}}", "p"]).ok().stdout;
     assert_eq!(state(&d).trim(), "paused true true");
     assert!(d.docker(&["ps", "--format", "{{.Status}}"]).ok().stdout.contains("(Paused)"));
+    let info = d.api("GET", "/info", None, b"").json();
+    assert_eq!((info["ContainersRunning"].as_u64(), info["ContainersPaused"].as_u64()), (Some(0), Some(1)));
     let frozen = count(&d);
     std::thread::sleep(Duration::from_millis(600));
     assert_eq!(count(&d), frozen, "a paused container kept running");

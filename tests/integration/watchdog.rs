@@ -67,6 +67,13 @@ fn a_daemon_that_cannot_start_is_retried_with_growing_backoff_until_its_config_i
     assert_eq!(d.child_pid(), Some(supervisor), "the supervisor itself was restarted");
     let shown = d.berth(&["system", "watchdog", "--state-dir", d.root.join("supervisor").to_str().unwrap()]).ok().stdout;
     assert!(shown.lines().count() > h.len(), "`system watchdog` does not list the history:\n{shown}");
+    // The daemon it runs shows the same history in `info`.
+    let info = d.api("GET", "/info", None, b"").json();
+    let recorded = history(&d);
+    assert_eq!(info["BerthSupervisor"]["Restarts"], recorded.len(), "{}", info["BerthSupervisor"]);
+    assert_eq!(info["BerthSupervisor"]["Recent"].as_array().unwrap().last(), recorded.last());
+    let text = d.berth(&["info"]).ok().stdout;
+    assert!(text.contains(&format!("Supervisor Restarts: {}", recorded.len())), "{text}");
 }
 
 #[test]

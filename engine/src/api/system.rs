@@ -103,7 +103,7 @@ pub fn df(ctx: &Ctx) -> ApiResult {
 
 pub async fn info(ctx: &Ctx) -> ApiResult {
     let d = &ctx.d;
-    let (all, running, stopped) = d.containers.counts();
+    let (all, running, paused, stopped) = d.containers.counts();
     let cgroup_v2 = std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
     let runtimes: serde_json::Map<String, serde_json::Value> =
         d.cfg.runtimes.values().map(|r| (r.name.clone(), json!({"path": r.path, "runtimeArgs": r.args}))).collect();
@@ -112,7 +112,7 @@ pub async fn info(ctx: &Ctx) -> ApiResult {
         "ID": d.id,
         "Containers": all,
         "ContainersRunning": running,
-        "ContainersPaused": 0,
+        "ContainersPaused": paused,
         "ContainersStopped": stopped,
         "Images": d.images.list().len(),
         "Driver": d.driver.name(),
@@ -148,6 +148,8 @@ pub async fn info(ctx: &Ctx) -> ApiResult {
         "DefaultRuntime": d.cfg.default_runtime,
         "Swarm": {"NodeID": "", "NodeAddr": "", "LocalNodeState": "inactive", "ControlAvailable": false, "Error": "", "RemoteManagers": null},
         "LiveRestoreEnabled": true,
+        // berth's own: the supervisor's restarts of this daemon (`berth supervise`).
+        "BerthSupervisor": crate::watchdog::history::History::for_info(),
         "Isolation": "",
         "InitBinary": "",
         "ContainerdCommit": {"ID": ""},

@@ -598,6 +598,19 @@ pub async fn dispatch(client: &Client, cmd: Command) -> Result<i32> {
             );
             println!(" Default Runtime: {}", v["DefaultRuntime"].as_str().unwrap_or(""));
             println!(" Live Restore Enabled: {}", v["LiveRestoreEnabled"]);
+            let sup = &v["BerthSupervisor"];
+            if sup.is_object() {
+                println!(" Supervisor Restarts: {}", sup["Restarts"]);
+                for e in sup["Recent"].as_array().into_iter().flatten() {
+                    println!(
+                        "  {} {} ({}), waited {}ms",
+                        e["at"].as_str().unwrap_or(""),
+                        e["reason"].as_str().unwrap_or(""),
+                        e["status"].as_str().unwrap_or(""),
+                        e["delay_ms"]
+                    );
+                }
+            }
             println!(
                 " Kernel Version: {}\n Operating System: {}\n Architecture: {}",
                 v["KernelVersion"].as_str().unwrap_or(""),

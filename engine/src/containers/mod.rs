@@ -273,11 +273,12 @@ impl Containers {
             .collect()
     }
 
-    /// Counts for `info`: (all, running, stopped).
-    pub fn counts(&self) -> (usize, usize, usize) {
+    /// Counts for `info`: (all, running, paused, stopped).
+    pub fn counts(&self) -> (usize, usize, usize, usize) {
         let all = self.list();
-        let running = all.iter().filter(|c| c.state.is_running()).count();
-        (all.len(), running, all.len() - running)
+        let running = all.iter().filter(|c| matches!(c.state, State::Running(_))).count();
+        let paused = all.iter().filter(|c| matches!(c.state, State::Paused(_))).count();
+        (all.len(), running, paused, all.len() - running - paused)
     }
 }
 

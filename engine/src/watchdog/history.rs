@@ -8,6 +8,9 @@ use std::path::{Path, PathBuf};
 
 const KEEP: usize = 200;
 
+/// Set by the supervisor for the daemon it runs: where the history is, for `info`.
+pub const STATE_DIR_ENV: &str = "BERTH_SUPERVISOR_STATE_DIR";
+
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Entry {
     pub at: String,
@@ -35,6 +38,15 @@ impl History {
         let path = Self::file(state_dir);
         let entries = std::fs::read(&path).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
         History { path, entries }
+    }
+
+    /// `info`'s view: restarts recorded and the last few, or `null` when the daemon does not
+    /// run under `berth supervise`.
+    pub fn for_info() -> serde_json::Value {
+        let Some(dir) = std::env::var_os(STATE_DIR_ENV) else { return serde_json::Value::Null };
+        let h = Self::load(Path::new(&dir));
+        let recent = &h.entries[h.entries.len().saturating_sub(5)..];
+        serde_json::json!({"StateDir": Path::new(&dir), "Restarts": h.entries.len(), "Recent": recent})
     }
 
     pub fn push(&mut self, e: Entry) -> Result<()> {

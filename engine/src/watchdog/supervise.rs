@@ -177,7 +177,8 @@ impl Supervisor {
         cmd.arg("daemon").args(&self.args.daemon_args);
         cmd.env("NOTIFY_SOCKET", &self.sock_path)
             .env("WATCHDOG_USEC", (self.args.watchdog_timeout.as_micros() as u64).to_string())
-            .env_remove("WATCHDOG_PID");
+            .env_remove("WATCHDOG_PID")
+            .env(super::history::STATE_DIR_ENV, &self.args.state_dir);
         let child = cmd.spawn().context("starting berth daemon")?;
         berth_images::durable::write_file_mode(&self.args.state_dir.join("daemon.pid"), child.id().to_string().as_bytes(), 0o644)?;
         Ok(child)
