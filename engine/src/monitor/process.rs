@@ -76,6 +76,9 @@ pub fn run(bundle: &Path) -> i32 {
     }
 }
 
+/// Quiet this long, the monitor gives back the code pages it faulted in.
+const IDLE_BEFORE_RELEASE_MS: u16 = 10_000;
+
 fn detach_stdio(log: &Path) {
     use std::os::fd::AsRawFd;
     let null = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null");
@@ -268,6 +271,7 @@ fn start_and_wait(cfg: &MonitorConfig, ready: &mut Option<File>, notify: Option<
     // Exits reaped before the container's pid was known (it can die before runc returns).
     let mut early: Vec<(Pid, i32)> = Vec::new();
     let mut drain_deadline: Option<std::time::Instant> = None;
+    let mut code_released = false;
 
     loop {
         // Reap whatever exited: the runtime process first, then the container.
@@ -323,9 +327,19 @@ fn start_and_wait(cfg: &MonitorConfig, ready: &mut Option<File>, notify: Option<
             fds.push(PollFd::new(sources[*i].file.as_ref().unwrap().as_fd(), PollFlags::POLLIN));
         }
         let interest = control.register(&mut fds);
-        let timeout = if drain_deadline.is_some() { PollTimeout::from(100u16) } else { PollTimeout::NONE };
+        let timeout = match (drain_deadline, code_released) {
+            (Some(_), _) => PollTimeout::from(100u16),
+            (None, false) => PollTimeout::from(IDLE_BEFORE_RELEASE_MS),
+            (None, true) => PollTimeout::NONE,
+        };
         match poll(&mut fds, timeout) {
-            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            // Idle: the code this run faulted in goes back (see util::resident), once per
+            // quiet spell.
+            Ok(0) if drain_deadline.is_none() => {
+                crate::util::resident::release_startup_code();
+                code_released = true;
+            }
+            Ok(_) | Err(nix::errno::Errno::EINTR) => code_released = false,
             Err(e) => bail!("poll: {e}"),
         }
         let events: Vec<PollFlags> = fds.iter().map(|f| f.revents().unwrap_or(PollFlags::empty())).collect();

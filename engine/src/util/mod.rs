@@ -4,5 +4,6 @@ pub mod command;
 pub mod failpoint;
 pub mod id;
 pub mod pty;
+pub mod resident;
 pub mod scope;
 pub mod time;
