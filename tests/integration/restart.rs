@@ -154,3 +154,30 @@ fn restart_policies_follow_dockers_rules() {
     let bad = d.berth(&["create", "--restart", "sometimes", "busybox", "true"]);
     assert!(bad.code != 0 && bad.stderr.contains("invalid restart policy"), "{bad:?}");
 }
+
+#[test]
+fn attach_and_follow_streams_work_again_on_re_adopted_containers() {
+    require_root!();
+    let mut d = Daemon::start();
+    d.load_busybox();
+    d.docker(&["run", "-dit", "--name", "sh", "busybox", "sh"]).ok();
+    d.docker(&["run", "-d", "--name", "ticker", "busybox", "sh", "-c", "i=0; while true; do i=$((i+1)); echo tick-$i; sleep 0.2; done"])
+        .ok();
+    d.kill9();
+    d.spawn();
+    // After re-adoption: the terminal of the running shell answers an attach, which detaches
+    // and leaves it running; the ticker's lines keep coming to a new follower.
+    let att = d.docker_typed(&["attach", "sh"], true, &[(800, b"echo again-$((40+2))\r"), (800, b"\x10\x11"), (1500, b"")]);
+    assert!(att.stdout.contains("again-42"), "{att:?}");
+    assert_eq!(d.docker(&["inspect", "-f", "{{.State.Running}}", "sh"]).ok().stdout.trim(), "true");
+    let before: usize = d.docker(&["logs", "ticker"]).ok().stdout.lines().count();
+    let follow = std::process::Command::new("timeout")
+        .args(["2", "docker", "-H", &d.host(), "logs", "-f", "--tail", "0", "ticker"])
+        .output()
+        .unwrap();
+    let followed = String::from_utf8_lossy(&follow.stdout);
+    assert!(followed.lines().count() >= 3 && followed.lines().all(|l| l.starts_with("tick-")), "{followed}");
+    let first: usize = followed.lines().next().unwrap().trim_start_matches("tick-").parse().unwrap();
+    assert!(first > before, "the follower repeated old lines: first {first}, {before} before");
+    d.docker(&["rm", "-f", "sh", "ticker"]).ok();
+}
