@@ -19,6 +19,8 @@ command -v docker-registry >/dev/null || need+=(docker-registry)
 command -v htpasswd >/dev/null || need+=(apache2-utils)
 command -v openssl >/dev/null || need+=(openssl)
 command -v docker >/dev/null || need+=(docker.io)
+# docker-py: the remote-management test drives the daemon over mutual TLS with it.
+python3 -c 'import docker' 2>/dev/null || need+=(python3-docker)
 
 if [ ${#need[@]} -gt 0 ]; then
   echo "ci/install-deps: installing ${need[*]}" >&2

@@ -21,6 +21,8 @@ pub struct Daemon {
     pub containers: Arc<Containers>,
     pub execs: crate::exec::Execs,
     pub recovery: std::sync::Mutex<Recovery>,
+    /// What remote clients changed (see `audit`).
+    pub audit: crate::audit::Audit,
 }
 
 /// What the last start-up recovery did, for `info` and the log.
@@ -59,7 +61,9 @@ impl Daemon {
         let networks = crate::network::Networks::open(cfg.clone(), &store)?;
         let volumes = crate::volumes::Volumes::open(&cfg.data_root, &store)?;
         let containers = Containers::open(cfg.clone(), &store, images.clone(), driver.clone(), networks.clone(), volumes.clone())?;
+        let audit = crate::audit::Audit::open(&store)?;
         Ok(Daemon {
+            audit,
             cfg,
             id,
             store,
@@ -143,7 +147,7 @@ pub fn run(flags: &Flags) -> Result<()> {
     // pool. Memory, not throughput, is what a device is short of.
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().max_blocking_threads(8).build()?;
     rt.block_on(async {
-        let listeners = crate::api::listen::open(&cfg.hosts)?;
+        let listeners = crate::api::listen::open(&cfg.hosts, cfg.tls.as_ref(), cfg.insecure_plain_tcp).await?;
         let d = Arc::new(tokio::task::spawn_blocking(move || Daemon::open(cfg)).await??);
         d.recover().await.context("recovering the state at start")?;
         tracing::info!(driver = d.driver.name(), root = %d.cfg.data_root.display(), "berth daemon ready");

@@ -25,6 +25,7 @@
 //! - [`util`]: ids, time formatting, the external-command runner.
 
 pub mod api;
+pub mod audit;
 pub mod cgroups;
 pub mod check;
 pub mod cli;
@@ -40,6 +41,7 @@ pub mod network;
 pub mod runtime;
 pub mod state;
 pub mod storage;
+pub mod tls;
 pub mod util;
 pub mod volumes;
 pub mod watchdog;

@@ -45,6 +45,13 @@ fn main() {
                 }
             }
         }
+        Command::Tls { command } => match berth::tls::certs::run(command) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("berth tls: {e:#}");
+                1
+            }
+        },
         Command::System { command: berth::cli::SystemCommand::Watchdog { state_dir } } => {
             let h = berth::watchdog::history::History::load(&state_dir);
             println!("{:<32} {:>9}  {:<24} REASON", "WHEN", "WAITED", "ENDED");

@@ -259,6 +259,8 @@ pub struct Daemon {
     /// Started by `berth supervise` with these flags (see [`Daemon::supervised`]).
     supervise: Option<Vec<String>>,
     child: Option<Child>,
+    /// Listen addresses besides the unix socket (`tcp://...`).
+    extra_hosts: Vec<String>,
 }
 
 /// A fresh directory for one daemon's roots.
@@ -282,12 +284,20 @@ impl Daemon {
         d
     }
 
+    /// A daemon listening on `hosts` (inside its network namespace) besides its socket.
+    pub fn start_with_hosts(config: &str, hosts: &[&str]) -> Self {
+        let mut d = Self::unstarted(config, false, None);
+        d.extra_hosts = hosts.iter().map(|h| h.to_string()).collect();
+        d.spawn();
+        d
+    }
+
     /// A fresh root with `config` as its daemon.json; nothing started yet.
     fn unstarted(config: &str, host_net: bool, supervise: Option<&[&str]>) -> Self {
         let root = scratch_root();
         std::fs::write(root.join("daemon.json"), config).unwrap();
         let supervise = supervise.map(|f| f.iter().map(|s| s.to_string()).collect());
-        Daemon { root, netns: NetNs::new(), host_net, supervise, child: None }
+        Daemon { root, netns: NetNs::new(), host_net, supervise, child: None, extra_hosts: Vec::new() }
     }
 
     /// `berth supervise <flags> -- <daemon flags>` on a fresh root with `config` as its
@@ -379,6 +389,9 @@ impl Daemon {
             self.netns.enter(&mut cmd);
         }
         cmd.args(["-H", &self.host()]);
+        for h in &self.extra_hosts {
+            cmd.args(["-H", h]);
+        }
         match &self.supervise {
             Some(flags) => {
                 cmd.arg("supervise").args(flags).arg("--state-dir").arg(self.root.join("supervisor")).args(["--", "--log-level", "debug"]);

@@ -2,7 +2,7 @@
 
 use super::body::{full, Response};
 use super::error::{ApiError, ApiResult};
-use super::listen::Listener;
+use super::listen::{Listener, Peer};
 use super::query::{percent_decode, Query};
 use super::{containers, exec, images, networks, system, volumes};
 use crate::daemon::Daemon;
@@ -38,7 +38,12 @@ pub struct Ctx {
     pub version: String,
 }
 
-async fn route(d: Arc<Daemon>, req: Request<Incoming>) -> Response {
+/// Requests that may change something: what the audit trail records.
+fn mutating(method: &Method) -> bool {
+    !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+async fn route(d: Arc<Daemon>, peer: &Peer, req: Request<Incoming>) -> Response {
     let method = req.method().clone();
     let raw_path = req.uri().path().to_string();
     let (version, path) = strip_version(&raw_path);
@@ -61,8 +66,40 @@ async fn route(d: Arc<Daemon>, req: Request<Incoming>) -> Response {
     let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
     let ctx = Ctx { d, q: Query::parse(req.uri().query()), version };
     tracing::debug!(%method, path = %raw_path, "request");
-    let result = dispatch(&ctx, &method, &segs, req).await;
-    let mut resp = result.unwrap_or_else(ApiError::into_response);
+    let Peer::Remote { addr, role, subject } = peer else {
+        return finish(dispatch(&ctx, &method, &segs, req).await.unwrap_or_else(ApiError::into_response));
+    };
+    let resp = if peer.allows(&method, &segs) {
+        dispatch(&ctx, &method, &segs, req).await.unwrap_or_else(ApiError::into_response)
+    } else {
+        tracing::warn!(%addr, %subject, role = role.name(), %method, path = %raw_path, "denied");
+        ApiError::new(StatusCode::FORBIDDEN, format!("{method} {raw_path} is not allowed for the {} role of {subject}", role.name()))
+            .into_response()
+    };
+    if mutating(&method) {
+        let entry = crate::audit::Entry {
+            seq: 0,
+            at: crate::util::time::now(),
+            subject: subject.clone(),
+            role: role.name().into(),
+            addr: addr.to_string(),
+            method: method.to_string(),
+            path: raw_path.clone(),
+            status: resp.status().as_u16(),
+        };
+        // On record before the answer leaves; a change that cannot be recorded is not
+        // acknowledged as done.
+        let d = ctx.d.clone();
+        let written = tokio::task::spawn_blocking(move || d.audit.append(entry)).await;
+        if let Err(e) = written.map_err(anyhow::Error::from).and_then(|r| r) {
+            tracing::error!("writing the audit trail: {e:#}");
+            return finish(ApiError::from(e.context("the request ran but could not be recorded in the audit trail")).into_response());
+        }
+    }
+    finish(resp)
+}
+
+fn finish(mut resp: Response) -> Response {
     let h = resp.headers_mut();
     h.insert("Api-Version", hyper::header::HeaderValue::from_static(crate::API_VERSION));
     h.insert("Server", hyper::header::HeaderValue::from_static(concat!("berth/", env!("CARGO_PKG_VERSION"))));
@@ -115,6 +152,10 @@ async fn dispatch(ctx: &Ctx, method: &Method, segs: &[&str], req: Request<Incomi
         (&M::GET, ["images", "get"]) => images::save(ctx, ctx.q.all("names").to_vec()),
         (&M::GET, ["images", name @ .., "get"]) if !name.is_empty() => images::save(ctx, vec![name.join("/")]),
         (&M::GET, ["system", "df"]) => system::df(ctx),
+        (&M::GET, ["system", "audit"]) => {
+            let since = ctx.q.int("since")?.unwrap_or(0).max(0) as u64;
+            json(&ctx.d.audit.list(since)?)
+        }
         (&M::GET, ["images", name @ .., "json"]) if !name.is_empty() => images::inspect(ctx, &name.join("/")),
         (&M::GET, ["images", name @ .., "history"]) if !name.is_empty() => images::history(ctx, &name.join("/")),
         (&M::POST, ["images", name @ .., "tag"]) if !name.is_empty() => images::tag(ctx, &name.join("/")),
@@ -190,7 +231,7 @@ pub async fn serve(d: Arc<Daemon>, listeners: Vec<Listener>, shutdown: impl Futu
                     _ = stop.recv() => break,
                     s = l.accept() => s,
                 };
-                let stream = match stream {
+                let accepted = match stream {
                     Ok(s) => s,
                     Err(e) => {
                         tracing::warn!("accept failed: {e}");
@@ -201,9 +242,17 @@ pub async fn serve(d: Arc<Daemon>, listeners: Vec<Listener>, shutdown: impl Futu
                 let d = d.clone();
                 let done = done.clone();
                 tokio::spawn(async move {
+                    let (stream, peer) = match accepted.establish().await {
+                        Ok(c) => c,
+                        Err(e) => {
+                            tracing::warn!("connection refused: {e:#}");
+                            return;
+                        }
+                    };
+                    let peer = Arc::new(peer);
                     let svc = hyper::service::service_fn(move |req| {
-                        let d = d.clone();
-                        async move { Ok::<_, std::convert::Infallible>(route(d, req).await) }
+                        let (d, peer) = (d.clone(), peer.clone());
+                        async move { Ok::<_, std::convert::Infallible>(route(d, &peer, req).await) }
                     });
                     let conn = hyper::server::conn::http1::Builder::new()
                         .timer(hyper_util::rt::TokioTimer::new())

@@ -19,22 +19,95 @@ pub struct ApiFailure {
     pub message: String,
 }
 
+/// The docker CLI's TLS options: flags, else `DOCKER_TLS_VERIFY` and `DOCKER_CERT_PATH`
+/// (default `~/.docker`) with `ca.pem`, `cert.pem`, `key.pem`.
+#[derive(Debug, Default, Clone)]
+pub struct TlsOptions {
+    pub verify: bool,
+    pub ca: Option<PathBuf>,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+}
+
+enum Transport {
+    Unix(PathBuf),
+    Tcp { addr: String, tls: Option<(tokio_rustls::TlsConnector, rustls::pki_types::ServerName<'static>)> },
+}
+
+/// A byte stream to the daemon, whichever the transport.
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin> Io for T {}
+
 pub struct Client {
-    socket: PathBuf,
+    transport: Transport,
+}
+
+fn tls_connector(host: &str, opts: &TlsOptions) -> Result<(tokio_rustls::TlsConnector, rustls::pki_types::ServerName<'static>)> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let dir = std::env::var_os("DOCKER_CERT_PATH")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".docker"));
+    let pick = |flag: &Option<PathBuf>, file: &str| flag.clone().unwrap_or_else(|| dir.join(file));
+    let (ca, cert, key) = (pick(&opts.ca, "ca.pem"), pick(&opts.cert, "cert.pem"), pick(&opts.key, "key.pem"));
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(&ca).with_context(|| format!("reading {}", ca.display()))? {
+        roots.add(c.with_context(|| format!("parsing {}", ca.display()))?)?;
+    }
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert)
+        .with_context(|| format!("reading {}", cert.display()))?
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("parsing {}", cert.display()))?;
+    let key = PrivateKeyDer::from_pem_file(&key).with_context(|| format!("reading {}", key.display()))?;
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+        .context("the client certificate and key do not go together")?;
+    let name_part = host.rsplit_once(':').map_or(host, |(h, _)| h).trim_start_matches('[').trim_end_matches(']');
+    let name =
+        rustls::pki_types::ServerName::try_from(name_part.to_string()).with_context(|| format!("invalid host name {name_part:?}"))?;
+    Ok((tokio_rustls::TlsConnector::from(std::sync::Arc::new(config)), name))
 }
 
 impl Client {
-    /// `-H`, then `BERTH_HOST`, then `DOCKER_HOST` (unix only), then the default socket.
-    pub fn new(host: Option<&str>) -> Result<Self> {
+    /// `-H`, then `BERTH_HOST`, then `DOCKER_HOST`, then the default socket. A `tcp://` host
+    /// is reached with TLS when `--tlsverify` or `DOCKER_TLS_VERIFY` says so.
+    pub fn new(host: Option<&str>, tls: TlsOptions) -> Result<Self> {
         let host = host
             .map(String::from)
             .or_else(|| std::env::var("BERTH_HOST").ok().filter(|h| !h.is_empty()))
-            .or_else(|| std::env::var("DOCKER_HOST").ok().filter(|h| h.starts_with("unix://")))
+            .or_else(|| std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty()))
             .unwrap_or_else(|| format!("unix://{}/berth.sock", crate::config::DEFAULT_EXEC_ROOT));
-        match host.strip_prefix("unix://") {
-            Some(p) => Ok(Client { socket: PathBuf::from(p) }),
-            None => bail!("host {host:?}: only unix:// sockets are supported by this client for now"),
+        let verify = tls.verify || std::env::var("DOCKER_TLS_VERIFY").is_ok_and(|v| !v.is_empty() && v != "0");
+        if let Some(p) = host.strip_prefix("unix://") {
+            return Ok(Client { transport: Transport::Unix(PathBuf::from(p)) });
         }
+        let Some(addr) = host.strip_prefix("tcp://") else { bail!("host {host:?}: expected unix:///path or tcp://host:port") };
+        let addr = addr.trim_end_matches('/').to_string();
+        let tls = if verify { Some(tls_connector(&addr, &tls)?) } else { None };
+        Ok(Client { transport: Transport::Tcp { addr, tls } })
+    }
+
+    async fn connect(&self) -> Result<Box<dyn Io>> {
+        Ok(match &self.transport {
+            Transport::Unix(socket) => {
+                Box::new(tokio::net::UnixStream::connect(socket).await.with_context(|| {
+                    format!("Cannot connect to the berth daemon at unix://{}. Is the daemon running?", socket.display())
+                })?)
+            }
+            Transport::Tcp { addr, tls } => {
+                let tcp = tokio::net::TcpStream::connect(addr.as_str())
+                    .await
+                    .with_context(|| format!("Cannot connect to the berth daemon at tcp://{addr}"))?;
+                match tls {
+                    None => Box::new(tcp),
+                    Some((connector, name)) => {
+                        Box::new(connector.connect(name.clone(), tcp).await.with_context(|| format!("TLS with tcp://{addr}"))?)
+                    }
+                }
+            }
+        })
     }
 
     async fn send(
@@ -46,9 +119,7 @@ impl Client {
         upgrade: bool,
         headers: &[(&str, String)],
     ) -> Result<Response<Incoming>> {
-        let stream = tokio::net::UnixStream::connect(&self.socket)
-            .await
-            .with_context(|| format!("Cannot connect to the berth daemon at unix://{}. Is the daemon running?", self.socket.display()))?;
+        let stream = self.connect().await?;
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
         tokio::spawn(async move {
             let _ = conn.with_upgrades().await;

@@ -533,6 +533,29 @@ pub async fn dispatch(client: &Client, cmd: Command) -> Result<i32> {
             println!("Total reclaimed space: {}", human_size(v["SpaceReclaimed"].as_u64().unwrap_or(0)));
             Ok(0)
         }
+        Command::System { command: super::SystemCommand::Audit { since } } => {
+            let v = client.json(Method::GET, &format!("/system/audit?since={since}"), None).await?;
+            let titles: Vec<String> = ["SEQ", "WHEN", "WHO", "ROLE", "FROM", "REQUEST", "STATUS"].map(String::from).to_vec();
+            let rows: Vec<Vec<String>> = v
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|e| {
+                    let s = |k: &str| e[k].as_str().unwrap_or("").to_string();
+                    vec![
+                        e["Seq"].to_string(),
+                        s("At"),
+                        s("Subject"),
+                        s("Role"),
+                        s("Addr"),
+                        format!("{} {}", s("Method"), s("Path")),
+                        e["Status"].to_string(),
+                    ]
+                })
+                .collect();
+            super::format::table(&titles, &rows);
+            Ok(0)
+        }
         Command::System { command: super::SystemCommand::Df } => {
             let v = client.json(Method::GET, "/system/df", None).await?;
             let images = v["Images"].as_array().cloned().unwrap_or_default();
@@ -642,6 +665,7 @@ pub async fn dispatch(client: &Client, cmd: Command) -> Result<i32> {
         | Command::Port { .. }
         | Command::Create(_)
         | Command::Supervise(_)
+        | Command::Tls { .. }
         | Command::System { command: super::SystemCommand::Check { .. } | super::SystemCommand::Watchdog { .. } } => {
             unreachable!("dispatched by main")
         }

@@ -24,6 +24,18 @@ pub struct Cli {
     /// ones `berth daemon` listens on
     #[arg(short = 'H', long = "host", global = true)]
     pub host: Vec<String>,
+    /// Connect with TLS and verify the daemon (also DOCKER_TLS_VERIFY)
+    #[arg(long = "tlsverify")]
+    pub tlsverify: bool,
+    /// CA the daemon's certificate must be signed by (default $DOCKER_CERT_PATH/ca.pem)
+    #[arg(long = "tlscacert")]
+    pub tlscacert: Option<std::path::PathBuf>,
+    /// This client's certificate (default $DOCKER_CERT_PATH/cert.pem)
+    #[arg(long = "tlscert")]
+    pub tlscert: Option<std::path::PathBuf>,
+    /// This client's key (default $DOCKER_CERT_PATH/key.pem)
+    #[arg(long = "tlskey")]
+    pub tlskey: Option<std::path::PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -299,6 +311,11 @@ pub enum Command {
         #[command(subcommand)]
         command: SystemCommand,
     },
+    /// Make the certificates of remote management (no daemon needed)
+    Tls {
+        #[command(subcommand)]
+        command: TlsCommand,
+    },
     /// Show client and daemon versions
     Version,
     /// Show daemon-wide information
@@ -318,6 +335,40 @@ pub enum ImageCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum TlsCommand {
+    /// Make a device CA and the daemon's certificate (ca.pem, cert.pem, key.pem, ca-key.pem)
+    Init {
+        #[arg(long, default_value = crate::tls::DEFAULT_DIR)]
+        dir: std::path::PathBuf,
+        /// DNS names the daemon is reached by (default: this host's name and localhost)
+        #[arg(long = "hostname")]
+        hostnames: Vec<String>,
+        /// Addresses the daemon is reached by (default: 127.0.0.1)
+        #[arg(long = "ip")]
+        ips: Vec<std::net::IpAddr>,
+    },
+    /// Make a client certificate with a role (admin, operator, viewer), signed by the CA
+    Client {
+        /// Where the CA is (ca.pem, ca-key.pem)
+        #[arg(long = "ca-dir", default_value = crate::tls::DEFAULT_DIR)]
+        ca_dir: std::path::PathBuf,
+        /// Where to write ca.pem, cert.pem, key.pem (a DOCKER_CERT_PATH)
+        #[arg(long)]
+        out: std::path::PathBuf,
+        /// The client's name (the certificate's CN)
+        #[arg(long)]
+        name: String,
+        #[arg(long, default_value = "viewer")]
+        role: String,
+        /// Days the certificate is valid
+        #[arg(long)]
+        days: Option<i64>,
+    },
+}
+
+// Made once per process by the argument parser: its size does not matter.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Subcommand)]
 pub enum SystemCommand {
     /// Show disk usage
     Df,
@@ -325,6 +376,12 @@ pub enum SystemCommand {
     Watchdog {
         #[arg(long, default_value = "/var/lib/berth/supervisor")]
         state_dir: std::path::PathBuf,
+    },
+    /// Show what remote clients changed (the audit trail)
+    Audit {
+        /// Only entries after this sequence number
+        #[arg(long, default_value = "0")]
+        since: u64,
     },
     /// Check the state store offline (stop the daemon first)
     Check {
@@ -359,7 +416,9 @@ pub fn main(cli: Cli) -> i32 {
         }
     };
     let result = rt.block_on(async {
-        let client = client::Client::new(cli.host.first().map(String::as_str))?;
+        let tls =
+            client::TlsOptions { verify: cli.tlsverify, ca: cli.tlscacert.clone(), cert: cli.tlscert.clone(), key: cli.tlskey.clone() };
+        let client = client::Client::new(cli.host.first().map(String::as_str), tls)?;
         match cli.command {
             Command::Run(a) => run::run(&client, a).await,
             Command::Create(a) => run::create_cmd(&client, a).await,

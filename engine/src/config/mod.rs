@@ -48,6 +48,15 @@ pub struct FileConfig {
     pub iptables: Option<bool>,
     pub icc: Option<bool>,
     pub ipv6: Option<bool>,
+    /// Docker's TLS keys: serve TCP with TLS; with `tlsverify`, clients need a certificate
+    /// signed by `tlscacert`.
+    pub tls: Option<bool>,
+    pub tlsverify: Option<bool>,
+    pub tlscacert: Option<PathBuf>,
+    pub tlscert: Option<PathBuf>,
+    pub tlskey: Option<PathBuf>,
+    /// berth's own: allow a `tcp://` host without TLS (loopback only).
+    pub insecure_plain_tcp: Option<bool>,
 }
 
 /// The default bridge and the daemon's network settings (Docker's keys and defaults).
@@ -143,6 +152,25 @@ pub struct Flags {
     /// Runtime execution options (native.umask=normal|secure)
     #[arg(long = "exec-opt")]
     pub exec_opts: Vec<String>,
+    /// Serve tcp:// hosts over TLS (implied by --tlsverify)
+    #[arg(long)]
+    pub tls: bool,
+    /// Serve TLS and require client certificates signed by --tlscacert
+    #[arg(long)]
+    pub tlsverify: bool,
+    /// CA that client certificates must be signed by (default /etc/berth/tls/ca.pem)
+    #[arg(long)]
+    pub tlscacert: Option<PathBuf>,
+    /// The server's certificate (default /etc/berth/tls/cert.pem)
+    #[arg(long)]
+    pub tlscert: Option<PathBuf>,
+    /// The server's key (default /etc/berth/tls/key.pem)
+    #[arg(long)]
+    pub tlskey: Option<PathBuf>,
+    /// Serve a tcp:// host without TLS: anyone who reaches it controls the device. Loopback
+    /// addresses only.
+    #[arg(long = "insecure-plain-tcp")]
+    pub insecure_plain_tcp: bool,
 }
 
 /// Where the json-file driver caps a container's log.
@@ -228,6 +256,9 @@ pub struct DaemonConfig {
     pub init_path: Option<PathBuf>,
     /// The daemon's hooks (`hook-spec`), checked at start.
     pub hooks: crate::runtime::hooks::HookSpec,
+    /// TLS for tcp:// hosts (`tls`/`tlsverify`).
+    pub tls: Option<crate::tls::TlsConfig>,
+    pub insecure_plain_tcp: bool,
 }
 
 impl DaemonConfig {
@@ -322,7 +353,19 @@ impl DaemonConfig {
             None => Default::default(),
             Some(f) => crate::runtime::hooks::HookSpec::load(f, &data_root.join("hooks")).map_err(|e| anyhow::anyhow!("hook-spec: {e}"))?,
         };
+        let verify = flags.tlsverify || file.tlsverify.unwrap_or(false);
+        let tls = (verify || flags.tls || file.tls.unwrap_or(false)).then(|| {
+            let dir = Path::new(crate::tls::DEFAULT_DIR);
+            crate::tls::TlsConfig {
+                verify,
+                ca: flags.tlscacert.clone().or(file.tlscacert.clone()).unwrap_or_else(|| dir.join("ca.pem")),
+                cert: flags.tlscert.clone().or(file.tlscert.clone()).unwrap_or_else(|| dir.join("cert.pem")),
+                key: flags.tlskey.clone().or(file.tlskey.clone()).unwrap_or_else(|| dir.join("key.pem")),
+            }
+        });
         Ok(DaemonConfig {
+            tls,
+            insecure_plain_tcp: flags.insecure_plain_tcp || file.insecure_plain_tcp.unwrap_or(false),
             hooks,
             hosts: if hosts.is_empty() { vec![format!("unix://{}", exec_root.join("berth.sock").display())] } else { hosts },
             data_root,

@@ -1,0 +1,236 @@
+//! Remote management over TCP: mutual TLS with the real docker CLI and docker-py, client
+//! roles, the audit trail, and the refusals (no certificate, another CA, an expired one,
+//! plain TCP). The daemon listens inside its test network namespace; clients run there too.
+
+use berth_tests::{berth_bin, require_root, Daemon, Out};
+use std::path::{Path, PathBuf};
+
+const HOST: &str = "tcp://127.0.0.1:2376";
+
+fn berth(args: &[&str]) {
+    let out = std::process::Command::new(berth_bin()).args(args).output().unwrap();
+    assert!(out.status.success(), "berth {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A device CA with its server certificate, clients of each role, a client of another CA
+/// and an expired client: each a DOCKER_CERT_PATH-style directory.
+fn certificates(root: &Path) -> PathBuf {
+    let dir = root.join("tls");
+    let s = |p: PathBuf| p.display().to_string();
+    berth(&["tls", "init", "--dir", &s(dir.join("ca")), "--hostname", "localhost", "--ip", "127.0.0.1"]);
+    for role in ["admin", "operator", "viewer"] {
+        berth(&[
+            "tls",
+            "client",
+            "--ca-dir",
+            &s(dir.join("ca")),
+            "--out",
+            &s(dir.join(role)),
+            "--name",
+            &format!("{role}-client"),
+            "--role",
+            role,
+        ]);
+    }
+    berth(&["tls", "init", "--dir", &s(dir.join("other-ca"))]);
+    berth(&[
+        "tls",
+        "client",
+        "--ca-dir",
+        &s(dir.join("other-ca")),
+        "--out",
+        &s(dir.join("foreign")),
+        "--name",
+        "stranger",
+        "--role",
+        "admin",
+    ]);
+    // Expired yesterday, signed by the right CA.
+    let ca = berth::tls::certs::load_ca(&dir.join("ca")).unwrap();
+    let old = berth::tls::certs::client(&ca, "late", "admin", time::OffsetDateTime::now_utc() - time::Duration::days(10), 9).unwrap();
+    std::fs::create_dir_all(dir.join("expired")).unwrap();
+    std::fs::write(dir.join("expired/cert.pem"), old.cert).unwrap();
+    std::fs::write(dir.join("expired/key.pem"), old.key).unwrap();
+    std::fs::copy(dir.join("ca/ca.pem"), dir.join("expired/ca.pem")).unwrap();
+    dir
+}
+
+fn remote_daemon(tls: &Path) -> Daemon {
+    let ca = tls.join("ca");
+    let config = format!(
+        r#"{{"tlsverify": true, "tlscacert": "{}", "tlscert": "{}", "tlskey": "{}"}}"#,
+        ca.join("ca.pem").display(),
+        ca.join("cert.pem").display(),
+        ca.join("key.pem").display()
+    );
+    Daemon::start_with_hosts(&config, &[HOST])
+}
+
+/// The docker CLI over TLS with the client certificate in `certs`.
+fn docker(d: &Daemon, certs: &Path, args: &[&str]) -> Out {
+    let (ca, cert, key) = (certs.join("ca.pem"), certs.join("cert.pem"), certs.join("key.pem"));
+    let mut all = vec![
+        "--tlsverify",
+        "--tlscacert",
+        ca.to_str().unwrap(),
+        "--tlscert",
+        cert.to_str().unwrap(),
+        "--tlskey",
+        key.to_str().unwrap(),
+        "-H",
+        HOST,
+    ];
+    all.extend(args);
+    d.netns.run("docker", &all)
+}
+
+/// A bare TLS connection (python's ssl) that sends GET /_ping: "ok 200", or "refused <why>".
+fn handshake(d: &Daemon, ca: &Path, client: Option<&Path>) -> String {
+    let script = r#"
+import socket, ssl, sys
+ctx = ssl.create_default_context(cafile=sys.argv[1])
+if len(sys.argv) > 2:
+    ctx.load_cert_chain(sys.argv[2] + "/cert.pem", sys.argv[2] + "/key.pem")
+try:
+    s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", 2376), timeout=10), server_hostname="localhost")
+    s.sendall(b"GET /_ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    data = s.recv(64)
+    print("ok", data.split(b" ")[1].decode() if data else "eof")
+except Exception as e:
+    print("refused", type(e).__name__, e)
+"#;
+    let mut args = vec!["-c", script, ca.to_str().unwrap()];
+    if let Some(c) = client {
+        args.push(c.to_str().unwrap());
+    }
+    d.netns.run("python3", &args).stdout.trim().to_string()
+}
+
+#[test]
+fn docker_over_mutual_tls_with_roles_refusals_and_an_audit_trail() {
+    require_root!();
+    let scratch = berth_tests::scratch_root();
+    let tls = certificates(&scratch);
+    let d = remote_daemon(&tls);
+    d.load_busybox();
+    let admin = tls.join("admin");
+
+    // The admin does everything a docker user does.
+    assert_eq!(docker(&d, &admin, &["version", "--format", "{{.Server.APIVersion}}"]).ok().stdout.trim(), "1.45");
+    assert_eq!(docker(&d, &admin, &["run", "--rm", "busybox", "echo", "over-tls"]).ok().stdout, "over-tls\n");
+    docker(&d, &admin, &["run", "-d", "--name", "w", "busybox", "sh", "-c", "echo one; sleep 1; echo two"]).ok();
+    assert_eq!(docker(&d, &admin, &["logs", "-f", "w"]).ok().stdout, "one\ntwo\n");
+    docker(&d, &admin, &["run", "-d", "--name", "s", "busybox", "sleep", "1000"]).ok();
+    assert_eq!(docker(&d, &admin, &["exec", "s", "sh", "-c", "echo $((6*7))"]).ok().stdout, "42\n");
+    assert!(docker(&d, &admin, &["ps"]).ok().stdout.contains(" s\n"));
+
+    // A viewer looks; it cannot change anything.
+    let viewer = tls.join("viewer");
+    assert!(docker(&d, &viewer, &["ps", "-a"]).ok().stdout.contains(" w\n"));
+    assert_eq!(docker(&d, &viewer, &["inspect", "-f", "{{.State.Running}}", "s"]).ok().stdout.trim(), "true");
+    let denied = docker(&d, &viewer, &["run", "--rm", "busybox", "true"]);
+    assert!(denied.code != 0 && denied.stderr.contains("not allowed for the viewer role"), "{denied:?}");
+    assert!(docker(&d, &viewer, &["stop", "s"]).stderr.contains("not allowed"));
+    // An operator runs the lifecycle of what exists, nothing more.
+    let operator = tls.join("operator");
+    docker(&d, &operator, &["restart", "-t", "0", "s"]).ok();
+    assert!(docker(&d, &operator, &["rm", "-f", "w"]).stderr.contains("not allowed for the operator role"));
+    assert!(docker(&d, &operator, &["exec", "s", "true"]).stderr.contains("not allowed"));
+
+    // Refused at the handshake: no certificate, another CA's, an expired one. The server's
+    // own certificate checks out (the same script succeeds with a good client).
+    let ca = tls.join("ca/ca.pem");
+    assert_eq!(handshake(&d, &ca, Some(&admin)), "ok 200");
+    for (what, client) in [("no certificate", None), ("another CA", Some(tls.join("foreign"))), ("expired", Some(tls.join("expired")))] {
+        let got = handshake(&d, &ca, client.as_deref());
+        assert!(got.starts_with("refused"), "{what}: {got}");
+    }
+    let log = d.log();
+    assert!(log.contains("TLS handshake from 127.0.0.1"), "no log line for the refused handshakes");
+    assert!(log.to_lowercase().contains("expired"), "the expired certificate is not named in the log");
+
+    // The audit trail: who did what remotely, the refusals included; reads are not there.
+    let trail = d.api("GET", "/system/audit", None, b"").json();
+    let entries = trail.as_array().unwrap();
+    let find = |subject: &str, method: &str, path_end: &str| {
+        entries.iter().find(|e| {
+            e["Subject"].as_str().unwrap().contains(subject) && e["Method"] == method && e["Path"].as_str().unwrap().ends_with(path_end)
+        })
+    };
+    let created = find("CN=admin-client", "POST", "/containers/create").expect("the admin's create is not on record");
+    assert_eq!((created["Role"].as_str(), created["Status"].as_u64()), (Some("admin"), Some(201)));
+    assert_eq!(find("CN=admin-client", "POST", "/exec").map(|e| e["Status"].as_u64()), Some(Some(201)));
+    let refused = find("CN=viewer-client", "POST", "/containers/create").expect("the viewer's refused run is not on record");
+    assert_eq!(refused["Status"], 403);
+    assert!(find("CN=operator-client", "POST", "/restart").is_some());
+    assert!(entries.iter().all(|e| e["Method"] != "GET"), "reads are audited: {trail}");
+
+    // berth's own CLI, as the docker CLI: DOCKER_CERT_PATH and DOCKER_TLS_VERIFY.
+    let berth_remote = |certs: &Path, args: &[&str]| {
+        let path = format!("DOCKER_CERT_PATH={}", certs.display());
+        let bin = berth_bin();
+        let mut all = vec![path.as_str(), "DOCKER_TLS_VERIFY=1", bin.to_str().unwrap(), "-H", HOST];
+        all.extend(args);
+        d.netns.run("env", &all)
+    };
+    assert!(berth_remote(&admin, &["ps"]).ok().stdout.lines().any(|l| l.trim_end().ends_with(" s")));
+    let audit = berth_remote(&admin, &["system", "audit"]).ok().stdout;
+    assert!(audit.contains("CN=admin-client") && audit.contains("POST /v1.45/containers/create"), "{audit}");
+    let peek = berth_remote(&viewer, &["system", "audit"]);
+    assert!(peek.code != 0 && peek.stderr.contains("not allowed for the viewer role"), "{peek:?}");
+    assert_ne!(berth_remote(&tls.join("foreign"), &["ps"]).code, 0);
+    d.docker(&["rm", "-f", "s", "w"]).ok();
+}
+
+#[test]
+fn docker_py_runs_a_container_over_mutual_tls() {
+    require_root!();
+    let scratch = berth_tests::scratch_root();
+    let tls = certificates(&scratch);
+    let d = remote_daemon(&tls);
+    d.load_busybox();
+    let admin = tls.join("admin");
+    let script = r#"
+import sys, docker
+d = sys.argv[1]
+tls = docker.tls.TLSConfig(client_cert=(d + "/cert.pem", d + "/key.pem"), ca_cert=d + "/ca.pem", verify=True)
+c = docker.DockerClient(base_url="tcp://127.0.0.1:2376", tls=tls)
+print(c.containers.run("busybox", ["echo", "from-docker-py"], remove=True).decode().strip())
+"#;
+    // requests lets these variables override the CA a caller gives it: a test machine may set them.
+    let out = d.netns.run("env", &["-u", "REQUESTS_CA_BUNDLE", "-u", "CURL_CA_BUNDLE", "python3", "-c", script, admin.to_str().unwrap()]);
+    assert_eq!(out.stdout.trim(), "from-docker-py", "{out:?}");
+}
+
+#[test]
+fn plain_tcp_is_refused_unless_asked_for_by_name_and_on_loopback() {
+    require_root!();
+    let root = berth_tests::scratch_root();
+    std::fs::write(root.join("daemon.json"), "{}").unwrap();
+    let start = |extra: &[&str]| {
+        let mut cmd = std::process::Command::new(berth_bin());
+        cmd.args(["-H", "tcp://127.0.0.1:0", "daemon", "--config-file"])
+            .arg(root.join("daemon.json"))
+            .arg("--data-root")
+            .arg(root.join("data"))
+            .arg("--exec-root")
+            .arg(root.join("run"))
+            .args(extra);
+        let out = cmd.output().unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (ok, err) = start(&[]);
+    assert!(!ok && err.contains("refusing to serve the API over plain TCP"), "{err}");
+    let mut cmd = std::process::Command::new(berth_bin());
+    let out = cmd
+        .args(["-H", "tcp://0.0.0.0:0", "daemon", "--insecure-plain-tcp", "--config-file"])
+        .arg(root.join("daemon.json"))
+        .arg("--data-root")
+        .arg(root.join("data"))
+        .arg("--exec-root")
+        .arg(root.join("run"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("loopback addresses only"), "{}", String::from_utf8_lossy(&out.stderr));
+}
