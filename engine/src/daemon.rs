@@ -134,12 +134,26 @@ async fn shutdown_signal() {
     }
 }
 
+/// Connections, logs and monitors' pipes are descriptors: the soft limit (often 1024) is
+/// raised to the hard one, as dockerd does, so a flood of connections cannot starve accept.
+fn raise_open_files_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        if soft < hard {
+            if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+                tracing::warn!("raising the open files limit from {soft} to {hard}: {e}");
+            }
+        }
+    }
+}
+
 /// `berth daemon`.
 pub fn run(flags: &Flags) -> Result<()> {
     // Still one thread: the environment can be changed safely.
     let notifier = crate::watchdog::notify::Notifier::take_from_env();
     let cfg = DaemonConfig::load(flags)?;
     tracing_subscriber::fmt().with_max_level(cfg.log_level).with_writer(std::io::stderr).with_target(false).init();
+    raise_open_files_limit();
     if let Some(f) = &cfg.config_file {
         tracing::info!(file = %f.display(), "configuration read");
     }

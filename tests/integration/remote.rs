@@ -234,3 +234,115 @@ fn plain_tcp_is_refused_unless_asked_for_by_name_and_on_loopback() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("loopback addresses only"), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// Starts `script` with python3 in the daemon's namespace, in the background; waits until it
+/// prints "ready".
+fn background(d: &Daemon, script: &str, args: &[&str]) -> std::process::Child {
+    use std::io::BufRead;
+    let mut cmd = std::process::Command::new("python3");
+    cmd.arg("-c").arg(script).args(args).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::inherit());
+    d.netns.enter(&mut cmd);
+    let mut child = cmd.spawn().unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "ready", "the hostile client did not start");
+    child
+}
+
+#[test]
+fn hostile_clients_do_not_keep_a_well_behaved_one_out() {
+    require_root!();
+    let scratch = berth_tests::scratch_root();
+    let tls = certificates(&scratch);
+    let d = remote_daemon(&tls);
+    let admin = tls.join("admin");
+    let served = |what: &str| {
+        for _ in 0..5 {
+            let out = docker(&d, &admin, &["ps", "-q"]);
+            assert_eq!(out.code, 0, "{what}: a well-behaved client was not served: {out:?}");
+        }
+    };
+    let rss_before = d.peak_rss_kib();
+
+    // 1000 connections that never say a word.
+    let idle = background(
+        &d,
+        r#"
+import resource, socket, sys, time
+resource.setrlimit(resource.RLIMIT_NOFILE, (4096, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+conns = [socket.create_connection(("127.0.0.1", 2376)) for _ in range(1000)]
+print("ready", flush=True)
+time.sleep(60)
+"#,
+        &[],
+    );
+    served("1000 idle connections");
+    // One byte a second, and garbage instead of a handshake.
+    let slow = background(
+        &d,
+        r#"
+import socket, sys, time
+s = socket.create_connection(("127.0.0.1", 2376))
+print("ready", flush=True)
+t = time.time()
+try:
+    while time.time() - t < 60:
+        s.send(b"\x16")
+        time.sleep(1)
+    sys.exit(3)  # never closed
+except OSError:
+    pass
+"#,
+        &[],
+    );
+    let garbage = d.netns.run(
+        "python3",
+        &[
+            "-c",
+            "import socket; s = socket.create_connection(('127.0.0.1', 2376)); s.sendall(b'GET / HTTP/1.1\\r\\n\\r\\n' * 50)\n\
+             d = s.recv(100); print('alert' if d[:1] == b'\\x15' else 'closed' if not d else 'answered'); print(len(s.recv(100)))",
+        ],
+    );
+    // A TLS alert, then the connection closes: no HTTP answer.
+    assert_eq!(garbage.stdout, "alert\n0\n", "{garbage:?}");
+    served("a slow client and garbage");
+    let mut slow = slow;
+    // The daemon closed it (its handshake timeout), well before the client gave up.
+    assert!(slow.wait().unwrap().success(), "the one-byte-a-second client was never closed");
+    let mut idle = idle;
+    let _ = idle.kill();
+    let _ = idle.wait();
+
+    // A body over the limit: refused, and nothing is created.
+    let big = format!(r#"{{"Image":"busybox","Labels":{{"x":"{}"}}}}"#, "a".repeat(2 * 1024 * 1024));
+    let script = r#"
+import socket, ssl, sys
+d = sys.argv[1]
+ctx = ssl.create_default_context(cafile=d + "/ca.pem")
+ctx.load_cert_chain(d + "/cert.pem", d + "/key.pem")
+s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", 2376)), server_hostname="localhost")
+body = sys.stdin.buffer.read()
+s.sendall(b"POST /containers/create HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body))
+try:
+    s.sendall(body)
+except OSError:
+    pass
+print(s.recv(64).split(b" ")[1].decode())
+"#;
+    let mut cmd = std::process::Command::new("python3");
+    cmd.args(["-c", script, admin.to_str().unwrap()]).stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped());
+    d.netns.enter(&mut cmd);
+    let mut child = cmd.spawn().unwrap();
+    {
+        use std::io::Write;
+        let _ = child.stdin.take().unwrap().write_all(big.as_bytes());
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "413");
+    assert_eq!(d.docker(&["ps", "-aq"]).ok().stdout, "");
+    served("after the big body");
+
+    // Memory stayed bounded through all of it.
+    let grown = d.peak_rss_kib().saturating_sub(rss_before);
+    assert!(grown < 48 * 1024, "the daemon grew by {grown} KiB");
+}

@@ -78,6 +78,11 @@ impl Listener {
 }
 
 impl Accepted {
+    /// Over TCP (limited), not the unix socket.
+    pub fn is_remote(&self) -> bool {
+        self.addr.is_some()
+    }
+
     /// Finishes the connection: the TLS handshake, then who the client is.
     pub async fn establish(self) -> Result<(Conn, Peer)> {
         let Some(addr) = self.addr else { return Ok((self.stream, Peer::Local)) };

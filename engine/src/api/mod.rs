@@ -12,6 +12,7 @@ pub mod error;
 mod exec;
 pub mod hijack;
 mod images;
+pub mod limits;
 pub mod listen;
 mod networks;
 pub mod query;

@@ -2,6 +2,7 @@
 
 use super::body::{full, Response};
 use super::error::{ApiError, ApiResult};
+use super::limits::{self, Limits};
 use super::listen::{Listener, Peer};
 use super::query::{percent_decode, Query};
 use super::{containers, exec, images, networks, system, volumes};
@@ -43,7 +44,7 @@ fn mutating(method: &Method) -> bool {
     !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
 }
 
-async fn route(d: Arc<Daemon>, peer: &Peer, req: Request<Incoming>) -> Response {
+async fn route(d: Arc<Daemon>, peer: &Peer, limits: &Limits, req: Request<Incoming>) -> Response {
     let method = req.method().clone();
     let raw_path = req.uri().path().to_string();
     let (version, path) = strip_version(&raw_path);
@@ -69,7 +70,9 @@ async fn route(d: Arc<Daemon>, peer: &Peer, req: Request<Incoming>) -> Response 
     let Peer::Remote { addr, role, subject } = peer else {
         return finish(dispatch(&ctx, &method, &segs, req).await.unwrap_or_else(ApiError::into_response));
     };
-    let resp = if peer.allows(&method, &segs) {
+    let resp = if !limits.allow(&format!("{subject} {}", addr.ip())) {
+        ApiError::new(StatusCode::TOO_MANY_REQUESTS, format!("too many requests from {subject}: slow down")).into_response()
+    } else if peer.allows(&method, &segs) {
         dispatch(&ctx, &method, &segs, req).await.unwrap_or_else(ApiError::into_response)
     } else {
         tracing::warn!(%addr, %subject, role = role.name(), %method, path = %raw_path, "denied");
@@ -220,9 +223,11 @@ pub fn no_content() -> ApiResult {
 /// finish. Containers are not touched: they belong to their monitors.
 pub async fn serve(d: Arc<Daemon>, listeners: Vec<Listener>, shutdown: impl Future<Output = ()>) {
     let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
+    let limits = Arc::new(Limits::default());
     let (done_tx, mut done_rx) = tokio::sync::mpsc::channel::<()>(1);
     for l in listeners {
         let d = d.clone();
+        let limits = limits.clone();
         let mut stop = stop_tx.subscribe();
         let done = done_tx.clone();
         tokio::spawn(async move {
@@ -241,22 +246,47 @@ pub async fn serve(d: Arc<Daemon>, listeners: Vec<Listener>, shutdown: impl Futu
                 };
                 let d = d.clone();
                 let done = done.clone();
+                let limits = limits.clone();
                 tokio::spawn(async move {
-                    let (stream, peer) = match accepted.establish().await {
+                    let remote = accepted.is_remote();
+                    let established = if remote {
+                        let mut waiting = limits.pending();
+                        tokio::select! {
+                            r = accepted.establish() => r,
+                            _ = &mut waiting.evicted => Err(anyhow::anyhow!("dropped before its handshake: too many connections waiting")),
+                        }
+                    } else {
+                        accepted.establish().await
+                    };
+                    let (stream, peer) = match established {
                         Ok(c) => c,
                         Err(e) => {
                             tracing::warn!("connection refused: {e:#}");
                             return;
                         }
                     };
+                    // Held for the connection's life: hijacked streams count too.
+                    let _place = match remote {
+                        false => None,
+                        true => match limits.establish() {
+                            Some(p) => Some(p),
+                            None => {
+                                tracing::warn!("connection refused: {} remote connections are being served", limits::MAX_ESTABLISHED);
+                                return;
+                            }
+                        },
+                    };
                     let peer = Arc::new(peer);
+                    let limits2 = limits.clone();
                     let svc = hyper::service::service_fn(move |req| {
-                        let (d, peer) = (d.clone(), peer.clone());
-                        async move { Ok::<_, std::convert::Infallible>(route(d, &peer, req).await) }
+                        let (d, peer, limits) = (d.clone(), peer.clone(), limits2.clone());
+                        async move { Ok::<_, std::convert::Infallible>(route(d, &peer, &limits, req).await) }
                     });
+                    let header_timeout = if remote { limits::REMOTE_HEADER_TIMEOUT } else { Duration::from_secs(30) };
                     let conn = hyper::server::conn::http1::Builder::new()
                         .timer(hyper_util::rt::TokioTimer::new())
-                        .header_read_timeout(Duration::from_secs(30))
+                        .header_read_timeout(header_timeout)
+                        .max_buf_size(limits::MAX_HEADER_BYTES)
                         .serve_connection(TokioIo::new(stream), svc)
                         .with_upgrades();
                     if let Err(e) = conn.await {
