@@ -147,6 +147,23 @@ fn raise_open_files_limit() {
     }
 }
 
+/// SIGHUP: the TLS certificates, key and CA are read again (renewed or revoked clients);
+/// connections already open keep theirs.
+fn reload_tls_on_sighup(tls: Vec<Arc<crate::api::listen::CurrentTls>>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else { return };
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            for t in &tls {
+                match t.reload() {
+                    Ok(()) => tracing::info!("SIGHUP: TLS certificates reloaded"),
+                    Err(e) => tracing::error!("SIGHUP: TLS certificates not reloaded, the previous ones stay: {e:#}"),
+                }
+            }
+        }
+    });
+}
+
 /// `berth daemon`.
 pub fn run(flags: &Flags) -> Result<()> {
     // Still one thread: the environment can be changed safely.
@@ -166,6 +183,7 @@ pub fn run(flags: &Flags) -> Result<()> {
         d.recover().await.context("recovering the state at start")?;
         tracing::info!(driver = d.driver.name(), root = %d.cfg.data_root.display(), "berth daemon ready");
         crate::watchdog::health::start(d.clone(), notifier);
+        reload_tls_on_sighup(crate::api::listen::tls_of(&listeners));
         crate::api::serve(d, listeners, shutdown_signal()).await;
         Ok(())
     })

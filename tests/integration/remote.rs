@@ -346,3 +346,55 @@ print(s.recv(64).split(b" ")[1].decode())
     let grown = d.peak_rss_kib().saturating_sub(rss_before);
     assert!(grown < 48 * 1024, "the daemon grew by {grown} KiB");
 }
+
+#[test]
+fn sighup_reloads_the_certificates_and_open_streams_keep_going() {
+    require_root!();
+    let scratch = berth_tests::scratch_root();
+    let tls = certificates(&scratch);
+    let d = remote_daemon(&tls);
+    d.load_busybox();
+    let admin = tls.join("admin");
+    docker(&d, &admin, &["run", "-d", "--name", "t", "busybox", "sh", "-c", "i=0; while true; do i=$((i+1)); echo $i; sleep 0.2; done"])
+        .ok();
+    // A follower over TLS, opened before the reload.
+    let (ca, cert, key) = (admin.join("ca.pem"), admin.join("cert.pem"), admin.join("key.pem"));
+    let mut cmd = std::process::Command::new("timeout");
+    cmd.args(["6", "docker", "--tlsverify", "--tlscacert", ca.to_str().unwrap(), "--tlscert", cert.to_str().unwrap()])
+        .args(["--tlskey", key.to_str().unwrap(), "-H", HOST, "logs", "-f", "t"])
+        .stdout(std::process::Stdio::piped());
+    d.netns.enter(&mut cmd);
+    let follower = cmd.spawn().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+
+    // A new CA and server certificate in place of the old files, then SIGHUP.
+    let s = |p: PathBuf| p.display().to_string();
+    let new = scratch.join("renewed");
+    berth(&["tls", "init", "--dir", &s(new.join("ca")), "--hostname", "localhost", "--ip", "127.0.0.1"]);
+    berth(&["tls", "client", "--ca-dir", &s(new.join("ca")), "--out", &s(new.join("admin")), "--name", "renewed", "--role", "admin"]);
+    for f in ["ca.pem", "cert.pem", "key.pem"] {
+        std::fs::copy(new.join("ca").join(f), tls.join("ca").join(f)).unwrap();
+    }
+    let pid = d.child_pid().unwrap() as i32;
+    // SAFETY: a signal to the daemon this test started.
+    unsafe { libc::kill(pid, libc::SIGHUP) };
+    let new_ca = new.join("ca/ca.pem");
+    berth_tests::eventually("the renewed certificates to be served", std::time::Duration::from_secs(5), || {
+        handshake(&d, &new_ca, Some(&new.join("admin"))) == "ok 200"
+    });
+    assert!(handshake(&d, &new_ca, Some(&admin)).starts_with("refused"), "a client of the old CA is still let in");
+    assert_eq!(docker(&d, &new.join("admin"), &["ps", "-q"]).code, 0);
+
+    // The follower opened before the reload kept receiving.
+    let out = follower.wait_with_output().unwrap();
+    let lines: Vec<u64> = String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| l.parse().ok()).collect();
+    assert!(lines.len() >= 20, "the open stream stopped at the reload: {lines:?}");
+
+    // A broken file on the next reload: the current certificates stay, and the log says why.
+    std::fs::write(tls.join("ca/cert.pem"), "not a certificate").unwrap();
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGHUP) };
+    berth_tests::eventually("the failed reload in the log", std::time::Duration::from_secs(5), || d.log().contains("not reloaded"));
+    assert_eq!(handshake(&d, &new_ca, Some(&new.join("admin"))), "ok 200");
+    d.docker(&["rm", "-f", "t"]).ok();
+}

@@ -11,6 +11,7 @@ use std::os::fd::FromRawFd;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::pin::Pin;
+use std::sync::{Arc, RwLock};
 use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -46,7 +47,7 @@ impl Peer {
 
 pub enum Listener {
     Unix(UnixListener),
-    Tcp { inner: TcpListener, tls: Option<TlsAcceptor> },
+    Tcp { inner: TcpListener, tls: Option<Arc<CurrentTls>> },
 }
 
 /// An accepted connection whose TLS handshake (if any) has not run yet: it runs in the
@@ -71,7 +72,7 @@ impl Listener {
             Listener::Tcp { inner, tls } => {
                 let (s, addr) = inner.accept().await?;
                 let _ = s.set_nodelay(true);
-                Ok(Accepted { stream: Conn::Tcp(s), addr: Some(addr), tls: tls.clone() })
+                Ok(Accepted { stream: Conn::Tcp(s), addr: Some(addr), tls: tls.as_ref().map(|t| t.acceptor()) })
             }
         }
     }
@@ -136,6 +137,37 @@ impl AsyncWrite for Conn {
     }
 }
 
+/// A TCP listener's TLS set-up, replaced as a whole on reload. A connection takes the one
+/// current when it arrives and keeps it: reloading drops nothing that runs.
+pub struct CurrentTls {
+    config: TlsConfig,
+    acceptor: RwLock<TlsAcceptor>,
+}
+
+impl CurrentTls {
+    fn acceptor(&self) -> TlsAcceptor {
+        self.acceptor.read().unwrap().clone()
+    }
+
+    /// Reads the certificates, key and CA again (SIGHUP). On error the current set stays.
+    pub fn reload(&self) -> Result<()> {
+        let fresh = self.config.server_config()?;
+        *self.acceptor.write().unwrap() = TlsAcceptor::from(fresh);
+        Ok(())
+    }
+}
+
+/// The TLS set-ups of `listeners`, for reloading.
+pub fn tls_of(listeners: &[Listener]) -> Vec<Arc<CurrentTls>> {
+    listeners
+        .iter()
+        .filter_map(|l| match l {
+            Listener::Tcp { tls: Some(t), .. } => Some(t.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
 /// The first descriptor systemd passes.
 const SD_LISTEN_FDS_START: i32 = 3;
 
@@ -161,7 +193,10 @@ async fn tcp(host: &str, addr: &str, tls: Option<&TlsConfig>, insecure_plain_tcp
     let first = *resolved.first().with_context(|| format!("{host} resolves to no address"))?;
     // Checked before anything is bound: a refused address never listens, even for a moment.
     let acceptor = match tls {
-        Some(t) => Some(TlsAcceptor::from(t.server_config().with_context(|| format!("TLS for {host}"))?)),
+        Some(t) => Some(Arc::new(CurrentTls {
+            config: t.clone(),
+            acceptor: RwLock::new(TlsAcceptor::from(t.server_config().with_context(|| format!("TLS for {host}"))?)),
+        })),
         None if insecure_plain_tcp && resolved.iter().all(|a| a.ip().is_loopback()) => {
             tracing::warn!(%first, "serving the API over plain TCP (insecure-plain-tcp): anyone who reaches it controls the device");
             None
