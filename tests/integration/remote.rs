@@ -398,3 +398,63 @@ fn sighup_reloads_the_certificates_and_open_streams_keep_going() {
     assert_eq!(handshake(&d, &new_ca, Some(&new.join("admin"))), "ok 200");
     d.docker(&["rm", "-f", "t"]).ok();
 }
+
+#[test]
+fn a_stalled_body_is_given_up_on() {
+    require_root!();
+    let scratch = berth_tests::scratch_root();
+    let tls = certificates(&scratch);
+    let d = remote_daemon(&tls);
+    // A client with a good certificate announces 100 bytes, sends 10, then nothing.
+    let script = r#"
+import socket, ssl, sys, time
+d = sys.argv[1]
+ctx = ssl.create_default_context(cafile=d + "/ca.pem")
+ctx.load_cert_chain(d + "/cert.pem", d + "/key.pem")
+s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", 2376), timeout=120), server_hostname="localhost")
+s.sendall(b"POST /containers/create HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"Image\":")
+t = time.time()
+answer = s.recv(64)
+print(answer.split(b" ")[1].decode() if answer else "closed", round(time.time() - t))
+"#;
+    let out = d.netns.run("python3", &["-c", script, tls.join("admin").to_str().unwrap()]);
+    let words: Vec<&str> = out.stdout.split_whitespace().collect();
+    assert_eq!(words.first(), Some(&"408"), "{out:?}");
+    assert_eq!(d.docker(&["ps", "-aq"]).ok().stdout, "");
+}
+
+#[test]
+fn revoked_client_certificates_are_refused() {
+    require_root!();
+    let scratch = berth_tests::scratch_root();
+    let tls = certificates(&scratch);
+    let s = |p: PathBuf| p.display().to_string();
+    berth(&["tls", "revoke", "--ca-dir", &s(tls.join("ca")), &s(tls.join("viewer/cert.pem"))]);
+    let ca = tls.join("ca");
+    let config = format!(
+        r#"{{"tlsverify": true, "tlscacert": "{}", "tlscert": "{}", "tlskey": "{}", "tlscrl": "{}"}}"#,
+        ca.join("ca.pem").display(),
+        ca.join("cert.pem").display(),
+        ca.join("key.pem").display(),
+        ca.join("crl.pem").display()
+    );
+    let d = Daemon::start_with_hosts(&config, &[HOST]);
+    let ca_pem = ca.join("ca.pem");
+    assert_eq!(handshake(&d, &ca_pem, Some(&tls.join("admin"))), "ok 200");
+    assert!(handshake(&d, &ca_pem, Some(&tls.join("viewer"))).starts_with("refused"), "a revoked certificate got in");
+    // Revoked later: refused from the next SIGHUP on.
+    assert_eq!(handshake(&d, &ca_pem, Some(&tls.join("operator"))), "ok 200");
+    berth(&["tls", "revoke", "--ca-dir", &s(ca.clone()), &s(tls.join("operator/cert.pem"))]);
+    // SAFETY: a signal to the daemon this test started.
+    unsafe { libc::kill(d.child_pid().unwrap() as i32, libc::SIGHUP) };
+    berth_tests::eventually("the new CRL to apply", std::time::Duration::from_secs(5), || {
+        handshake(&d, &ca_pem, Some(&tls.join("operator"))).starts_with("refused")
+    });
+    assert_eq!(handshake(&d, &ca_pem, Some(&tls.join("admin"))), "ok 200");
+    let log = d.log();
+    assert!(
+        log.to_lowercase().contains("revoked"),
+        "the log does not say why: {}",
+        log.lines().filter(|l| l.contains("handshake")).collect::<Vec<_>>().join("\n")
+    );
+}

@@ -137,11 +137,23 @@ async fn drain(mut body: Incoming) {
     .await;
 }
 
+/// A body that sends nothing for this long is given up on: a client trickling a body (or
+/// none) cannot hold a connection and its memory forever.
+const BODY_IDLE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The next frame of a body, or an error when none came within [`BODY_IDLE`].
+async fn next_frame(body: &mut Incoming) -> ApiResult<Option<hyper::body::Frame<Bytes>>> {
+    match tokio::time::timeout(BODY_IDLE, body.frame()).await {
+        Err(_) => Err(ApiError::new(hyper::StatusCode::REQUEST_TIMEOUT, format!("the request body stalled for {BODY_IDLE:?}"))),
+        Ok(None) => Ok(None),
+        Ok(Some(f)) => f.map(Some).map_err(|e| ApiError::bad_request(format!("reading the request body: {e}"))),
+    }
+}
+
 /// Reads a JSON body (at most [`MAX_JSON_BODY`]); an empty body parses as `null`.
 pub async fn read_json<T: serde::de::DeserializeOwned>(mut body: Incoming) -> ApiResult<T> {
     let mut buf = Vec::new();
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| ApiError::bad_request(format!("reading the request body: {e}")))?;
+    while let Some(frame) = next_frame(&mut body).await? {
         if let Some(d) = frame.data_ref() {
             if buf.len() + d.len() > MAX_JSON_BODY {
                 drain(body).await;
@@ -170,8 +182,7 @@ pub async fn spool(body: Incoming, dir: &std::path::Path, prefix: &str) -> ApiRe
     let guard = Spooled(path.clone());
     let mut f = tokio::fs::File::create(&path).await.map_err(|e| anyhow::anyhow!("creating {}: {e}", path.display()))?;
     let mut body = body;
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| ApiError::bad_request(format!("reading the upload: {e}")))?;
+    while let Some(frame) = next_frame(&mut body).await? {
         if let Some(data) = frame.data_ref() {
             f.write_all(data).await.map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
         }

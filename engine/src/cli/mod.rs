@@ -347,6 +347,13 @@ pub enum TlsCommand {
         #[arg(long = "ip")]
         ips: Vec<std::net::IpAddr>,
     },
+    /// Revoke a client certificate: adds it to the CA's crl.pem (the daemon's tlscrl)
+    Revoke {
+        #[arg(long = "ca-dir", default_value = crate::tls::DEFAULT_DIR)]
+        ca_dir: std::path::PathBuf,
+        /// The client certificate (PEM) to revoke
+        cert: std::path::PathBuf,
+    },
     /// Make a client certificate with a role (admin, operator, viewer), signed by the CA
     Client {
         /// Where the CA is (ca.pem, ca-key.pem)

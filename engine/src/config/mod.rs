@@ -55,6 +55,8 @@ pub struct FileConfig {
     pub tlscacert: Option<PathBuf>,
     pub tlscert: Option<PathBuf>,
     pub tlskey: Option<PathBuf>,
+    /// berth's own: revoked client certificates (PEM CRL, `berth tls revoke`).
+    pub tlscrl: Option<PathBuf>,
     /// berth's own: allow a `tcp://` host without TLS (loopback only).
     pub insecure_plain_tcp: Option<bool>,
 }
@@ -167,6 +169,9 @@ pub struct Flags {
     /// The server's key (default /etc/berth/tls/key.pem)
     #[arg(long)]
     pub tlskey: Option<PathBuf>,
+    /// Revoked client certificates (a PEM CRL, as `berth tls revoke` writes)
+    #[arg(long)]
+    pub tlscrl: Option<PathBuf>,
     /// Serve a tcp:// host without TLS: anyone who reaches it controls the device. Loopback
     /// addresses only.
     #[arg(long = "insecure-plain-tcp")]
@@ -361,6 +366,7 @@ impl DaemonConfig {
                 ca: flags.tlscacert.clone().or(file.tlscacert.clone()).unwrap_or_else(|| dir.join("ca.pem")),
                 cert: flags.tlscert.clone().or(file.tlscert.clone()).unwrap_or_else(|| dir.join("cert.pem")),
                 key: flags.tlskey.clone().or(file.tlskey.clone()).unwrap_or_else(|| dir.join("key.pem")),
+                crl: flags.tlscrl.clone().or(file.tlscrl.clone()),
             }
         });
         Ok(DaemonConfig {

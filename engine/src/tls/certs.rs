@@ -122,6 +122,50 @@ pub fn issue_client(ca_dir: &Path, out: &Path, cn: &str, role: &str, days: i64) 
     Ok(())
 }
 
+/// The serials revoked so far (hex, one a line), next to the CA.
+const REVOKED: &str = "revoked.txt";
+
+/// `berth tls revoke`: adds the certificate's serial to the CA's revoked list and writes
+/// `crl.pem` (signed by the CA) listing them all. The daemon reads it at start and on SIGHUP
+/// (`tlscrl`).
+pub fn revoke(ca_dir: &Path, cert: &Path) -> Result<()> {
+    use rustls::pki_types::pem::PemObject;
+    let der = rustls::pki_types::CertificateDer::from_pem_file(cert).with_context(|| format!("reading {}", cert.display()))?;
+    let (_, parsed) = x509_parser::parse_x509_certificate(&der).map_err(|e| anyhow::anyhow!("{}: {e}", cert.display()))?;
+    let serial = hex::encode(parsed.raw_serial());
+    let mut list = std::fs::read_to_string(ca_dir.join(REVOKED)).unwrap_or_default();
+    if !list.lines().any(|l| l == serial) {
+        list.push_str(&serial);
+        list.push('\n');
+    }
+    let ca = load_ca(ca_dir)?;
+    let now = OffsetDateTime::now_utc();
+    let revoked = list
+        .lines()
+        .map(|s| {
+            Ok(rcgen::RevokedCertParams {
+                serial_number: rcgen::SerialNumber::from_slice(&hex::decode(s).with_context(|| format!("serial {s:?} in {REVOKED}"))?),
+                revocation_time: now,
+                reason_code: None,
+                invalidity_date: None,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let crl = rcgen::CertificateRevocationListParams {
+        this_update: now - Duration::minutes(5),
+        next_update: now + Duration::days(CA_DAYS),
+        crl_number: rcgen::SerialNumber::from(now.unix_timestamp() as u64),
+        issuing_distribution_point: None,
+        revoked_certs: revoked,
+        key_identifier_method: rcgen::KeyIdMethod::Sha256,
+    }
+    .signed_by(&ca.0, &ca.1)
+    .context("signing the CRL")?;
+    write(ca_dir, REVOKED, &list, 0o644)?;
+    write(ca_dir, "crl.pem", &crl.pem().context("encoding the CRL")?, 0o644)?;
+    Ok(())
+}
+
 /// `berth tls ...`.
 pub fn run(command: crate::cli::TlsCommand) -> Result<()> {
     use crate::cli::TlsCommand;
@@ -138,6 +182,10 @@ pub fn run(command: crate::cli::TlsCommand) -> Result<()> {
             }
             init(&dir, &hostnames, &ips)?;
             println!("CA and server certificate written to {} (for {} and {ips:?})", dir.display(), hostnames.join(", "));
+        }
+        TlsCommand::Revoke { ca_dir, cert } => {
+            revoke(&ca_dir, &cert)?;
+            println!("revoked {}; send the daemon SIGHUP to apply {}", cert.display(), ca_dir.join("crl.pem").display());
         }
         TlsCommand::Client { ca_dir, out, name, role, days } => {
             issue_client(&ca_dir, &out, &name, &role, days.unwrap_or(DEFAULT_DAYS))?;
@@ -168,7 +216,20 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(std::fs::metadata(dir.join("ca-key.pem")).unwrap().permissions().mode() & 0o777, 0o600);
         // The server side accepts what init made.
-        let cfg = super::super::TlsConfig { verify: true, ca: dir.join("ca.pem"), cert: dir.join("cert.pem"), key: dir.join("key.pem") };
+        let mut cfg = super::super::TlsConfig {
+            verify: true,
+            ca: dir.join("ca.pem"),
+            cert: dir.join("cert.pem"),
+            key: dir.join("key.pem"),
+            crl: None,
+        };
+        cfg.server_config().unwrap();
+        // Revoking writes a CRL the server takes, listing every serial revoked so far.
+        revoke(&dir, &dir.join("viewer/cert.pem")).unwrap();
+        issue_client(&dir, &dir.join("other"), "carol", "admin", 30).unwrap();
+        revoke(&dir, &dir.join("other/cert.pem")).unwrap();
+        assert_eq!(std::fs::read_to_string(dir.join(REVOKED)).unwrap().lines().count(), 2);
+        cfg.crl = Some(dir.join("crl.pem"));
         cfg.server_config().unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
     }

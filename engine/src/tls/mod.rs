@@ -26,6 +26,8 @@ pub struct TlsConfig {
     pub ca: PathBuf,
     pub cert: PathBuf,
     pub key: PathBuf,
+    /// Revoked client certificates (`tlscrl`, PEM), as `berth tls revoke` writes them.
+    pub crl: Option<PathBuf>,
 }
 
 fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
@@ -69,7 +71,16 @@ impl TlsConfig {
             for ca in read_certs(&self.ca)? {
                 roots.add(ca).with_context(|| format!("the CA certificate in {}", self.ca.display()))?;
             }
+            let mut crls = Vec::new();
+            if let Some(path) = &self.crl {
+                for c in rustls::pki_types::CertificateRevocationListDer::pem_file_iter(path)
+                    .with_context(|| format!("reading the CRL {}", path.display()))?
+                {
+                    crls.push(c.with_context(|| format!("parsing the CRL {}", path.display()))?);
+                }
+            }
             let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .with_crls(crls)
                 .build()
                 .context("building the client certificate verifier")?;
             builder.with_client_cert_verifier(verifier)
