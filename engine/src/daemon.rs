@@ -23,6 +23,7 @@ pub struct Daemon {
     pub recovery: std::sync::Mutex<Recovery>,
     /// What remote clients changed (see `audit`).
     pub audit: crate::audit::Audit,
+    pub events: Arc<crate::events::Events>,
 }
 
 /// What the last start-up recovery did, for `info` and the log.
@@ -60,9 +61,12 @@ impl Daemon {
         let images = Arc::new(ImageStore::open(&cfg.data_root, &store, driver.clone())?);
         let networks = crate::network::Networks::open(cfg.clone(), &store)?;
         let volumes = crate::volumes::Volumes::open(&cfg.data_root, &store)?;
-        let containers = Containers::open(cfg.clone(), &store, images.clone(), driver.clone(), networks.clone(), volumes.clone())?;
+        let events = Arc::new(crate::events::Events::default());
+        let containers =
+            Containers::open(cfg.clone(), &store, images.clone(), driver.clone(), networks.clone(), volumes.clone(), events.clone())?;
         let audit = crate::audit::Audit::open(&store)?;
         Ok(Daemon {
+            events,
             audit,
             cfg,
             id,

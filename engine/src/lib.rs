@@ -32,6 +32,7 @@ pub mod cli;
 pub mod config;
 pub mod containers;
 pub mod daemon;
+pub mod events;
 pub mod exec;
 pub mod images;
 pub mod init;

@@ -570,3 +570,94 @@ fn hook_specs_run_daemon_hooks_first_and_refuse_what_the_rules_forbid() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("hook-spec"), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+#[test]
+fn events_stream_what_happens_with_docker_filters() {
+    require_root!();
+    let d = Daemon::start();
+    d.load_busybox();
+    let start = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs().to_string();
+    assert_eq!(d.docker(&["run", "--name", "ev", "--label", "tier=front", "busybox", "sh", "-c", "exit 3"]).code, 3);
+    d.docker(&["rename", "ev", "ev2"]).ok();
+    d.docker(&["rm", "ev2"]).ok();
+    d.docker(&["tag", "busybox", "busybox:evtag"]).ok();
+    d.docker(&["network", "create", "evnet"]).ok();
+    d.docker(&["network", "rm", "evnet"]).ok();
+    // A moment from now: the past is read and the stream ends.
+    let until = (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 1).to_string();
+    std::thread::sleep(Duration::from_millis(1100));
+    // Past events, filtered: the container's life in order, with Docker's fields.
+    let out = d
+        .docker(&[
+            "events",
+            "--since",
+            &start,
+            "--until",
+            &until,
+            "--filter",
+            "type=container",
+            "--format",
+            "{{.Action}} {{.Actor.Attributes.name}} {{.Actor.Attributes.exitCode}}",
+        ])
+        .ok()
+        .stdout;
+    let actions: Vec<&str> = out.lines().collect();
+    // (The docker CLI's template prints "<no value>" for an attribute an event does not have.)
+    let actions: Vec<String> = actions.iter().map(|a| a.replace(" <no value>", "")).collect();
+    assert_eq!(actions, ["create ev", "start ev", "die ev 3", "rename ev2", "destroy ev2"], "{out}");
+    let labelled = d
+        .docker(&[
+            "events",
+            "--since",
+            &start,
+            "--until",
+            &until,
+            "--filter",
+            "label=tier=front",
+            "--filter",
+            "event=die",
+            "--format",
+            "{{.Action}}",
+        ])
+        .ok();
+    assert_eq!(labelled.stdout, "die\n");
+    let others = d
+        .docker(&[
+            "events",
+            "--since",
+            &start,
+            "--until",
+            &until,
+            "--filter",
+            "type=network",
+            "--format",
+            "{{.Action}} {{.Actor.Attributes.name}}",
+        ])
+        .ok();
+    assert_eq!(others.stdout, "create evnet\ndestroy evnet\n");
+    let tag = d
+        .docker(&[
+            "events",
+            "--since",
+            &start,
+            "--until",
+            &until,
+            "--filter",
+            "type=image",
+            "--format",
+            "{{.Action}} {{.Actor.Attributes.name}}",
+        ])
+        .ok();
+    assert!(tag.stdout.contains("tag busybox:evtag"), "{}", tag.stdout);
+    // Live: a follower sees what happens after it started.
+    let mut cmd = std::process::Command::new("timeout");
+    cmd.args(["4", "docker", "-H", &d.host(), "events", "--filter", "container=live", "--format", "{{.Action}}"])
+        .stdout(std::process::Stdio::piped());
+    let follower = cmd.spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    d.docker(&["run", "--rm", "--name", "live", "busybox", "true"]).ok();
+    let seen = String::from_utf8_lossy(&follower.wait_with_output().unwrap().stdout).into_owned();
+    assert_eq!(seen.lines().collect::<Vec<_>>(), ["create", "start", "die", "destroy"], "{seen}");
+    let bad = d.api("GET", "/events?filters=%7B%22bogus%22%3A%5B%22x%22%5D%7D", None, b"");
+    assert_eq!(bad.status, 400);
+}

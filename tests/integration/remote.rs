@@ -164,6 +164,13 @@ fn docker_over_mutual_tls_with_roles_refusals_and_an_audit_trail() {
     assert_eq!(refused["Status"], 403);
     assert!(find("CN=operator-client", "POST", "/restart").is_some());
     assert!(entries.iter().all(|e| e["Method"] != "GET"), "reads are audited: {trail}");
+    // The trail is also readable as daemon events.
+    let until = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 1;
+    let events = d.api("GET", &format!("/events?since=0&until={until}&filters=%7B%22type%22%3A%5B%22daemon%22%5D%7D"), None, b"").text();
+    assert!(
+        events.lines().any(|l| l.contains("\"Action\":\"audit\"") && l.contains("CN=viewer-client") && l.contains("\"status\":\"403\"")),
+        "{events}"
+    );
 
     // berth's own CLI, as the docker CLI: DOCKER_CERT_PATH and DOCKER_TLS_VERIFY.
     let berth_remote = |certs: &Path, args: &[&str]| {

@@ -141,7 +141,9 @@ pub fn tag(ctx: &Ctx, name: &str) -> ApiResult {
     } else {
         Reference::with_tag(repo, tag).map_err(|e| ApiError::bad_request(e.to_string()))?
     };
+    let shown = target.familiar();
     ctx.d.images.tag(name, target)?;
+    ctx.d.events.emit(crate::events::Event::new("image", "tag", name).attr("name", shown));
     json_status(StatusCode::CREATED, &json!(null))
 }
 
@@ -153,6 +155,13 @@ pub fn remove(ctx: &Ctx, name: &str) -> ApiResult {
         &|id| users.get(id).map(|(c, running)| crate::images::DeleteUser { container: c.clone(), running: *running }),
         &layers,
     )?;
+    for d in &out {
+        let e = match d {
+            Deleted::Untagged(t) => crate::events::Event::new("image", "untag", name).attr("name", t.to_string()),
+            Deleted::Deleted(id) => crate::events::Event::new("image", "delete", id.to_string()),
+        };
+        ctx.d.events.emit(e);
+    }
     let items: Vec<serde_json::Value> = out
         .into_iter()
         .map(|d| match d {

@@ -9,6 +9,7 @@
 pub mod body;
 mod containers;
 pub mod error;
+mod events;
 mod exec;
 pub mod hijack;
 mod images;

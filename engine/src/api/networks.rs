@@ -4,6 +4,7 @@ use super::error::{ApiError, ApiResult};
 use super::query::{label_matches, prune_labels};
 use super::router::{json, json_status, no_content, Ctx};
 use crate::containers::model::Container;
+use crate::events::Event;
 use crate::network::model::Network;
 use crate::network::{CreateOptions, NetworkError};
 use hyper::body::Incoming;
@@ -130,6 +131,7 @@ pub async fn create(ctx: &Ctx, req: Request<Incoming>) -> ApiResult {
     };
     let networks = ctx.d.networks.clone();
     let net = tokio::task::spawn_blocking(move || networks.create(opts)).await.map_err(anyhow::Error::from)??;
+    ctx.d.events.emit(Event::new("network", "create", net.id.clone()).attr("name", net.name.clone()).attr("type", "bridge"));
     json_status(StatusCode::CREATED, &json!({"Id": net.id, "Warning": ""}))
 }
 
@@ -137,9 +139,11 @@ pub async fn remove(ctx: &Ctx, name: &str) -> ApiResult {
     if BUILTIN.iter().any(|(n, _)| *n == name) {
         return Err(NetworkError::Conflict(format!("{name} is a pre-defined network and cannot be removed")).into());
     }
+    let net = ctx.d.networks.find(name)?;
     let networks = ctx.d.networks.clone();
     let name = name.to_string();
     tokio::task::spawn_blocking(move || networks.remove(&name)).await.map_err(anyhow::Error::from)??;
+    ctx.d.events.emit(Event::new("network", "destroy", net.id).attr("name", net.name).attr("type", "bridge"));
     no_content()
 }
 

@@ -93,11 +93,17 @@ async fn route(d: Arc<Daemon>, peer: &Peer, limits: &Limits, req: Request<Incomi
         // On record before the answer leaves; a change that cannot be recorded is not
         // acknowledged as done.
         let d = ctx.d.clone();
+        let event = crate::events::Event::new("daemon", "audit", ctx.d.id.clone())
+            .attr("subject", entry.subject.clone())
+            .attr("role", entry.role.clone())
+            .attr("request", format!("{} {}", entry.method, entry.path))
+            .attr("status", entry.status.to_string());
         let written = tokio::task::spawn_blocking(move || d.audit.append(entry)).await;
         if let Err(e) = written.map_err(anyhow::Error::from).and_then(|r| r) {
             tracing::error!("writing the audit trail: {e:#}");
             return finish(ApiError::from(e.context("the request ran but could not be recorded in the audit trail")).into_response());
         }
+        ctx.d.events.emit(event);
     }
     finish(resp)
 }
@@ -155,6 +161,7 @@ async fn dispatch(ctx: &Ctx, method: &Method, segs: &[&str], req: Request<Incomi
         (&M::GET, ["images", "get"]) => images::save(ctx, ctx.q.all("names").to_vec()),
         (&M::GET, ["images", name @ .., "get"]) if !name.is_empty() => images::save(ctx, vec![name.join("/")]),
         (&M::GET, ["system", "df"]) => system::df(ctx),
+        (&M::GET, ["events"]) => super::events::events(ctx),
         (&M::GET, ["system", "audit"]) => {
             let since = ctx.q.int("since")?.unwrap_or(0).max(0) as u64;
             json(&ctx.d.audit.list(since)?)

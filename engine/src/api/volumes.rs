@@ -69,6 +69,7 @@ pub async fn create(ctx: &Ctx, req: Request<Incoming>) -> ApiResult {
     let (labels, options) = (strings_map(&body["Labels"]), strings_map(&body["DriverOpts"]));
     let volumes = ctx.d.volumes.clone();
     let v = tokio::task::spawn_blocking(move || volumes.create(name.as_deref(), labels, options)).await.map_err(anyhow::Error::from)??;
+    ctx.d.events.emit(crate::events::Event::new("volume", "create", v.name.clone()).attr("driver", "local"));
     json_status(StatusCode::CREATED, &shape(ctx, &v))
 }
 
@@ -76,10 +77,12 @@ pub async fn remove(ctx: &Ctx, name: &str) -> ApiResult {
     let volumes = ctx.d.volumes.clone();
     let name = name.to_string();
     let force = ctx.q.bool("force");
-    match tokio::task::spawn_blocking(move || volumes.remove(&name)).await.map_err(anyhow::Error::from)? {
+    let n2 = name.clone();
+    match tokio::task::spawn_blocking(move || volumes.remove(&n2)).await.map_err(anyhow::Error::from)? {
         Err(e) if force && matches!(e.downcast_ref::<VolumeError>(), Some(VolumeError::NotFound(_))) => no_content(),
         r => {
             r?;
+            ctx.d.events.emit(crate::events::Event::new("volume", "destroy", name).attr("driver", "local"));
             no_content()
         }
     }

@@ -384,8 +384,9 @@ impl Containers {
         {
             let mut t = self.table.lock().unwrap();
             t.reserved.remove(&name);
-            t.by_id.insert(id.clone(), Entry::new(rec));
+            t.by_id.insert(id.clone(), Entry::new(rec.clone()));
         }
+        self.emit(&rec, "create", &[]);
         tracing::info!(container = %id.short(), %name, "created");
         Ok(id)
     }
@@ -430,7 +431,9 @@ impl Containers {
         if t.reserved.contains(new_name) {
             return Err(ContainerError::NameInUse { name: new_name.into(), id: "(being created)".into() }.into());
         }
-        self.update(&entry, |c| c.name = new_name.to_string())?;
+        let old = entry.get().name;
+        let c = self.update(&entry, |c| c.name = new_name.to_string())?;
+        self.emit(&c, "rename", &[("oldName", format!("/{old}"))]);
         Ok(())
     }
 }

@@ -127,6 +127,7 @@ impl Containers {
             s.exit_code = status.exit_code;
         });
         tracing::info!(container = %c.id.short(), code = status.exit_code, "exited");
+        self.emit(&c, "die", &[("exitCode", status.exit_code.to_string())]);
         self.restart_after_exit(entry, status.exit_code);
         // Waiters have their answer; the root filesystem comes off after it, and the next
         // start waits for that (`pending_unmount`). Removal unmounts by itself.

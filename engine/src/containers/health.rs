@@ -116,6 +116,16 @@ pub enum Status {
     Unhealthy,
 }
 
+impl Status {
+    pub fn name(self) -> &'static str {
+        match self {
+            Status::Starting => "starting",
+            Status::Healthy => "healthy",
+            Status::Unhealthy => "unhealthy",
+        }
+    }
+}
+
 #[derive(Clone, Debug, Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct Probe {
@@ -215,11 +225,16 @@ impl Containers {
                 }
                 let probe = this.probe(&c.id, &check).await;
                 let in_start = started.elapsed() < check.start_period;
-                let turned = {
+                let (turned, changed) = {
                     let mut h = entry.health.lock().unwrap();
                     let Some(h) = h.as_mut() else { return };
-                    h.record(probe, in_start, check.retries)
+                    let before = h.status;
+                    let turned = h.record(probe, in_start, check.retries);
+                    (turned, (before != h.status).then_some(h.status))
                 };
+                if let Some(now) = changed {
+                    this.emit(&c, &format!("health_status: {}", now.name()), &[]);
+                }
                 if turned {
                     tracing::warn!(container = %c.id.short(), "container is unhealthy");
                     if check.exit_on_unhealthy {

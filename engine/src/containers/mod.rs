@@ -149,6 +149,7 @@ pub struct Containers {
     pub driver: Arc<dyn Driver>,
     pub networks: Arc<crate::network::Networks>,
     pub volumes: Arc<crate::volumes::Volumes>,
+    pub events: Arc<crate::events::Events>,
     store: Store,
     records: Collection<Container>,
     table: Mutex<Table>,
@@ -164,6 +165,7 @@ impl Containers {
         driver: Arc<dyn Driver>,
         networks: Arc<crate::network::Networks>,
         volumes: Arc<crate::volumes::Volumes>,
+        events: Arc<crate::events::Events>,
     ) -> Result<Arc<Self>> {
         let exe = std::env::current_exe()?;
         let records: Collection<Container> = store.collection()?;
@@ -175,7 +177,18 @@ impl Containers {
         std::fs::create_dir_all(cfg.exec_root.join("containers"))?;
         std::fs::create_dir_all(cfg.exec_root.join("logs"))?;
         std::fs::create_dir_all(cfg.hooks_dir())?;
-        Ok(Arc::new(Containers { cfg, images, driver, networks, volumes, store: store.clone(), records, table: Mutex::new(table), exe }))
+        Ok(Arc::new(Containers {
+            cfg,
+            images,
+            driver,
+            networks,
+            volumes,
+            events,
+            store: store.clone(),
+            records,
+            table: Mutex::new(table),
+            exe,
+        }))
     }
 
     fn data_dir(&self, id: &ContainerId) -> PathBuf {
@@ -271,6 +284,17 @@ impl Containers {
             .filter(|c| c.state.is_running())
             .map(|c| (c.id.clone(), vec![c.name.clone(), c.id.short().to_string(), c.config.hostname.clone()]))
             .collect()
+    }
+
+    /// Tells `events` followers that `action` happened to `c`.
+    fn emit(&self, c: &Container, action: &str, extra: &[(&str, String)]) {
+        let image = if c.image_name.is_empty() { c.image_id.to_string() } else { c.image_name.clone() };
+        let mut e = crate::events::Event::new("container", action, c.id.as_str());
+        e.attributes = crate::events::container_attributes(&c.name, &image, c.config.labels.as_ref());
+        for (k, v) in extra {
+            e.attributes.insert(k.to_string(), v.clone());
+        }
+        self.events.emit(e);
     }
 
     /// Counts for `info`: (all, running, paused, stopped).

@@ -26,6 +26,7 @@ impl Containers {
             _ => return Err(ContainerError::Conflict(format!("Container {} is not running", c.id)).into()),
         }
         self.freeze(&c, "pause").await?;
+        self.emit(&c, "pause", &[]);
         // The exit watcher may have recorded an exit meanwhile: only a running record pauses.
         self.update(&entry, |r| {
             if let State::Running(p) = r.state {
@@ -49,6 +50,7 @@ impl Containers {
     pub(super) async fn thaw(&self, entry: &Entry) -> Result<()> {
         let c = entry.get();
         self.freeze(&c, "resume").await?;
+        self.emit(&c, "unpause", &[]);
         self.update(entry, |r| {
             if let State::Paused(p) = r.state {
                 r.state = State::Running(p);

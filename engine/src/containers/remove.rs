@@ -47,6 +47,7 @@ impl Containers {
             Ok((self.store.begin_in(tx, Op::RemoveContainer { id: c.id.to_string() })?, gone))
         })?;
         self.table.lock().unwrap().by_id.remove(&c.id);
+        self.emit(&c, "destroy", &[]);
         self.networks.forget(&c.id);
         let vols = self.volumes.clone();
         let cid = c.id.clone();

@@ -94,6 +94,7 @@ impl Containers {
                     s.starts += 1;
                 });
                 tracing::info!(container = %c.id.short(), pid = container_pid, "started");
+                self.emit(&c, "start", &[]);
                 self.watch_exit(entry.clone(), monitor_pid, Some(notify_r));
                 self.watch_health(entry.clone());
                 Ok(())

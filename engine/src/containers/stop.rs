@@ -49,6 +49,7 @@ impl Containers {
         self.update(entry, |c| c.manually_stopped = true)?;
         let waiter = entry.waiter(WaitCondition::NotRunning);
         send(pid, sig)?;
+        self.emit(&c, "kill", &[("signal", (sig as i32).to_string())]);
         self.thaw_if_paused(entry).await?;
         let waited = if t < 0 {
             waiter.wait().await;
@@ -58,8 +59,10 @@ impl Containers {
         };
         if !waited {
             tracing::info!(container = %c.id.short(), "did not stop after {t}s: sending SIGKILL");
+            self.emit(&c, "kill", &[("signal", "9".into())]);
             self.kill_and_wait(entry, pid).await?;
         }
+        self.emit(&c, "stop", &[]);
         Ok(())
     }
 
@@ -82,6 +85,7 @@ impl Containers {
         let Some(Process { pid, .. }) = c.state.process() else {
             return Err(ContainerError::Conflict(format!("Container {} is not running", c.id)).into());
         };
+        self.emit(&c, "kill", &[("signal", (sig as i32).to_string())]);
         if sig == Signal::SIGKILL {
             self.kill_and_wait(&entry, pid).await
         } else {
@@ -98,6 +102,8 @@ impl Containers {
             Err(e) if matches!(e.downcast_ref(), Some(ContainerError::NotModified(_))) => {}
             Err(e) => return Err(e),
         }
-        self.start_locked(&entry).await
+        self.start_locked(&entry).await?;
+        self.emit(&entry.get(), "restart", &[]);
+        Ok(())
     }
 }
