@@ -56,9 +56,14 @@ fn certificates(root: &Path) -> PathBuf {
 }
 
 fn remote_daemon(tls: &Path) -> Daemon {
+    remote_daemon_with(tls, "")
+}
+
+/// [`remote_daemon`] with more daemon.json keys (`, "key": value` ...).
+fn remote_daemon_with(tls: &Path, more: &str) -> Daemon {
     let ca = tls.join("ca");
     let config = format!(
-        r#"{{"tlsverify": true, "tlscacert": "{}", "tlscert": "{}", "tlskey": "{}"}}"#,
+        r#"{{"tlsverify": true, "tlscacert": "{}", "tlscert": "{}", "tlskey": "{}"{more}}}"#,
         ca.join("ca.pem").display(),
         ca.join("cert.pem").display(),
         ca.join("key.pem").display()
@@ -464,4 +469,46 @@ fn revoked_client_certificates_are_refused() {
         "the log does not say why: {}",
         log.lines().filter(|l| l.contains("handshake")).collect::<Vec<_>>().join("\n")
     );
+}
+
+#[test]
+fn the_role_field_and_operator_exec_are_configurable() {
+    require_root!();
+    let scratch = berth_tests::scratch_root();
+    let tls = certificates(&scratch);
+    let s = |p: PathBuf| p.display().to_string();
+    // The role in the CN this time: "operator", whatever the OU says.
+    berth(&[
+        "tls",
+        "client",
+        "--ca-dir",
+        &s(tls.join("ca")),
+        "--out",
+        &s(tls.join("cn-operator")),
+        "--name",
+        "operator",
+        "--role",
+        "viewer",
+    ]);
+    let d = remote_daemon_with(&tls, r#", "tls-role-field": "CN", "tls-operator-exec": true"#);
+    d.load_busybox();
+    d.docker(&["run", "-d", "--name", "s", "busybox", "sleep", "1000"]).ok();
+    let op = tls.join("cn-operator");
+    assert_eq!(docker(&d, &op, &["exec", "s", "echo", "granted"]).ok().stdout, "granted\n");
+    docker(&d, &op, &["restart", "-t", "0", "s"]).ok();
+    assert!(docker(&d, &op, &["rm", "-f", "s"]).stderr.contains("not allowed for the operator role"));
+    // A CN that names no role is a viewer.
+    assert!(docker(&d, &tls.join("admin"), &["stop", "s"]).stderr.contains("not allowed for the viewer role"));
+    d.docker(&["rm", "-f", "s"]).ok();
+    // A bad field is refused at start.
+    let root = berth_tests::scratch_root();
+    std::fs::write(root.join("daemon.json"), r#"{"tls-role-field": "email"}"#).unwrap();
+    let out = std::process::Command::new(berth_bin())
+        .args(["daemon", "--config-file"])
+        .arg(root.join("daemon.json"))
+        .arg("--data-root")
+        .arg(root.join("data"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("tls-role-field"));
 }

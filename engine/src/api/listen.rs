@@ -3,7 +3,7 @@
 //! loopback). A connection becomes a [`Conn`] and a [`Peer`]: who is asking decides what is
 //! allowed (see `tls::roles`).
 
-use crate::tls::roles::Role;
+use crate::tls::roles::{Policy, Role};
 use crate::tls::TlsConfig;
 use anyhow::{bail, Context, Result};
 use std::net::SocketAddr;
@@ -33,6 +33,7 @@ pub enum Peer {
         role: Role,
         /// The client certificate's subject; "anonymous" without one.
         subject: String,
+        policy: Policy,
     },
 }
 
@@ -40,7 +41,7 @@ impl Peer {
     pub fn allows(&self, method: &hyper::Method, segs: &[&str]) -> bool {
         match self {
             Peer::Local => true,
-            Peer::Remote { role, .. } => role.allows(method, segs),
+            Peer::Remote { role, policy, .. } => role.allows(method, segs, policy),
         }
     }
 }
@@ -55,7 +56,7 @@ pub enum Listener {
 pub struct Accepted {
     stream: Conn,
     addr: Option<SocketAddr>,
-    tls: Option<TlsAcceptor>,
+    tls: Option<(TlsAcceptor, Policy)>,
 }
 
 /// A connection's byte stream.
@@ -72,7 +73,7 @@ impl Listener {
             Listener::Tcp { inner, tls } => {
                 let (s, addr) = inner.accept().await?;
                 let _ = s.set_nodelay(true);
-                Ok(Accepted { stream: Conn::Tcp(s), addr: Some(addr), tls: tls.as_ref().map(|t| t.acceptor()) })
+                Ok(Accepted { stream: Conn::Tcp(s), addr: Some(addr), tls: tls.as_ref().map(|t| (t.acceptor(), t.config.policy)) })
             }
         }
     }
@@ -88,8 +89,9 @@ impl Accepted {
     pub async fn establish(self) -> Result<(Conn, Peer)> {
         let Some(addr) = self.addr else { return Ok((self.stream, Peer::Local)) };
         let Conn::Tcp(tcp) = self.stream else { unreachable!("a TCP address comes with a TCP stream") };
-        let Some(acceptor) = self.tls else {
-            return Ok((Conn::Tcp(tcp), Peer::Remote { addr, role: Role::Admin, subject: "plain tcp (insecure)".into() }));
+        let Some((acceptor, policy)) = self.tls else {
+            let subject = "plain tcp (insecure)".to_string();
+            return Ok((Conn::Tcp(tcp), Peer::Remote { addr, role: Role::Admin, subject, policy: Policy::default() }));
         };
         let tls = tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
             // No TLS state is allocated for a client that never speaks.
@@ -100,10 +102,10 @@ impl Accepted {
         .map_err(|_| anyhow::anyhow!("TLS handshake from {addr} did not finish within {HANDSHAKE_TIMEOUT:?}"))?
         .with_context(|| format!("TLS handshake from {addr}"))?;
         let (role, subject) = match tls.get_ref().1.peer_certificates().and_then(|c| c.first()) {
-            Some(cert) => crate::tls::roles::of_certificate(cert),
+            Some(cert) => crate::tls::roles::of_certificate(cert, policy.field),
             None => (Role::Viewer, "anonymous".to_string()),
         };
-        Ok((Conn::Tls(Box::new(tls)), Peer::Remote { addr, role, subject }))
+        Ok((Conn::Tls(Box::new(tls)), Peer::Remote { addr, role, subject, policy }))
     }
 }
 

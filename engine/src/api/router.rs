@@ -67,7 +67,7 @@ async fn route(d: Arc<Daemon>, peer: &Peer, limits: &Limits, req: Request<Incomi
     let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
     let ctx = Ctx { d, q: Query::parse(req.uri().query()), version };
     tracing::debug!(%method, path = %raw_path, "request");
-    let Peer::Remote { addr, role, subject } = peer else {
+    let Peer::Remote { addr, role, subject, .. } = peer else {
         return finish(dispatch(&ctx, &method, &segs, req).await.unwrap_or_else(ApiError::into_response));
     };
     let resp = if !limits.allow(&format!("{subject} {}", addr.ip())) {

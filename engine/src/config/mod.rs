@@ -57,6 +57,10 @@ pub struct FileConfig {
     pub tlskey: Option<PathBuf>,
     /// berth's own: revoked client certificates (PEM CRL, `berth tls revoke`).
     pub tlscrl: Option<PathBuf>,
+    /// berth's own: the subject field holding a client's role (OU, O or CN; default OU).
+    pub tls_role_field: Option<String>,
+    /// berth's own: operators may exec (default false).
+    pub tls_operator_exec: Option<bool>,
     /// berth's own: allow a `tcp://` host without TLS (loopback only).
     pub insecure_plain_tcp: Option<bool>,
 }
@@ -359,6 +363,11 @@ impl DaemonConfig {
             Some(f) => crate::runtime::hooks::HookSpec::load(f, &data_root.join("hooks")).map_err(|e| anyhow::anyhow!("hook-spec: {e}"))?,
         };
         let verify = flags.tlsverify || file.tlsverify.unwrap_or(false);
+        let field = match file.tls_role_field.as_deref() {
+            None => Default::default(),
+            Some(f) => crate::tls::roles::RoleField::parse(f).with_context(|| format!("tls-role-field {f:?}: expected OU, O or CN"))?,
+        };
+        let policy = crate::tls::roles::Policy { field, operator_exec: file.tls_operator_exec.unwrap_or(false) };
         let tls = (verify || flags.tls || file.tls.unwrap_or(false)).then(|| {
             let dir = Path::new(crate::tls::DEFAULT_DIR);
             crate::tls::TlsConfig {
@@ -367,6 +376,7 @@ impl DaemonConfig {
                 cert: flags.tlscert.clone().or(file.tlscert.clone()).unwrap_or_else(|| dir.join("cert.pem")),
                 key: flags.tlskey.clone().or(file.tlskey.clone()).unwrap_or_else(|| dir.join("key.pem")),
                 crl: flags.tlscrl.clone().or(file.tlscrl.clone()),
+                policy,
             }
         });
         Ok(DaemonConfig {

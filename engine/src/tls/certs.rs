@@ -209,7 +209,7 @@ mod tests {
         let pem = std::fs::read(dir.join("viewer/cert.pem")).unwrap();
         let der =
             rustls::pki_types::pem::PemObject::from_pem_slice(&pem).map(|c: rustls::pki_types::CertificateDer<'_>| c.to_vec()).unwrap();
-        let (role, subject) = super::super::roles::of_certificate(&der);
+        let (role, subject) = super::super::roles::of_certificate(&der, Default::default());
         assert_eq!(role, super::super::roles::Role::Viewer);
         assert!(subject.contains("CN=alice"), "{subject}");
         assert!(issue_client(&dir, &dir.join("x"), "bob", "root", 30).is_err());
@@ -222,6 +222,7 @@ mod tests {
             cert: dir.join("cert.pem"),
             key: dir.join("key.pem"),
             crl: None,
+            policy: Default::default(),
         };
         cfg.server_config().unwrap();
         // Revoking writes a CRL the server takes, listing every serial revoked so far.

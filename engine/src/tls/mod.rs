@@ -28,6 +28,8 @@ pub struct TlsConfig {
     pub key: PathBuf,
     /// Revoked client certificates (`tlscrl`, PEM), as `berth tls revoke` writes them.
     pub crl: Option<PathBuf>,
+    /// Where roles come from and what they grant (`tls-role-field`, `tls-operator-exec`).
+    pub policy: roles::Policy,
 }
 
 fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
