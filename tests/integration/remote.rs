@@ -512,3 +512,40 @@ fn the_role_field_and_operator_exec_are_configurable() {
         .unwrap();
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("tls-role-field"));
 }
+
+#[test]
+fn berth_uses_the_docker_clis_contexts() {
+    require_root!();
+    let scratch = berth_tests::scratch_root();
+    let tls = certificates(&scratch);
+    let d = remote_daemon(&tls);
+    let admin = tls.join("admin");
+    let config = scratch.join("docker-config");
+    let cfg = format!("DOCKER_CONFIG={}", config.display());
+    // The docker CLI writes the context (its own file layout, TLS material included).
+    let endpoint = format!(
+        "host={HOST},ca={},cert={},key={}",
+        admin.join("ca.pem").display(),
+        admin.join("cert.pem").display(),
+        admin.join("key.pem").display()
+    );
+    d.netns.run("env", &[&cfg, "docker", "context", "create", "device", "--docker", &endpoint]).ok();
+    let bin = berth_bin();
+    let berth_in = |extra: &[&str], args: &[&str]| {
+        let mut all: Vec<&str> = vec![&cfg];
+        all.extend(extra);
+        all.push(bin.to_str().unwrap());
+        all.extend(args);
+        d.netns.run("env", &all)
+    };
+    let by_env = berth_in(&["DOCKER_CONTEXT=device"], &["ps", "-a"]);
+    assert_eq!(by_env.code, 0, "DOCKER_CONTEXT was not used: {by_env:?}");
+    d.netns.run("env", &[&cfg, "docker", "context", "use", "device"]).ok();
+    let ps = berth_in(&[], &["ps"]);
+    assert_eq!(ps.code, 0, "the current context was not used: {ps:?}");
+    // It went over TLS with the context's certificate: the audit trail names it.
+    assert_ne!(berth_in(&[], &["rm", "no-such-container"]).code, 0);
+    let trail = d.api("GET", "/system/audit", None, b"").text();
+    assert!(trail.contains("CN=admin-client") && trail.contains("no-such-container"), "{trail}");
+    assert!(berth_in(&["DOCKER_CONTEXT=missing"], &["ps"]).stderr.contains("context \"missing\""));
+}

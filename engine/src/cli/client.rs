@@ -70,15 +70,66 @@ fn tls_connector(host: &str, opts: &TlsOptions) -> Result<(tokio_rustls::TlsConn
     Ok((tokio_rustls::TlsConnector::from(std::sync::Arc::new(config)), name))
 }
 
+/// The docker CLI's configuration directory: `DOCKER_CONFIG`, else `~/.docker`.
+fn docker_config_dir() -> PathBuf {
+    std::env::var_os("DOCKER_CONFIG")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".docker"))
+}
+
+/// The docker CLI's current context (`DOCKER_CONTEXT`, else `currentContext` of
+/// `config.json`): its host, and the directory of its TLS files when it has them.
+fn docker_context() -> Result<Option<(String, Option<PathBuf>)>> {
+    use sha2::Digest;
+    let dir = docker_config_dir();
+    let name = match std::env::var("DOCKER_CONTEXT").ok().filter(|c| !c.is_empty()) {
+        Some(n) => n,
+        None => match std::fs::read(dir.join("config.json")).ok().and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok()) {
+            Some(v) => match v["currentContext"].as_str() {
+                Some(n) if !n.is_empty() => n.to_string(),
+                _ => return Ok(None),
+            },
+            None => return Ok(None),
+        },
+    };
+    if name == "default" {
+        return Ok(None);
+    }
+    let id = hex::encode(sha2::Sha256::digest(name.as_bytes()));
+    let meta_file = dir.join("contexts/meta").join(&id).join("meta.json");
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&meta_file).with_context(|| format!("context {name:?}: reading {}", meta_file.display()))?)
+            .with_context(|| format!("context {name:?}: {}", meta_file.display()))?;
+    let host =
+        meta["Endpoints"]["docker"]["Host"].as_str().with_context(|| format!("context {name:?} has no docker endpoint"))?.to_string();
+    let tls = dir.join("contexts/tls").join(&id).join("docker");
+    Ok(Some((host, tls.join("cert.pem").exists().then_some(tls))))
+}
+
 impl Client {
-    /// `-H`, then `BERTH_HOST`, then `DOCKER_HOST`, then the default socket. A `tcp://` host
-    /// is reached with TLS when `--tlsverify` or `DOCKER_TLS_VERIFY` says so.
-    pub fn new(host: Option<&str>, tls: TlsOptions) -> Result<Self> {
-        let host = host
+    /// `-H`, then `BERTH_HOST`, then `DOCKER_HOST`, then the docker CLI's current context,
+    /// then the default socket. A `tcp://` host is reached with TLS when `--tlsverify` or
+    /// `DOCKER_TLS_VERIFY` says so, or when its context has TLS files.
+    pub fn new(host: Option<&str>, mut tls: TlsOptions) -> Result<Self> {
+        let explicit = host
             .map(String::from)
             .or_else(|| std::env::var("BERTH_HOST").ok().filter(|h| !h.is_empty()))
-            .or_else(|| std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty()))
-            .unwrap_or_else(|| format!("unix://{}/berth.sock", crate::config::DEFAULT_EXEC_ROOT));
+            .or_else(|| std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty()));
+        let host = match explicit {
+            Some(h) => h,
+            None => match docker_context()? {
+                Some((h, tls_dir)) => {
+                    if let Some(d) = tls_dir {
+                        tls.verify = true;
+                        tls.ca = tls.ca.or(Some(d.join("ca.pem")));
+                        tls.cert = tls.cert.or(Some(d.join("cert.pem")));
+                        tls.key = tls.key.or(Some(d.join("key.pem")));
+                    }
+                    h
+                }
+                None => format!("unix://{}/berth.sock", crate::config::DEFAULT_EXEC_ROOT),
+            },
+        };
         let verify = tls.verify || std::env::var("DOCKER_TLS_VERIFY").is_ok_and(|v| !v.is_empty() && v != "0");
         if let Some(p) = host.strip_prefix("unix://") {
             return Ok(Client { transport: Transport::Unix(PathBuf::from(p)) });
