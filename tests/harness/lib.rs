@@ -291,7 +291,32 @@ impl Daemon {
         d.spawn();
         d
     }
+}
 
+/// A daemon that must refuse to start: `berth -H <its own socket> <before> daemon <after>`
+/// on a fresh root with `config` as its daemon.json. Returns its exit code and stderr.
+pub fn refused_start(config: &str, before: &[&str], after: &[&str]) -> (Option<i32>, String) {
+    let root = scratch_root();
+    std::fs::write(root.join("daemon.json"), config).unwrap();
+    let out = Command::new(berth_bin())
+        .args(["-H", &format!("unix://{}/s.sock", root.display())])
+        .args(before)
+        .arg("daemon")
+        .args(after)
+        .arg("--config-file")
+        .arg(root.join("daemon.json"))
+        .arg("--data-root")
+        .arg(root.join("data"))
+        .arg("--exec-root")
+        .arg(root.join("run"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&root);
+    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+impl Daemon {
     /// A fresh root with `config` as its daemon.json; nothing started yet.
     fn unstarted(config: &str, host_net: bool, supervise: Option<&[&str]>) -> Self {
         let root = scratch_root();

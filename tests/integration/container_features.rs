@@ -558,17 +558,8 @@ fn hook_specs_run_daemon_hooks_first_and_refuse_what_the_rules_forbid() {
     assert_eq!(d.docker(&["inspect", "-f", "{{.State.Running}}", "f"]).ok().stdout.trim(), "false");
 
     // A daemon hook spec that breaks the rules stops the daemon from starting, with the reason.
-    std::fs::write(d.root.join("daemon.json"), r#"{"hook-spec":"/nonexistent/hooks.json"}"#).unwrap();
-    d.stop();
-    let out = std::process::Command::new(berth_tests::berth_bin())
-        .args(["daemon", "--config-file"])
-        .arg(d.root.join("daemon.json"))
-        .arg("--data-root")
-        .arg(d.data_root())
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("hook-spec"), "{}", String::from_utf8_lossy(&out.stderr));
+    let (code, err) = berth_tests::refused_start(r#"{"hook-spec":"/nonexistent/hooks.json"}"#, &[], &[]);
+    assert!(code != Some(0) && err.contains("hook-spec"), "{err}");
 }
 
 #[test]
@@ -586,69 +577,22 @@ fn events_stream_what_happens_with_docker_filters() {
     // A moment from now: the past is read and the stream ends.
     let until = (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 1).to_string();
     std::thread::sleep(Duration::from_millis(1100));
-    // Past events, filtered: the container's life in order, with Docker's fields.
-    let out = d
-        .docker(&[
-            "events",
-            "--since",
-            &start,
-            "--until",
-            &until,
-            "--filter",
-            "type=container",
-            "--format",
-            "{{.Action}} {{.Actor.Attributes.name}} {{.Actor.Attributes.exitCode}}",
-        ])
-        .ok()
-        .stdout;
-    let actions: Vec<&str> = out.lines().collect();
-    // (The docker CLI's template prints "<no value>" for an attribute an event does not have.)
-    let actions: Vec<String> = actions.iter().map(|a| a.replace(" <no value>", "")).collect();
-    assert_eq!(actions, ["create ev", "start ev", "die ev 3", "rename ev2", "destroy ev2"], "{out}");
-    let labelled = d
-        .docker(&[
-            "events",
-            "--since",
-            &start,
-            "--until",
-            &until,
-            "--filter",
-            "label=tier=front",
-            "--filter",
-            "event=die",
-            "--format",
-            "{{.Action}}",
-        ])
-        .ok();
-    assert_eq!(labelled.stdout, "die\n");
-    let others = d
-        .docker(&[
-            "events",
-            "--since",
-            &start,
-            "--until",
-            &until,
-            "--filter",
-            "type=network",
-            "--format",
-            "{{.Action}} {{.Actor.Attributes.name}}",
-        ])
-        .ok();
-    assert_eq!(others.stdout, "create evnet\ndestroy evnet\n");
-    let tag = d
-        .docker(&[
-            "events",
-            "--since",
-            &start,
-            "--until",
-            &until,
-            "--filter",
-            "type=image",
-            "--format",
-            "{{.Action}} {{.Actor.Attributes.name}}",
-        ])
-        .ok();
-    assert!(tag.stdout.contains("tag busybox:evtag"), "{}", tag.stdout);
+    // `docker events` over the window above with `filters`, printed with `format`. (The docker
+    // CLI's template prints "<no value>" for an attribute an event does not have.)
+    let past = |filters: &[&str], format: &str| {
+        let mut args = vec!["events", "--since", &start, "--until", &until, "--format", format];
+        for f in filters {
+            args.extend(["--filter", f]);
+        }
+        d.docker(&args).ok().stdout.replace(" <no value>", "")
+    };
+    // The container's life in order, with Docker's fields.
+    let life = past(&["type=container"], "{{.Action}} {{.Actor.Attributes.name}} {{.Actor.Attributes.exitCode}}");
+    assert_eq!(life.lines().collect::<Vec<_>>(), ["create ev", "start ev", "die ev 3", "rename ev2", "destroy ev2"], "{life}");
+    assert_eq!(past(&["label=tier=front", "event=die"], "{{.Action}}"), "die\n");
+    assert_eq!(past(&["type=network"], "{{.Action}} {{.Actor.Attributes.name}}"), "create evnet\ndestroy evnet\n");
+    let images = past(&["type=image"], "{{.Action}} {{.Actor.Attributes.name}}");
+    assert!(images.contains("tag busybox:evtag"), "{images}");
     // Live: a follower sees what happens after it started.
     let mut cmd = std::process::Command::new("timeout");
     cmd.args(["4", "docker", "-H", &d.host(), "events", "--filter", "container=live", "--format", "{{.Action}}"])

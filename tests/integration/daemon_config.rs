@@ -17,21 +17,9 @@ fn unknown_or_invalid_config_keys_stop_the_daemon_at_start() {
         (r#"{"storage-driver": "zfs"}"#, "not supported"),
         ("{not json", "invalid configuration file"),
     ] {
-        let root = scratch_root();
-        std::fs::write(root.join("daemon.json"), config).unwrap();
-        let out = Command::new(berth_bin())
-            .args(["-H", &format!("unix://{}/s.sock", root.display()), "daemon", "--config-file"])
-            .arg(root.join("daemon.json"))
-            .arg("--data-root")
-            .arg(root.join("data"))
-            .arg("--exec-root")
-            .arg(root.join("run"))
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{config}: {err}");
+        let (code, err) = berth_tests::refused_start(config, &[], &[]);
+        assert_eq!(code, Some(1), "{config}: {err}");
         assert!(err.contains(expect), "{config}: expected {expect:?} in {err}");
-        std::fs::remove_dir_all(&root).unwrap();
     }
 }
 

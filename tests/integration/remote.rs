@@ -12,6 +12,13 @@ fn berth(args: &[&str]) {
     assert!(out.status.success(), "berth {args:?}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
+/// `berth tls client`: a certificate for `name` with `role`, signed by the CA in `ca_dir`,
+/// written to `out`.
+fn client_cert(ca_dir: &Path, out: &Path, name: &str, role: &str) {
+    let (ca_dir, out) = (ca_dir.display().to_string(), out.display().to_string());
+    berth(&["tls", "client", "--ca-dir", &ca_dir, "--out", &out, "--name", name, "--role", role]);
+}
+
 /// A device CA with its server certificate, clients of each role, a client of another CA
 /// and an expired client: each a DOCKER_CERT_PATH-style directory.
 fn certificates(root: &Path) -> PathBuf {
@@ -19,32 +26,10 @@ fn certificates(root: &Path) -> PathBuf {
     let s = |p: PathBuf| p.display().to_string();
     berth(&["tls", "init", "--dir", &s(dir.join("ca")), "--hostname", "localhost", "--ip", "127.0.0.1"]);
     for role in ["admin", "operator", "viewer"] {
-        berth(&[
-            "tls",
-            "client",
-            "--ca-dir",
-            &s(dir.join("ca")),
-            "--out",
-            &s(dir.join(role)),
-            "--name",
-            &format!("{role}-client"),
-            "--role",
-            role,
-        ]);
+        client_cert(&dir.join("ca"), &dir.join(role), &format!("{role}-client"), role);
     }
     berth(&["tls", "init", "--dir", &s(dir.join("other-ca"))]);
-    berth(&[
-        "tls",
-        "client",
-        "--ca-dir",
-        &s(dir.join("other-ca")),
-        "--out",
-        &s(dir.join("foreign")),
-        "--name",
-        "stranger",
-        "--role",
-        "admin",
-    ]);
+    client_cert(&dir.join("other-ca"), &dir.join("foreign"), "stranger", "admin");
     // Expired yesterday, signed by the right CA.
     let ca = berth::tls::certs::load_ca(&dir.join("ca")).unwrap();
     let old = berth::tls::certs::client(&ca, "late", "admin", time::OffsetDateTime::now_utc() - time::Duration::days(10), 9).unwrap();
@@ -217,34 +202,10 @@ print(c.containers.run("busybox", ["echo", "from-docker-py"], remove=True).decod
 #[test]
 fn plain_tcp_is_refused_unless_asked_for_by_name_and_on_loopback() {
     require_root!();
-    let root = berth_tests::scratch_root();
-    std::fs::write(root.join("daemon.json"), "{}").unwrap();
-    let start = |extra: &[&str]| {
-        let mut cmd = std::process::Command::new(berth_bin());
-        cmd.args(["-H", "tcp://127.0.0.1:0", "daemon", "--config-file"])
-            .arg(root.join("daemon.json"))
-            .arg("--data-root")
-            .arg(root.join("data"))
-            .arg("--exec-root")
-            .arg(root.join("run"))
-            .args(extra);
-        let out = cmd.output().unwrap();
-        (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
-    };
-    let (ok, err) = start(&[]);
-    assert!(!ok && err.contains("refusing to serve the API over plain TCP"), "{err}");
-    let mut cmd = std::process::Command::new(berth_bin());
-    let out = cmd
-        .args(["-H", "tcp://0.0.0.0:0", "daemon", "--insecure-plain-tcp", "--config-file"])
-        .arg(root.join("daemon.json"))
-        .arg("--data-root")
-        .arg(root.join("data"))
-        .arg("--exec-root")
-        .arg(root.join("run"))
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("loopback addresses only"), "{}", String::from_utf8_lossy(&out.stderr));
+    let (code, err) = berth_tests::refused_start("{}", &["-H", "tcp://127.0.0.1:0"], &[]);
+    assert!(code != Some(0) && err.contains("refusing to serve the API over plain TCP"), "{err}");
+    let (code, err) = berth_tests::refused_start("{}", &["-H", "tcp://0.0.0.0:0"], &["--insecure-plain-tcp"]);
+    assert!(code != Some(0) && err.contains("loopback addresses only"), "{err}");
 }
 
 /// Starts `script` with python3 in the daemon's namespace, in the background; waits until it
@@ -383,7 +344,7 @@ fn sighup_reloads_the_certificates_and_open_streams_keep_going() {
     let s = |p: PathBuf| p.display().to_string();
     let new = scratch.join("renewed");
     berth(&["tls", "init", "--dir", &s(new.join("ca")), "--hostname", "localhost", "--ip", "127.0.0.1"]);
-    berth(&["tls", "client", "--ca-dir", &s(new.join("ca")), "--out", &s(new.join("admin")), "--name", "renewed", "--role", "admin"]);
+    client_cert(&new.join("ca"), &new.join("admin"), "renewed", "admin");
     for f in ["ca.pem", "cert.pem", "key.pem"] {
         std::fs::copy(new.join("ca").join(f), tls.join("ca").join(f)).unwrap();
     }
@@ -476,20 +437,8 @@ fn the_role_field_and_operator_exec_are_configurable() {
     require_root!();
     let scratch = berth_tests::scratch_root();
     let tls = certificates(&scratch);
-    let s = |p: PathBuf| p.display().to_string();
     // The role in the CN this time: "operator", whatever the OU says.
-    berth(&[
-        "tls",
-        "client",
-        "--ca-dir",
-        &s(tls.join("ca")),
-        "--out",
-        &s(tls.join("cn-operator")),
-        "--name",
-        "operator",
-        "--role",
-        "viewer",
-    ]);
+    client_cert(&tls.join("ca"), &tls.join("cn-operator"), "operator", "viewer");
     let d = remote_daemon_with(&tls, r#", "tls-role-field": "CN", "tls-operator-exec": true"#);
     d.load_busybox();
     d.docker(&["run", "-d", "--name", "s", "busybox", "sleep", "1000"]).ok();
@@ -501,16 +450,8 @@ fn the_role_field_and_operator_exec_are_configurable() {
     assert!(docker(&d, &tls.join("admin"), &["stop", "s"]).stderr.contains("not allowed for the viewer role"));
     d.docker(&["rm", "-f", "s"]).ok();
     // A bad field is refused at start.
-    let root = berth_tests::scratch_root();
-    std::fs::write(root.join("daemon.json"), r#"{"tls-role-field": "email"}"#).unwrap();
-    let out = std::process::Command::new(berth_bin())
-        .args(["daemon", "--config-file"])
-        .arg(root.join("daemon.json"))
-        .arg("--data-root")
-        .arg(root.join("data"))
-        .output()
-        .unwrap();
-    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("tls-role-field"));
+    let (code, err) = berth_tests::refused_start(r#"{"tls-role-field": "email"}"#, &[], &[]);
+    assert!(code != Some(0) && err.contains("tls-role-field"), "{err}");
 }
 
 #[test]

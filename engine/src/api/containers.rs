@@ -338,16 +338,28 @@ pub async fn archive_head(ctx: &Ctx, id: &str) -> ApiResult {
 /// `docker cp CONTAINER:PATH -`: the stat in a header, then the tar, streamed.
 pub async fn archive_get(ctx: &Ctx, id: &str) -> ApiResult {
     let path = archive_path(ctx)?;
-    let stat = ctx.d.containers.stat_path(id, &path).await?;
     let (out, body) = super::body::writer();
+    let (stat_tx, stat_rx) = tokio::sync::oneshot::channel();
     let containers = ctx.d.containers.clone();
     let (id, p2) = (id.to_string(), path.clone());
-    tokio::spawn(async move {
+    let copy = tokio::spawn(async move {
         let fail = |out: super::body::BodyWriter, e: &anyhow::Error| out.fail(e);
-        if let Err(e) = containers.archive_get(&id, &p2, out, fail).await {
+        let result = containers.archive_get(&id, &p2, stat_tx, out, fail).await;
+        if let Err(e) = &result {
             tracing::warn!(container = %id, path = %p2, "copy out failed: {e:#}");
         }
+        result
     });
+    let stat = match stat_rx.await {
+        Ok(stat) => stat,
+        // No stat: the copy failed before it began; its error is the answer.
+        Err(_) => {
+            return Err(match copy.await {
+                Ok(Err(e)) => e.into(),
+                _ => ApiError::from(anyhow::anyhow!("the copy of {path} ended before it began")),
+            })
+        }
+    };
     Ok(hyper::Response::builder()
         .header("Content-Type", "application/x-tar")
         .header("X-Docker-Container-Path-Stat", stat_header(&stat)?)

@@ -3,7 +3,7 @@
 
 use super::error::ApiResult;
 use super::router::{json, Ctx};
-use crate::cgroups::stats::{sample, Sample};
+use crate::cgroups::stats::{Sample, Sampler};
 use crate::containers::model::Container;
 use crate::containers::Containers;
 use bytes::Bytes;
@@ -87,25 +87,43 @@ fn document(c: &Container, cur: Option<&(String, Sample)>, pre: Option<&(String,
     })
 }
 
-/// A sample of the container as it is now; `None` when it is not running.
-async fn take(containers: &Containers, id: &str) -> ApiResult<(Container, Option<(String, Sample)>)> {
+/// A sample of the container as it is now; `None` when it is not running. `sampler` is kept
+/// between the samples of a stream, and made anew when the container's process changed.
+async fn take(containers: &Containers, id: &str, sampler: &mut Option<Sampler>) -> ApiResult<(Container, Option<(String, Sample)>)> {
     let c = containers.lookup(id)?.get();
     let Some(p) = c.state.process() else { return Ok((c, None)) };
     let own_network = c.host_config.network_mode != "host";
-    let s = tokio::task::spawn_blocking(move || sample(p.pid, own_network)).await.map_err(anyhow::Error::from)?;
+    let current = sampler.take().filter(|s| s.pid == p.pid);
+    let result = tokio::task::spawn_blocking(move || {
+        let s = match current {
+            Some(s) => s,
+            None => Sampler::new(p.pid, own_network)?,
+        };
+        let sample = s.sample()?;
+        anyhow::Ok((s, sample))
+    })
+    .await
+    .map_err(anyhow::Error::from)?;
     // The container may have exited since the record was read: that is "not running".
-    Ok((c, s.ok().map(|s| (crate::util::time::now(), s))))
+    Ok((
+        c,
+        result.ok().map(|(s, sample)| {
+            *sampler = Some(s);
+            (crate::util::time::now(), sample)
+        }),
+    ))
 }
 
 pub async fn stats(ctx: &Ctx, id: &str) -> ApiResult {
     let stream = ctx.q.get("stream").is_none_or(|_| ctx.q.bool("stream"));
-    let (c, first) = take(&ctx.d.containers, id).await?;
+    let mut sampler = None;
+    let (c, first) = take(&ctx.d.containers, id, &mut sampler).await?;
     if !stream {
         if first.is_none() || ctx.q.bool("one-shot") {
             return json(&document(&c, first.as_ref(), None));
         }
         tokio::time::sleep(INTERVAL).await;
-        let (c, second) = take(&ctx.d.containers, id).await?;
+        let (c, second) = take(&ctx.d.containers, id, &mut sampler).await?;
         return json(&document(&c, second.as_ref().or(first.as_ref()), second.as_ref().and(first.as_ref())));
     }
     let (tx, body) = super::body::channel();
@@ -122,7 +140,7 @@ pub async fn stats(ctx: &Ctx, id: &str) -> ApiResult {
                 return;
             }
             tokio::time::sleep(INTERVAL).await;
-            let Ok((next_c, next)) = take(&containers, &id).await else { return };
+            let Ok((next_c, next)) = take(&containers, &id, &mut sampler).await else { return };
             c = next_c;
             pre = cur;
             cur = next;

@@ -67,20 +67,38 @@ pub struct Sample {
     pub networks: BTreeMap<String, NetDev>,
 }
 
-/// Takes a sample of the container whose init process is `pid`. `own_network`: the
-/// container has its own network namespace (with the host's, Docker reports no networks).
-pub fn sample(pid: i32, own_network: bool) -> anyhow::Result<Sample> {
-    let cg = Cgroup::of_pid(pid)?;
-    let mut s = Sample { cpu: cpu(&cg), memory: memory(&cg), ..Default::default() };
-    if let Some(d) = cg.dir("pids") {
-        s.pids_current = read_u64(d, "pids.current").unwrap_or(0);
-        s.pids_limit = read_u64(d, "pids.max");
+/// Samples one run of a container: its cgroups are found once (the mount table and the
+/// process's membership are read at creation), then each sample reads only the counters.
+#[derive(Clone, Debug)]
+pub struct Sampler {
+    pub pid: i32,
+    cg: Cgroup,
+    /// The container has its own network namespace (with the host's, Docker reports no
+    /// networks).
+    own_network: bool,
+}
+
+impl Sampler {
+    /// For the container whose init process is `pid`.
+    pub fn new(pid: i32, own_network: bool) -> anyhow::Result<Self> {
+        Ok(Sampler { pid, cg: Cgroup::of_pid(pid)?, own_network })
     }
-    s.blkio = blkio(&cg);
-    if own_network {
-        s.networks = std::fs::read_to_string(format!("/proc/{pid}/net/dev")).map(|t| net_dev(&t)).unwrap_or_default();
+
+    pub fn sample(&self) -> anyhow::Result<Sample> {
+        let cg = &self.cg;
+        // The process is gone: its counters are no longer this run's.
+        anyhow::ensure!(std::path::Path::new(&format!("/proc/{}", self.pid)).exists(), "process {} is gone", self.pid);
+        let mut s = Sample { cpu: cpu(cg), memory: memory(cg), ..Default::default() };
+        if let Some(d) = cg.dir("pids") {
+            s.pids_current = read_u64(d, "pids.current").unwrap_or(0);
+            s.pids_limit = read_u64(d, "pids.max");
+        }
+        s.blkio = blkio(cg);
+        if self.own_network {
+            s.networks = std::fs::read_to_string(format!("/proc/{}/net/dev", self.pid)).map(|t| net_dev(&t)).unwrap_or_default();
+        }
+        Ok(s)
     }
-    Ok(s)
 }
 
 fn host_cpu_ns() -> u64 {
@@ -280,7 +298,7 @@ mod tests {
     #[test]
     fn samples_this_process() {
         // Any process has cgroups; the sample must not fail on the host's layout.
-        let s = sample(std::process::id() as i32, true).unwrap();
+        let s = Sampler::new(std::process::id() as i32, true).unwrap().sample().unwrap();
         assert!(s.cpu.host_ns > 0 && s.cpu.online_cpus > 0);
         assert!(s.memory.limit > 0);
     }

@@ -173,36 +173,29 @@ impl Containers {
         self.with_scope(name, move |c, s| stat(c, s, &path)).await
     }
 
-    /// `GET /containers/{id}/archive`: a tar of the path written to `out`. On any error `fail`
-    /// gets the writer, to end the stream as failed rather than as a short tar.
-    pub async fn archive_get<W, F>(self: &Arc<Self>, name: &str, path: &str, out: W, fail: F) -> Result<()>
+    /// `GET /containers/{id}/archive`: the path's stat goes to `stat` as soon as it is known
+    /// (the answer's header), then its tar is written to `out`, all under one mount of the
+    /// container's file system. An error before the stat drops `stat` (the request fails as a
+    /// whole); one while writing goes to `fail` with the writer, to end the stream as failed
+    /// rather than as a short tar.
+    pub async fn archive_get<W, F>(
+        self: &Arc<Self>,
+        name: &str,
+        path: &str,
+        stat_to: tokio::sync::oneshot::Sender<PathStat>,
+        mut out: W,
+        fail: F,
+    ) -> Result<()>
     where
         W: Write + Send + 'static,
         F: FnOnce(W, &anyhow::Error) + Send + 'static,
     {
-        let slot = Arc::new(std::sync::Mutex::new(Some((out, fail))));
-        let inner = slot.clone();
         let path = path.to_string();
-        let result = self
-            .with_scope(name, move |c, s| {
-                let (mut out, fail) = inner.lock().unwrap().take().expect("the writer is taken once");
-                let written = write_tar(c, s, &path, &mut out);
-                match written {
-                    Ok(()) => Ok(()),
-                    Err(e) => {
-                        fail(out, &e);
-                        Err(e)
-                    }
-                }
-            })
-            .await;
-        let untouched = slot.lock().unwrap().take();
-        if let (Err(e), Some((out, fail))) = (&result, untouched) {
-            // `fail` may block (a full stream): not on the reactor.
-            let e = anyhow::anyhow!("{e:#}");
-            let _ = tokio::task::spawn_blocking(move || fail(out, &e)).await;
-        }
-        result
+        self.with_scope(name, move |c, s| {
+            let _ = stat_to.send(stat(c, s, &path)?);
+            write_tar(s, &path, &mut out).inspect_err(|e| fail(out, e))
+        })
+        .await
     }
 
     /// `PUT /containers/{id}/archive`: the tar (plain or gzip) in `upload` extracted into the
@@ -233,9 +226,10 @@ impl Containers {
     }
 }
 
-fn write_tar(c: &Container, s: &Scope, path: &str, out: &mut dyn Write) -> Result<()> {
+/// The tar of `path` (whose stat was taken: it exists).
+fn write_tar(s: &Scope, path: &str, out: &mut dyn Write) -> Result<()> {
     let (host, _) = s.resolve(path, false)?;
-    let m = std::fs::symlink_metadata(&host).map_err(|_| not_found(path, c))?;
+    let m = std::fs::symlink_metadata(&host).with_context(|| format!("archiving {path}"))?;
     let mut b = tar::Builder::new(out);
     b.follow_symlinks(false);
     let name = archive_name(path);

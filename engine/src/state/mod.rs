@@ -232,6 +232,17 @@ impl<T: Record> Collection<T> {
         self.store.write(|tx| tx.delete::<T>(key))
     }
 
+    /// Every key, in order, without decoding the records.
+    pub fn keys(&self) -> Result<Vec<String>> {
+        let rtx = self.store.db.begin_read()?;
+        let t = rtx.open_table(table::<T>())?;
+        let mut out = Vec::new();
+        for item in t.iter()? {
+            out.push(item?.0.value().to_string());
+        }
+        Ok(out)
+    }
+
     /// Every record. One that cannot be decoded is set aside (quarantine) with a loud error
     /// rather than keeping the daemon from starting or being dropped silently.
     pub fn list(&self) -> Result<Vec<(String, T)>> {
