@@ -1,7 +1,21 @@
 #!/usr/bin/env bash
 # Installs what berth needs on a bare Debian machine (run as root): the OCI runtime, the static
 # busybox the test fixture is built from, and the tools the tests drive. Idempotent.
+#
+#   ci/install-deps.sh           what the default test run needs
+#   ci/install-deps.sh --arm64   also the aarch64 cross toolchain (C compiler for ring, the musl
+#                                target) and qemu-aarch64-static to run what it builds
+#   ci/install-deps.sh --bench   also dockerd (Debian's docker.io), the benchmarks' baseline
 set -euo pipefail
+
+arm64=0 bench=0
+for arg in "$@"; do
+  case "$arg" in
+    --arm64) arm64=1 ;;
+    --bench) bench=1 ;;
+    *) echo "ci/install-deps: unknown option $arg" >&2; exit 2 ;;
+  esac
+done
 
 need=()
 command -v runc >/dev/null || need+=(runc)
@@ -21,6 +35,12 @@ command -v openssl >/dev/null || need+=(openssl)
 command -v docker >/dev/null || need+=(docker.io)
 # docker-py: the remote-management test drives the daemon over mutual TLS with it.
 python3 -c 'import docker' 2>/dev/null || need+=(python3-docker)
+if [ $arm64 = 1 ]; then
+  # ring includes <stdint.h> and friends: the arm64 C headers come with libc6-dev-arm64-cross.
+  command -v aarch64-linux-gnu-gcc >/dev/null && [ -d /usr/aarch64-linux-gnu/include ] || need+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross)
+  command -v qemu-aarch64-static >/dev/null || need+=(qemu-user-static)
+fi
+[ $bench = 1 ] && { command -v dockerd >/dev/null || need+=(docker.io); }
 
 if [ ${#need[@]} -gt 0 ]; then
   echo "ci/install-deps: installing ${need[*]}" >&2
@@ -42,4 +62,7 @@ rustup component list --installed 2>/dev/null | grep -q clippy || rustup compone
 # The static (musl) build: the product's form, and the init `--init` mounts into containers.
 MUSL="$(uname -m)-unknown-linux-musl"
 rustup target list --installed 2>/dev/null | grep -qx "$MUSL" || rustup target add "$MUSL" >/dev/null
+if [ $arm64 = 1 ]; then
+  rustup target list --installed 2>/dev/null | grep -qx aarch64-unknown-linux-musl || rustup target add aarch64-unknown-linux-musl >/dev/null
+fi
 echo "ci/install-deps: ok (runc $(runc --version | head -1 | awk '{print $3}'), $(cargo --version))" >&2
