@@ -6,13 +6,17 @@
 #   ci/install-deps.sh --arm64   also the aarch64 cross toolchain (C compiler for ring, the musl
 #                                target) and qemu-aarch64-static to run what it builds
 #   ci/install-deps.sh --bench   also dockerd (Debian's docker.io), the benchmarks' baseline
+#   ci/install-deps.sh --vm      also what the VM rig (tests/vm) needs: qemu-system, kmod for
+#                                modules.dep, cpio, and the LVM and thin-provisioning tools the
+#                                guest runs from the host's tree
 set -euo pipefail
 
-arm64=0 bench=0
+arm64=0 bench=0 vm=0
 for arg in "$@"; do
   case "$arg" in
     --arm64) arm64=1 ;;
     --bench) bench=1 ;;
+    --vm) vm=1 ;;
     *) echo "ci/install-deps: unknown option $arg" >&2; exit 2 ;;
   esac
 done
@@ -41,11 +45,19 @@ if [ $arm64 = 1 ]; then
   command -v qemu-aarch64-static >/dev/null || need+=(qemu-user-static)
 fi
 [ $bench = 1 ] && { command -v dockerd >/dev/null || need+=(docker.io); }
+if [ $vm = 1 ]; then
+  command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
+  command -v depmod >/dev/null || need+=(kmod)
+  command -v cpio >/dev/null || need+=(cpio)
+  command -v lvm >/dev/null || need+=(lvm2)
+  command -v thin_check >/dev/null || need+=(thin-provisioning-tools)
+  command -v mkfs.ext4 >/dev/null || need+=(e2fsprogs)
+fi
 
 if [ ${#need[@]} -gt 0 ]; then
   echo "ci/install-deps: installing ${need[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive
-  # docker.io brings a dockerd we never start: keep package scripts from starting services.
+  # docker.io and lvm2 bring services we never start: keep package scripts from starting them.
   printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null

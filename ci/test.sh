@@ -5,16 +5,20 @@
 #   ci/test.sh            lint, unit tests, integration suites (docker CLI, API errors, restart, archives,
 #                         daemon config, crash torture with 6 random kills and every failpoint)
 #   ci/test.sh --torture  the same, with the long crash torture (200 random kills)
+#   ci/test.sh --vm       the same, then the VM suites (tests/vm: a real kernel with
+#                         device-mapper under qemu; devicemapper storage, power cuts)
 #
-# Slower suites (VM rig, arm64) will run behind flags named here as they land.
+# Flags combine. The arm64 suites will run behind a flag named here as they land.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash ci/install-deps.sh
 export PATH="$HOME/.cargo/bin:$PATH"
 
+vm=0
 for arg in "$@"; do
   case "$arg" in
     --torture) export BERTH_TORTURE_KILLS="${BERTH_TORTURE_KILLS:-200}" ;;
+    --vm) vm=1 ;;
     *) echo "ci/test.sh: unknown option $arg" >&2; exit 2 ;;
   esac
 done
@@ -27,3 +31,4 @@ MUSL="$(uname -m)-unknown-linux-musl"
 echo "== build ($MUSL)" && env "CC_${MUSL//-/_}=gcc" cargo build --bin berth --target "$MUSL"
 echo "== board-support" && bash board-support/verify.sh target/debug/berth
 echo "== tests" && cargo test --workspace
+[ $vm = 0 ] || { echo "== vm suites" && bash tests/vm/run-all.sh; }

@@ -65,7 +65,7 @@ fn check(cfg: &DaemonConfig) -> Result<usize> {
     for (k, i) in records::<Intent>(&store, &mut r)? {
         r.note(format!("interrupted operation {k}: {:?} (begun {}); the next start finishes or undoes it", i.op, i.started));
     }
-    let driver = crate::storage::open(&cfg.data_root, cfg.storage_driver.as_deref())?;
+    let driver = crate::storage::open(&cfg.data_root, cfg.storage_driver.as_deref(), &cfg.storage_opts, &store)?;
     let layers = records::<LayerRecord>(&store, &mut r)?;
     let layer_ids: std::collections::BTreeSet<Digest> = layers.iter().map(|(_, l)| l.chain.clone()).collect();
     for (_, l) in &layers {

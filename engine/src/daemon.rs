@@ -57,7 +57,8 @@ impl Daemon {
                 id
             }
         };
-        let driver: Arc<dyn Driver> = Arc::from(crate::storage::open(&cfg.data_root, cfg.storage_driver.as_deref())?);
+        let driver: Arc<dyn Driver> =
+            Arc::from(crate::storage::open(&cfg.data_root, cfg.storage_driver.as_deref(), &cfg.storage_opts, &store)?);
         let images = Arc::new(ImageStore::open(&cfg.data_root, &store, driver.clone())?);
         let networks = crate::network::Networks::open(cfg.clone(), &store)?;
         let volumes = crate::volumes::Volumes::open(&cfg.data_root, &store)?;

@@ -339,12 +339,14 @@ impl DaemonConfig {
         }
         let storage_driver = flags.storage_driver.clone().or(file.storage_driver);
         if let Some(d) = &storage_driver {
-            if !["overlay2", "vfs"].contains(&d.as_str()) {
-                bail!("storage-driver {d:?} is not supported here (overlay2, vfs)");
+            if !["overlay2", "vfs", "devicemapper"].contains(&d.as_str()) {
+                bail!("storage-driver {d:?} is not supported here (overlay2, vfs, devicemapper)");
             }
         }
         let storage_opts = file.storage_opts.unwrap_or_default();
-        if let Some(o) = storage_opts.first() {
+        if storage_driver.as_deref() == Some("devicemapper") {
+            crate::storage::devicemapper::options::Options::parse(&storage_opts)?;
+        } else if let Some(o) = storage_opts.first() {
             bail!("storage-opt {o:?} is not supported by the overlay2/vfs drivers");
         }
         let registry_mirrors = file.registry_mirrors.clone().unwrap_or_default();
@@ -442,6 +444,16 @@ mod tests {
         assert!(parse(r#"{"default-runtime":"crun"}"#, Flags::default()).is_err());
         assert!(parse(r#"{"registry-mirrors":["mirror.example"]}"#, Flags::default()).is_err());
         assert_eq!(parse(r#"{"registry-mirrors":["https://mirror.example"]}"#, Flags::default()).unwrap().registry_mirrors.len(), 1);
+    }
+
+    #[test]
+    fn devicemapper_options_are_checked_at_start() {
+        let ok = r#"{"storage-driver":"devicemapper","storage-opts":["dm.thinpooldev=/dev/mapper/vg-pool","dm.basesize=20G"]}"#;
+        assert_eq!(parse(ok, Flags::default()).unwrap().storage_opts.len(), 2);
+        let err = |j: &str| format!("{:#}", parse(j, Flags::default()).unwrap_err());
+        assert!(err(r#"{"storage-driver":"devicemapper"}"#).contains("dm.thinpooldev or dm.directlvm_device"));
+        assert!(err(r#"{"storage-driver":"devicemapper","storage-opts":["dm.loopdatasize=10G"]}"#).contains("loopback"));
+        assert!(err(r#"{"storage-opts":["dm.basesize=20G"]}"#).contains("not supported by the overlay2/vfs"));
     }
 
     #[test]

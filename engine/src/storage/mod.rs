@@ -2,12 +2,13 @@
 //!
 //! Layers are named by chain id (a layer together with everything under it), containers by
 //! id. A driver never decides what exists: the image and container records do; the driver
-//! only makes and removes directories and mounts. The devicemapper thin-pool driver for
-//! devices comes in its own module with the VM rig.
+//! only makes and removes directories, devices and mounts. devicemapper (a dm-thin pool) is
+//! the driver of devices; overlay2 that of development hosts.
 
 pub mod changes;
 mod copy;
 pub(crate) use copy::copy_tree;
+pub mod devicemapper;
 mod overlay2;
 mod vfs;
 
@@ -106,12 +107,19 @@ pub(crate) fn remove_unowned(dir: &Path, keep: &dyn Fn(&str) -> bool, what: &str
 }
 
 /// Picks the configured driver, or overlay2 when the kernel has overlayfs and vfs otherwise.
-pub fn open(data_root: &Path, name: Option<&str>) -> Result<Box<dyn Driver>> {
+/// `opts` are the `storage-opts` (only devicemapper takes any; the configuration checked them).
+pub fn open(data_root: &Path, name: Option<&str>, opts: &[String], store: &crate::state::Store) -> Result<Box<dyn Driver>> {
     let overlay = overlay_supported();
     match name {
         Some("overlay2") if !overlay => bail!("storage-driver overlay2: the kernel has no overlay filesystem"),
         Some("overlay2") => Ok(Box::new(Overlay2::open(&data_root.join("overlay2"))?)),
         Some("vfs") => Ok(Box::new(Vfs::open(&data_root.join("vfs"))?)),
+        Some("devicemapper") => {
+            let opts = devicemapper::options::Options::parse(opts)?;
+            Ok(Box::new(
+                devicemapper::DeviceMapper::open(&data_root.join("devicemapper"), &opts, store).context("storage-driver devicemapper")?,
+            ))
+        }
         Some(other) => bail!("unknown storage driver {other:?}"),
         None if overlay => Ok(Box::new(Overlay2::open(&data_root.join("overlay2"))?)),
         None => {
