@@ -34,7 +34,7 @@ K="$CACHE/$ARCH"
 # the kernel loads on demand from the full tree, mounted at /lib/modules in the guest.
 BOOT_MODULES=(virtio_pci virtio_blk virtio_net 9p 9pnet_virtio overlay ext4 dm-mod dm-thin-pool
   dm-log-writes dm-snapshot i6300esb softdog veth bridge br_netfilter nf_tables nft_chain_nat
-  nft_masq nft_nat)
+  nft_masq nft_nat loop)
 
 log() { echo "vm-rig: $*" >&2; }
 
@@ -167,7 +167,11 @@ run() {
     fi
   fi
   # A run folder the rig made is removed when the scenario passed, kept for a look otherwise.
-  if [ "$own_dir" = 1 ] && [ "$rc" = 0 ]; then rm -rf "$dir"; else log "run folder: $dir"; fi
+  if [ "$own_dir" = 1 ] && [ "$rc" = 0 ]; then
+    rm -rf "$dir"
+  elif [ "$rc" != 0 ] && ! { [ -n "$cut" ] && [ "$rc" = 137 ]; }; then
+    log "run folder: $dir"
+  fi
   return "$rc"
 }
 

@@ -22,5 +22,8 @@ scenario() {
 }
 scenario smoke --disk pool:1G smoke "$BERTH"
 scenario dm-cycle --disk pool:4G dm-cycle "$BERTH"
+scenario log-writes --timeout 1500 --disk state:192M --disk log:1G log-writes "$BERTH"
+echo "== vm: power-cut (${BERTH_VM_POWER_CUTS:-20} rounds)"
+bash tests/vm/power-cut.sh "${BERTH_VM_POWER_CUTS:-20}" "$BERTH" || failed+=(power-cut)
 [ ${#failed[@]} -eq 0 ] || { echo "vm suites failed: ${failed[*]}"; exit 1; }
 echo "vm suites: all passed"

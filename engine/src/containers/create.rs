@@ -354,7 +354,13 @@ impl Containers {
             let intent = this.store.begin(Op::CreateContainer { id: rec2.id.to_string() })?;
             failpoint::hit("container.create.after-intent");
             let result = (|| {
-                std::fs::create_dir_all(this.data_dir(&rec2.id))?;
+                // Durable before the record: a container acknowledged without its data dir would
+                // not start after a power cut (its monitor writes the log there).
+                let data_dir = this.data_dir(&rec2.id);
+                std::fs::create_dir_all(&data_dir)?;
+                if let Some(parent) = data_dir.parent() {
+                    berth_images::durable::sync_dir(parent)?;
+                }
                 let hostname = rec2.config.hostname.clone();
                 this.driver.create_container(&rec2.id, &rec2.layers, &|dir| write_init_layer(dir, &hostname, &hosts, &resolv))?;
                 failpoint::hit("container.create.after-rootfs");

@@ -77,6 +77,21 @@ impl Store {
         let dir = data_root.join("state");
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let path = dir.join("berth.redb");
+        if !path.exists() {
+            // A new store is made aside and renamed into place once its first commit is
+            // durable: a power cut while redb lays out a fresh file (found by the VM rig's
+            // dm-log-writes replay) must leave no store, not a torn one.
+            let fresh = dir.join("berth.redb.new");
+            let _ = std::fs::remove_file(&fresh);
+            let db = Database::builder()
+                .set_cache_size(CACHE_BYTES)
+                .create(&fresh)
+                .with_context(|| format!("creating the state store {}", fresh.display()))?;
+            drop(Self::init(db, &fresh)?);
+            berth_images::durable::rename(&fresh, &path).context("putting the new state store in place")?;
+            // The `state` folder may be as new as the store: its own entry must last too.
+            berth_images::durable::sync_dir(data_root)?;
+        }
         let db = Database::builder()
             .set_cache_size(CACHE_BYTES)
             .create(&path)

@@ -25,6 +25,10 @@ pub fn direct_lvm(root: &Path, opts: &Options) -> Result<String> {
         bail!("not a direct-lvm configuration");
     };
     let pool = format!("/dev/mapper/{VG}-{LV}");
+    // Made by an earlier start: skip asking LVM (a second or more per tool on a small board).
+    if std::fs::read_to_string(root.join("direct-lvm")).is_ok_and(|d| d == *device) {
+        return Ok(pool);
+    }
     let owner = lvm(&["pvs", "--noheadings", "-o", "vg_name", device]).map(|s| s.trim().to_string());
     match owner {
         Ok(vg) if vg == VG => return Ok(pool),
