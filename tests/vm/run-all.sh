@@ -22,6 +22,7 @@ scenario() {
 }
 scenario smoke --disk pool:1G smoke "$BERTH"
 scenario dm-cycle --disk pool:4G dm-cycle "$BERTH"
+scenario dm-space --disk pool:1280M dm-space "$BERTH"
 scenario log-writes --timeout 1500 --disk state:192M --disk log:1G log-writes "$BERTH"
 echo "== vm: power-cut (${BERTH_VM_POWER_CUTS:-20} rounds)"
 bash tests/vm/power-cut.sh "${BERTH_VM_POWER_CUTS:-20}" "$BERTH" || failed+=(power-cut)

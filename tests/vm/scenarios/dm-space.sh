@@ -11,7 +11,7 @@ W=/tmp/b
 mkdir -p $W
 cat > $W/daemon.json <<JSON
 {"storage-driver": "devicemapper", "storage-opts": ["dm.directlvm_device=/dev/vda", "dm.basesize=1G",
- "dm.min_free_space=30%", "dm.use_deferred_removal=true", "dm.use_deferred_deletion=true"]}
+ "dm.min_free_space=40%", "dm.use_deferred_removal=true", "dm.use_deferred_deletion=true"]}
 JSON
 export BERTH_HOST=unix://$W/berth.sock
 "$BERTH" -H $BERTH_HOST daemon --config-file $W/daemon.json --data-root $W/data --exec-root $W/run >>$W/log 2>&1 &
@@ -21,7 +21,7 @@ fail() { echo "FAIL: $*"; tail -20 $W/log; exit 1; }
 avail() { "$BERTH" info | awk -F': ' '/Data Space (Total|Available)/ {printf "%s %s; ", $1, $2}'; }
 echo "pool: $(avail)"
 
-# Fill the pool to ~80% with one container's writes (non-zero data: thin pools store zeros too,
+# Fill the pool to ~70% (below the 40% free asked for) with one container's writes (non-zero data: thin pools store zeros too,
 # but random data keeps any future zero detection honest).
 "$BERTH" run --name filler busybox sh -c 'dd if=/dev/urandom of=/big bs=1M count=780 2>/dev/null; sync' || fail "filler"
 echo "after filling: $(avail)"
