@@ -123,10 +123,9 @@ impl DeviceMapper {
         }
         let known: BTreeSet<String> = self.devices.keys()?.into_iter().map(|k| dm_name(&k)).collect();
         let pool = self.pool();
+        let mounted = super::mount_points();
         for name in pool.active(PREFIX)?.into_iter().filter(|n| !n.contains('-')) {
-            if !known.contains(&name)
-                && !super::mount_points().contains(&self.mnt.join(name.trim_start_matches(PREFIX)).display().to_string())
-            {
+            if !known.contains(&name) && !mounted.contains(&self.mnt.join(name.trim_start_matches(PREFIX)).display().to_string()) {
                 tracing::info!(device = %name, "removing a dm device no record owns");
                 pool.deactivate(&name, false)?;
             }
@@ -442,10 +441,9 @@ impl Driver for DeviceMapper {
         self.ready(&container_key(id))
     }
 
-    fn container_rw_size(&self, id: &ContainerId) -> u64 {
+    fn container_rw_size(&self, _id: &ContainerId) -> u64 {
         // A thin snapshot shares its blocks with the image: what the container wrote is not
         // told apart cheaply. Docker reports 0 for devicemapper too.
-        let _ = id;
         0
     }
 
