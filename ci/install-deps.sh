@@ -6,7 +6,7 @@
 #   ci/install-deps.sh --arm64   also the aarch64 cross toolchain (C compiler for ring, the musl
 #                                target) and qemu-aarch64-static to run what it builds
 #   ci/install-deps.sh --bench   also dockerd (Debian's docker.io), the benchmarks' baseline
-#   ci/install-deps.sh --vm      also what the VM rig (tests/vm) needs: qemu-system, kmod for
+#   ci/install-deps.sh --vm      also what the VM rig (tests/vm) needs: qemu-system (x86 and arm), kmod for
 #                                modules.dep, cpio, and the LVM and thin-provisioning tools the
 #                                guest runs from the host's tree
 set -euo pipefail
@@ -47,6 +47,9 @@ fi
 [ $bench = 1 ] && { command -v dockerd >/dev/null || need+=(docker.io); }
 if [ $vm = 1 ]; then
   command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
+  # The arm64 guest, and readelf to check its root has every library its programs link.
+  command -v qemu-system-aarch64 >/dev/null || need+=(qemu-system-arm)
+  command -v readelf >/dev/null || need+=(binutils)
   command -v depmod >/dev/null || need+=(kmod)
   command -v cpio >/dev/null || need+=(cpio)
   command -v lvm >/dev/null || need+=(lvm2)

@@ -24,6 +24,7 @@ pub struct Daemon {
     /// What remote clients changed (see `audit`).
     pub audit: crate::audit::Audit,
     pub events: Arc<crate::events::Events>,
+    pub bundles: Arc<crate::bundles::Bundles>,
 }
 
 /// What the last start-up recovery did, for `info` and the log.
@@ -66,7 +67,9 @@ impl Daemon {
         let containers =
             Containers::open(cfg.clone(), &store, images.clone(), driver.clone(), networks.clone(), volumes.clone(), events.clone())?;
         let audit = crate::audit::Audit::open(&store)?;
+        let bundles = crate::bundles::Bundles::open(&cfg, &store, containers.clone(), images.clone(), events.clone())?;
         Ok(Daemon {
+            bundles,
             events,
             audit,
             cfg,
@@ -114,6 +117,8 @@ impl Daemon {
             summary.reconciled.extend(net_actions);
             summary.reconciled.extend(volume_actions);
         }
+        // Before the restart policies: which application runs is the bundle record's call.
+        summary.intents.extend(self.bundles.recover().await.context("recovering the bundle install")?);
         summary.reconciled.extend(self.containers.start_by_policy().await);
         if self.cfg.image_layer_check {
             let images = self.images.clone();

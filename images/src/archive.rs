@@ -36,7 +36,7 @@ pub struct ArchiveIndex {
 /// One layer of an image in the archive.
 #[derive(Clone, Debug)]
 pub struct LayerSource {
-    member: String,
+    pub member: String,
     /// OCI layouts name each blob by digest: checked on the compressed bytes.
     blob_digest: Option<Digest>,
 }
@@ -196,6 +196,12 @@ impl ArchiveIndex {
             config.rootfs.diff_ids.len()
         );
         Ok(ArchiveImage { id, config_bytes, config, tags, layers })
+    }
+
+    /// A member's size and its bytes as stored (bundles copy blobs as they are).
+    pub fn raw_member(&self, name: &str) -> Result<(u64, impl Read + '_)> {
+        let m = self.member(name)?;
+        Ok((m.size, self.reader(m)?))
     }
 
     /// The uncompressed layer tar, gzip detected by its magic bytes. Callers read it to the

@@ -17,6 +17,7 @@
 //! Nothing here knows about the daemon: the engine stores what this crate parses.
 
 pub mod archive;
+pub mod bundle;
 pub mod config;
 pub mod digest;
 pub mod durable;

@@ -331,3 +331,23 @@ fn docker_cli_volumes() {
     d.docker(&["volume", "rm", "appdata"]).ok();
     assert!(d.docker(&["volume", "inspect", "appdata"]).code != 0);
 }
+
+/// `berth images | head -1` and friends: a reader that goes away ends the CLI quietly, as a
+/// shell tool does, not with a panic message; `image inspect` answers as docker's does.
+#[test]
+fn berth_cli_is_quiet_when_its_reader_goes_away() {
+    require_root!();
+    let d = Daemon::start();
+    d.load_busybox();
+    // 300 copies of an image's inspect output: far more than a pipe buffers, so the CLI is
+    // still writing when `head` has gone.
+    let names = vec!["busybox"; 300].join(" ");
+    let line = format!("{} inspect {names} | head -1", berth_tests::berth_bin().display());
+    let out = std::process::Command::new("sh").args(["-c", &line]).env("BERTH_HOST", d.host()).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "[");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let arch = d.berth(&["image", "inspect", "-f", "{{.Architecture}}", "busybox"]).ok();
+    assert!(!arch.stdout.trim().is_empty(), "{}", arch.stdout);
+    assert_eq!(d.berth(&["image", "inspect", "no-such-image"]).code, 1);
+}

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Power cuts during a create/start/rm loop on a dm-thin pool, ROUNDS times on the same disks
+# Power cuts during a create/start/rm loop and a pull/rmi loop on a dm-thin pool, ROUNDS times on the same disks
 # (issue 10, acceptance 2): each round boots the workload, kills qemu at a random moment
 # (3 to 30 s into it: during start-up and recovery too), boots again and checks (tests/vm/scenarios/power-cut.sh).
 #   tests/vm/power-cut.sh [ROUNDS] [BERTH]      (default 20, target/debug/berth)
@@ -13,7 +13,7 @@ DIR="$(mktemp -d "$CACHE/runs/power-cut.XXXXXX")"
 DISKS=(--disk pool:4G --disk state:1G)
 rig() { bash tests/vm/rig.sh run --dir "$DIR" "${DISKS[@]}" "$@"; }
 rig power-cut setup "$BERTH" >/dev/null || { echo "power-cut: setup failed"; cat "$DIR/output"; exit 1; }
-acked=0
+acked=0 pulls=0
 for r in $(seq "$ROUNDS"); do
   echo "$r" > "$DIR/round"
   cut="$(awk -v s="$RANDOM" 'BEGIN {srand(s); printf "%.1f", 3 + rand() * 27}')"
@@ -21,10 +21,11 @@ for r in $(seq "$ROUNDS"); do
   [ "$rc" = 137 ] || { echo "power-cut: round $r: the workload ended by itself ($rc)"; cat "$DIR/output"; exit 1; }
   n="$(grep -c '^created' "$DIR/acked" || true)"
   acked=$((acked + n))
+  pulls=$((pulls + $(grep -c '^pulled' "$DIR/acked" || true)))
   if ! out="$(rig power-cut check "$BERTH")"; then
     echo "power-cut: round $r (cut at ${cut}s, $n creates acknowledged) FAILED:"; echo "$out"; echo "run folder: $DIR"; exit 1
   fi
   echo "power-cut: round $r: cut at ${cut}s; $(echo "$out" | grep '^check:')"
 done
-echo "power-cut: $ROUNDS cuts, $acked acknowledged creates, none lost; thin_check clean after each"
+echo "power-cut: $ROUNDS cuts, $acked acknowledged creates and $pulls acknowledged pulls, none lost; thin_check clean after each"
 rm -rf "$DIR"

@@ -197,16 +197,14 @@ pub fn rename(ctx: &Ctx, id: &str) -> ApiResult {
 
 /// `docker diff`: `[{"Path": "/etc/x", "Kind": 0|1|2}]` (modified, added, deleted).
 pub async fn changes(ctx: &Ctx, id: &str) -> ApiResult {
-    let containers = ctx.d.containers.clone();
-    let id = id.to_string();
-    let changes = tokio::task::spawn_blocking(move || containers.changes(&id)).await.map_err(anyhow::Error::from)??;
+    let changes = ctx.d.containers.changes(id).await?;
     let out: Vec<Value> = changes.iter().map(|c| json!({"Path": format!("/{}", c.path.display()), "Kind": c.kind as u8})).collect();
     json(&out)
 }
 
 /// `docker export`: the container's whole file system as a tar, streamed as it is read.
-pub fn export(ctx: &Ctx, id: &str) -> ApiResult {
-    let view = ctx.d.containers.export_view(id)?;
+pub async fn export(ctx: &Ctx, id: &str) -> ApiResult {
+    let view = ctx.d.containers.export_view(id).await?;
     let (mut out, body) = super::body::writer();
     let id = id.to_string();
     tokio::task::spawn_blocking(move || {

@@ -74,7 +74,6 @@ impl From<anyhow::Error> for ApiError {
             };
             return ApiError::new(status, ve.to_string());
         }
-        tracing::error!("request failed: {e:#}");
         ApiError::new(S::INTERNAL_SERVER_ERROR, format!("{e:#}"))
     }
 }

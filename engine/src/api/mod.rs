@@ -7,6 +7,7 @@
 //! - [`body`], [`query`]: bodies, JSON and uploads, query strings.
 
 pub mod body;
+mod bundles;
 mod containers;
 pub mod error;
 mod events;

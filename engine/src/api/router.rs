@@ -67,13 +67,20 @@ async fn route(d: Arc<Daemon>, peer: &Peer, limits: &Limits, req: Request<Incomi
     let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
     let ctx = Ctx { d, q: Query::parse(req.uri().query()), version };
     tracing::debug!(%method, path = %raw_path, "request");
+    // An internal error names the request it failed, for whoever reads the daemon's log.
+    let answer = |e: ApiError| {
+        if e.status == StatusCode::INTERNAL_SERVER_ERROR {
+            tracing::error!(%method, path = %raw_path, "request failed: {}", e.message);
+        }
+        e.into_response()
+    };
     let Peer::Remote { addr, role, subject, .. } = peer else {
-        return finish(dispatch(&ctx, &method, &segs, req).await.unwrap_or_else(ApiError::into_response));
+        return finish(dispatch(&ctx, &method, &segs, req).await.unwrap_or_else(answer));
     };
     let resp = if !limits.allow(&format!("{subject} {}", addr.ip())) {
         ApiError::new(StatusCode::TOO_MANY_REQUESTS, format!("too many requests from {subject}: slow down")).into_response()
     } else if peer.allows(&method, &segs) {
-        dispatch(&ctx, &method, &segs, req).await.unwrap_or_else(ApiError::into_response)
+        dispatch(&ctx, &method, &segs, req).await.unwrap_or_else(answer)
     } else {
         tracing::warn!(%addr, %subject, role = role.name(), %method, path = %raw_path, "denied");
         ApiError::new(StatusCode::FORBIDDEN, format!("{method} {raw_path} is not allowed for the {} role of {subject}", role.name()))
@@ -134,7 +141,7 @@ async fn dispatch(ctx: &Ctx, method: &Method, segs: &[&str], req: Request<Incomi
         (&M::POST, ["containers", id, "rename"]) => containers::rename(ctx, id),
         (&M::DELETE, ["containers", id]) => containers::remove(ctx, id).await,
         (&M::GET, ["containers", id, "changes"]) => containers::changes(ctx, id).await,
-        (&M::GET, ["containers", id, "export"]) => containers::export(ctx, id),
+        (&M::GET, ["containers", id, "export"]) => containers::export(ctx, id).await,
         (&M::POST, ["commit"]) => containers::commit(ctx, req).await,
         (&M::GET, ["containers", id, "logs"]) => super::streams::logs(ctx, id).await,
         (&M::POST, ["containers", id, "attach"]) => super::streams::attach(ctx, id, req),
@@ -162,6 +169,8 @@ async fn dispatch(ctx: &Ctx, method: &Method, segs: &[&str], req: Request<Incomi
         (&M::GET, ["images", name @ .., "get"]) if !name.is_empty() => images::save(ctx, vec![name.join("/")]),
         (&M::GET, ["system", "df"]) => system::df(ctx),
         (&M::GET, ["events"]) => super::events::events(ctx),
+        (&M::POST, ["berth", "bundles"]) => super::bundles::install(ctx, req).await,
+        (&M::GET, ["berth", "bundles"]) => super::bundles::status(ctx),
         (&M::GET, ["system", "audit"]) => {
             let since = ctx.q.int("since")?.unwrap_or(0).max(0) as u64;
             json(&ctx.d.audit.list(since)?)

@@ -519,6 +519,9 @@ pub async fn dispatch(client: &Client, cmd: Command) -> Result<i32> {
             }
             Ok(0)
         }
+        Command::Image { command: super::ImageCommand::Inspect { format, images } } => {
+            inspect_each(client, "images", "/json", &images, format.as_deref()).await
+        }
         Command::Image { command: super::ImageCommand::Prune { all, force: _ } } => {
             let f = if all { "%7B%22dangling%22%3A%5B%22false%22%5D%7D" } else { "%7B%22dangling%22%3A%5B%22true%22%5D%7D" };
             let v = client.json(Method::POST, &format!("/images/prune?filters={f}"), None).await?;
@@ -661,6 +664,7 @@ pub async fn dispatch(client: &Client, cmd: Command) -> Result<i32> {
         | Command::Monitor { .. }
         | Command::Run(_)
         | Command::Network { .. }
+        | Command::Bundle { .. }
         | Command::Volume { .. }
         | Command::Port { .. }
         | Command::Create(_)
@@ -741,7 +745,7 @@ pub async fn pull(client: &Client, image: &str, platform: Option<&str>, quiet: b
 }
 
 /// Prints Docker's JSON message stream (`stream`, `status`, `error`); 1 if it carried an error.
-async fn print_messages(resp: hyper::Response<hyper::body::Incoming>, quiet: bool, to_stderr: bool) -> Result<i32> {
+pub(super) async fn print_messages(resp: hyper::Response<hyper::body::Incoming>, quiet: bool, to_stderr: bool) -> Result<i32> {
     let out = |s: &str| {
         if to_stderr {
             eprint!("{s}")

@@ -5,6 +5,7 @@
 //! - [`commands`]: every other verb.
 //! - [`format`]: tables, sizes, ages, `--format` templates.
 
+mod bundle;
 pub mod client;
 mod commands;
 mod credentials;
@@ -311,6 +312,11 @@ pub enum Command {
         #[command(subcommand)]
         command: SystemCommand,
     },
+    /// Signed application bundles: keygen, create, sign, verify, install, status
+    Bundle {
+        #[command(subcommand)]
+        command: bundle::BundleCommand,
+    },
     /// Make the certificates of remote management (no daemon needed)
     Tls {
         #[command(subcommand)]
@@ -324,6 +330,13 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum ImageCommand {
+    /// Low-level information on images
+    Inspect {
+        #[arg(short = 'f', long)]
+        format: Option<String>,
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
     /// Remove unused images (dangling ones; all unused with -a)
     Prune {
         #[arg(short = 'a', long)]
@@ -415,6 +428,7 @@ pub struct StopArgs {
 
 /// Runs the parsed command; returns the process exit code.
 pub fn main(cli: Cli) -> i32 {
+    quiet_on_closed_stdout();
     let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -430,6 +444,7 @@ pub fn main(cli: Cli) -> i32 {
             Command::Run(a) => run::run(&client, a).await,
             Command::Create(a) => run::create_cmd(&client, a).await,
             Command::Network { command } => network::run(&client, command).await,
+            Command::Bundle { command } => bundle::run(&client, command).await,
             Command::Volume { command } => volume::run(&client, command).await,
             Command::Port { container, private_port } => network::port(&client, &container, private_port.as_deref()).await,
             other => commands::dispatch(&client, other).await,
@@ -446,4 +461,20 @@ pub fn main(cli: Cli) -> i32 {
             }
         }
     }
+}
+
+/// `berth ps | head -1`: when the reader of stdout goes away, exit as a shell tool does (status
+/// 141, nothing on stderr) instead of with a panic message. SIGPIPE stays ignored, as Go's docker
+/// CLI keeps it for every fd but stdout and stderr: a daemon closing the socket mid-upload must
+/// come back as an error the CLI prints, not as a silent death. Rust reports a closed stdout only
+/// through `println!`'s panic, so the hook recognises that one panic.
+fn quiet_on_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let msg = info.payload().downcast_ref::<String>().map(String::as_str).unwrap_or_default();
+        if msg.starts_with("failed printing to stdout") && msg.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default(info);
+    }));
 }

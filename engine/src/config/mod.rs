@@ -63,6 +63,10 @@ pub struct FileConfig {
     pub tls_operator_exec: Option<bool>,
     /// berth's own: allow a `tcp://` host without TLS (loopback only).
     pub insecure_plain_tcp: Option<bool>,
+    /// berth's own: the public keys bundles must be signed with (default /etc/berth/trust).
+    pub bundle_trust_dir: Option<PathBuf>,
+    /// berth's own: this device's board name, matched against bundles and signing keys.
+    pub board: Option<String>,
 }
 
 /// The default bridge and the daemon's network settings (Docker's keys and defaults).
@@ -268,6 +272,8 @@ pub struct DaemonConfig {
     /// TLS for tcp:// hosts (`tls`/`tlsverify`).
     pub tls: Option<crate::tls::TlsConfig>,
     pub insecure_plain_tcp: bool,
+    pub bundle_trust_dir: PathBuf,
+    pub board: Option<String>,
 }
 
 impl DaemonConfig {
@@ -398,6 +404,8 @@ impl DaemonConfig {
             config_file,
             insecure_registries: file.insecure_registries.unwrap_or_default(),
             image_layer_check: file.image_layer_check.unwrap_or(false),
+            bundle_trust_dir: file.bundle_trust_dir.unwrap_or_else(|| "/etc/berth/trust".into()),
+            board: file.board.filter(|b| !b.is_empty()),
             registry_certs_dir: file.registry_certs_dir.unwrap_or_else(|| "/etc/berth/certs.d".into()),
             registry_mirrors,
             net,

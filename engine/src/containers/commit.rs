@@ -1,6 +1,8 @@
 //! A container's file system as data: `diff` (what changed), `export` (all of it as a tar)
-//! and `commit` (the changes as a new image layer). Read from the driver's directories, not
-//! through a mount, so they work on stopped containers and never race a start.
+//! and `commit` (the changes as a new image layer). Read from the driver's directories (overlay2)
+//! or a mount of its own (devicemapper), so they work on stopped containers; each waits for
+//! the unmount that followed the container's last exit, which would otherwise take the
+//! device away under the read.
 
 use super::error::ContainerError;
 use super::model::State;
@@ -35,15 +37,21 @@ impl Containers {
         Ok(self.driver.container_view(&c.id, &c.layers))
     }
 
-    /// `docker diff`. Blocking: run it off the reactor.
-    pub fn changes(&self, name: &str) -> Result<Vec<Change>> {
+    /// `docker diff`.
+    pub async fn changes(self: &Arc<Self>, name: &str) -> Result<Vec<Change>> {
         let entry = self.lookup(name)?;
-        self.view(&entry)?.changes()
+        let _op = entry.op.lock().await;
+        // The unmount after the last exit must be done before the view mounts the root
+        // filesystem again (devicemapper: the device would be taken away under it).
+        entry.settle_unmount().await;
+        let view = self.view(&entry)?;
+        tokio::task::spawn_blocking(move || view.changes()).await?
     }
 
     /// Checks `name` can be exported and returns the view to write from (blocking).
-    pub fn export_view(&self, name: &str) -> Result<ContainerView> {
+    pub async fn export_view(&self, name: &str) -> Result<ContainerView> {
         let entry = self.lookup(name)?;
+        entry.settle_unmount().await;
         self.view(&entry)
     }
 
@@ -53,6 +61,7 @@ impl Containers {
         let entry = self.lookup(name)?;
         // No start, stop or removal while the changes are read.
         let _op = entry.op.lock().await;
+        entry.settle_unmount().await;
         let c = entry.get();
         let mut config: RunConfig = serde_json::from_value(serde_json::to_value(&c.config)?)?;
         config.extra.remove("Image");

@@ -155,6 +155,9 @@ pub struct Containers {
     table: Mutex<Table>,
     /// This binary, run as `berth monitor`.
     exe: PathBuf,
+    /// Containers no restart policy starts at daemon start: the standby side of a bundle
+    /// update (the application that is not the installed one), set by `bundles` first.
+    held: Mutex<std::collections::BTreeSet<String>>,
 }
 
 impl Containers {
@@ -188,7 +191,13 @@ impl Containers {
             records,
             table: Mutex::new(table),
             exe,
+            held: Mutex::default(),
         }))
+    }
+
+    /// Sets the containers restart policies leave alone at daemon start (full ids).
+    pub fn hold(&self, ids: std::collections::BTreeSet<String>) {
+        *self.held.lock().unwrap() = ids;
     }
 
     fn data_dir(&self, id: &ContainerId) -> PathBuf {

@@ -119,7 +119,7 @@ impl Containers {
                 continue;
             }
             let policy = Policy::of(c.host_config.restart_policy.as_ref()).unwrap_or(Policy::No);
-            if !policy.at_daemon_start(&c) {
+            if !policy.at_daemon_start(&c) || self.held.lock().unwrap().contains(c.id.as_str()) {
                 continue;
             }
             let _op = entry.op.lock().await;

@@ -1,9 +1,12 @@
 # berth on a real dm-thin pool (issue 10, acceptance 1): a direct-lvm pool that berth makes
 # itself on /dev/vda, then load, run, commit, rm, rmi, 50 containers created and removed;
 # afterwards the pool's metadata passes thin_check and no thin device is left that no record
-# owns. Usage: dm-cycle.sh BERTH   (disk: --disk pool:4G)
+# owns. Usage: dm-cycle.sh BERTH [IMAGE_TAR]   (disk: --disk pool:4G). IMAGE_TAR holds busybox
+# for the guest's architecture (arm64: tests/fixtures/busybox-arm64-image.sh); without it the
+# amd64 fixture is built from the host's /bin/busybox.
 set -eu
 BERTH="$(realpath "${1:-target/debug/berth}")"
+TAR="${2:-}"
 W=/tmp/b
 mkdir -p $W
 cat > $W/daemon.json <<JSON
@@ -19,10 +22,14 @@ start() {
 }
 stop() { kill $PID; wait $PID 2>/dev/null || true; }
 fail() { echo "FAIL: $*"; tail -20 $W/log; exit 1; }
+# A command that fails under set -e leaves the daemon's last words too.
+trap 'rc=$?; [ $rc = 0 ] || { echo "dm-cycle: failed ($rc); daemon log:"; tail -20 $W/log; }' EXIT
 
 start
 "$BERTH" info | grep -E 'Storage Driver|Pool Name|Base Device Size|Backing Filesystem|Data Space Total|Thin Pool Minimum' || fail "info"
-"$BERTH" load -q -i "$(bash tests/fixtures/busybox-image.sh $W/busybox.tar 2>/dev/null | tail -1)" >/dev/null
+[ -n "$TAR" ] || TAR="$(bash tests/fixtures/busybox-image.sh $W/busybox.tar 2>/dev/null | tail -1)"
+"$BERTH" load -q -i "$TAR" >/dev/null
+"$BERTH" image inspect busybox | grep '"Architecture"' | head -1
 out="$("$BERTH" run --rm busybox sh -c 'echo hi > /f; cat /f; df -T / | tail -1')"
 echo "$out"
 echo "$out" | grep -q '^hi$' || fail "run"

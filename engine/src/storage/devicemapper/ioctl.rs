@@ -28,6 +28,7 @@ const CMD_TABLE_LOAD: u8 = 9;
 const CMD_TABLE_STATUS: u8 = 12;
 const CMD_TARGET_MSG: u8 = 14;
 
+const FLAG_SUSPEND: u32 = 1 << 1;
 const FLAG_STATUS_TABLE: u32 = 1 << 4;
 const FLAG_BUFFER_FULL: u32 = 1 << 8;
 const FLAG_DEFERRED_REMOVE: u32 = 1 << 17;
@@ -139,6 +140,12 @@ impl Control {
             payload.extend_from_slice(&spec);
         }
         self.call(CMD_TABLE_LOAD, name, Header { target_count: targets.len() as u32, ..Header::default() }, &payload).map(drop)
+    }
+
+    /// Suspends the device: in-flight I/O completes and a filesystem on it is frozen (synced),
+    /// so what the device holds is what its users wrote. `resume` undoes it.
+    pub fn suspend(&self, name: &str) -> Result<()> {
+        self.simple(CMD_DEV_SUSPEND, name, FLAG_SUSPEND, &[]).map(drop)
     }
 
     /// Makes the loaded table live (resumes a suspended device).

@@ -188,8 +188,8 @@ impl DeviceMapper {
     }
 
     /// Records and creates thin device `key`, empty or a snapshot of `origin`.
-    fn new_device(&self, key: &str, origin: Option<&str>, sectors: u64) -> Result<ThinId> {
-        let origin = origin.map(|o| self.thin(o)).transpose()?;
+    fn new_device(&self, key: &str, origin_key: Option<&str>, sectors: u64) -> Result<ThinId> {
+        let origin = origin_key.map(|o| self.thin(o)).transpose()?;
         let pool = self.pool();
         let status = pool.status()?;
         self.check_space(&status)?;
@@ -202,9 +202,9 @@ impl DeviceMapper {
             let txn = status.transaction_id + 1;
             self.devices.put(key, &DeviceRecord { thin: ThinId(id), sectors, state: DevState::Creating, transaction: txn })?;
             crate::util::failpoint::hit("dm.create.after-record");
-            let made = match origin {
-                Some(o) => pool.create_snap(ThinId(id), o),
-                None => pool.create_thin(ThinId(id)),
+            let made = match (origin, origin_key) {
+                (Some(o), Some(okey)) => self.snapshot_of(&pool, ThinId(id), o, okey),
+                _ => pool.create_thin(ThinId(id)),
             };
             match made {
                 Ok(()) => {
@@ -220,6 +220,22 @@ impl DeviceMapper {
                 }
             }
         }
+    }
+
+    /// `create_snap` of an origin that is active (a layer still mounted after its diff was
+    /// applied, or read by a commit) needs the origin suspended around it: the kernel's
+    /// thin-provisioning docs warn of corruption otherwise, and the VM rig saw a container's
+    /// snapshot of a just-written layer miss files. Suspending freezes the filesystem on it,
+    /// so the snapshot holds everything written to it.
+    fn snapshot_of(&self, pool: &Pool, id: ThinId, origin: ThinId, origin_key: &str) -> Result<()> {
+        let name = dm_name(origin_key);
+        if pool.dm.info(&name)?.is_none() {
+            return pool.create_snap(id, origin);
+        }
+        pool.dm.suspend(&name).with_context(|| format!("suspending {name} to snapshot it"))?;
+        let made = pool.create_snap(id, origin);
+        let resumed = pool.dm.resume(&name).with_context(|| format!("resuming {name} after its snapshot"));
+        made.and(resumed)
     }
 
     fn finish(&self, key: &str) -> Result<()> {

@@ -1,0 +1,37 @@
+# The arm64 guest runs the static aarch64 berth on a real arm64 kernel (issue 12): the daemon
+# comes up, loads the arm64 busybox image, runs a container through Debian's arm64 runc on the
+# default bridge, reads its logs, stops it. Plain sh: the arm64 root's shell is busybox.
+# Usage (rig --arch arm64): arm64-smoke.sh BERTH BUSYBOX_ARM64_TAR
+set -eu
+BERTH="$1"
+TAR="$2"
+echo "kernel $(uname -r) on $(uname -m)"
+[ "$(uname -m)" = aarch64 ] || { echo "FAIL: not an arm64 guest"; exit 1; }
+[ -e /dev/watchdog ] && echo "watchdog: $(cat /sys/class/watchdog/watchdog0/identity)"
+W=/tmp/b
+mkdir -p $W
+echo '{}' > $W/daemon.json
+export BERTH_HOST=unix://$W/berth.sock
+fail() { echo "FAIL: $*"; tail -20 $W/log; exit 1; }
+"$BERTH" -H $BERTH_HOST daemon --config-file $W/daemon.json --data-root $W/data --exec-root $W/run >$W/log 2>&1 &
+PID=$!
+i=0; until "$BERTH" version >/dev/null 2>&1; do
+  i=$((i+1)); kill -0 $PID 2>/dev/null && [ $i -lt 600 ] || fail "the daemon did not come up"; sleep 0.1
+done
+echo "daemon up after $i polls: $("$BERTH" version | grep -m1 -i 'arch')"
+"$BERTH" load -q -i "$TAR" >/dev/null || fail "load"
+"$BERTH" image inspect busybox:arm64 | grep -q '"Architecture": "arm64"' || fail "the image is not arm64"
+out="$("$BERTH" run --rm busybox:arm64 uname -m)"
+[ "$out" = aarch64 ] || fail "run printed '$out'"
+echo "run: $out"
+"$BERTH" run -d --name svc busybox:arm64 sh -c 'echo "served on $(uname -m)"; trap "echo bye; exit 0" TERM; while :; do sleep 1; done' >/dev/null || fail "run -d"
+i=0; until "$BERTH" logs svc 2>/dev/null | grep -q served; do i=$((i+1)); [ $i -lt 100 ] || fail "no logs"; sleep 0.1; done
+echo "logs: $("$BERTH" logs svc | head -1)"
+ip="$("$BERTH" inspect svc | sed -n 's/.*"IPAddress": "\([0-9.]*\)".*/\1/p' | head -1)"
+[ -n "$ip" ] && ping -c1 -W2 "$ip" >/dev/null && echo "bridge: $ip answers"
+"$BERTH" stop svc >/dev/null || fail "stop"
+"$BERTH" logs svc | grep -q '^bye$' || fail "the container did not get SIGTERM"
+[ "$("$BERTH" inspect svc | sed -n 's/.*"ExitCode": \([0-9]*\).*/\1/p' | head -1)" = 0 ] || fail "exit code after stop"
+"$BERTH" rm svc >/dev/null
+kill $PID; wait $PID 2>/dev/null || true
+echo "arm64-smoke: ok"
