@@ -139,7 +139,26 @@ fn round_trip_install_then_update_with_a_delta() {
     let verified = kit.cli(&["bundle", "verify", "--trust", kit.path("trust").to_str().unwrap(), v1.to_str().unwrap()]);
     assert_eq!(verified.code, 0, "{}{}", verified.stdout, verified.stderr);
     assert!(verified.stdout.contains("signature and"), "{}", verified.stdout);
-    let out = install(&d, &v1).ok();
+    // Version 1 from a file server, as a device fetches an update.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut server = std::process::Command::new("python3")
+        .args(["-m", "http.server", "--bind", "127.0.0.1", &port.to_string(), "--directory", kit.dir.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}/{}", v1.file_name().unwrap().to_string_lossy());
+    let mut out = d.berth(&["bundle", "install", &url]);
+    for _ in 0..50 {
+        if out.code == 0 || !out.stderr.contains("connecting") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        out = d.berth(&["bundle", "install", &url]);
+    }
+    let _ = server.kill();
+    let _ = server.wait();
+    let out = out.ok();
     assert!(out.stdout.contains("installed version 1"), "{}", out.stdout);
     assert_eq!(served(&d), "one");
     assert_eq!(running(&d), vec![("web".to_string(), "1".to_string())]);

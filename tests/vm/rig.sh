@@ -13,6 +13,8 @@
 #                            removed after a pass)
 #       --cut-after SECS     the power cut: SIGKILL qemu SECS seconds after the scenario started
 #                            (no guest flush, no shutdown); exit status 137
+#       --cut-mark NAME      count --cut-after from when the scenario makes file NAME in the
+#                            run folder (/vm-run/NAME), not from its start
 #       --timeout SECS       give up after SECS (default 600); exit status 124
 #
 # SCENARIO is tests/vm/scenarios/SCENARIO.sh; it runs as root in the guest, in the checkout
@@ -169,12 +171,13 @@ PY2
 }
 
 run() {
-  local dir="" cut="" timeout=600 disks=() own_dir=0
+  local dir="" cut="" mark=started timeout=600 disks=() own_dir=0
   while [ $# -gt 0 ]; do
     case "$1" in
       --disk) disks+=("$2"); shift 2 ;;
       --dir) dir="$2"; shift 2 ;;
       --cut-after) cut="$2"; shift 2 ;;
+      --cut-mark) mark="$2"; shift 2 ;;
       --timeout) timeout="$2"; shift 2 ;;
       --*) log "unknown option $1"; exit 2 ;;
       *) break ;;
@@ -185,7 +188,7 @@ run() {
   prepare >/dev/null 2>&1 || prepare
   [ -n "$dir" ] || { mkdir -p "$CACHE/runs"; dir="$(mktemp -d "$CACHE/runs/$scenario.XXXXXX")"; own_dir=1; }
   mkdir -p "$dir"
-  rm -f "$dir/status" "$dir/output" "$dir/started"
+  rm -f "$dir/status" "$dir/output" "$dir/started" "$dir/$mark"
   {
     printf 'cd %q\n' "$CHECKOUT"
     printf 'exec sh %q' "$HERE/scenarios/$scenario.sh"
@@ -230,7 +233,7 @@ run() {
   local cut_ms="" ; [ -n "$cut" ] && cut_ms="$(awk -v s="$cut" 'BEGIN {printf "%d", s * 1000}')"
   while kill -0 "$qemu" 2>/dev/null; do
     now=$(ms)
-    if [ -z "$started" ] && [ -f "$dir/started" ]; then started=$now; fi
+    if [ -z "$started" ] && [ -f "$dir/$mark" ]; then started=$now; fi
     if [ -n "$cut_ms" ] && [ -n "$started" ] && [ $((now - started)) -ge "$cut_ms" ]; then
       kill -KILL "$qemu"; rc=137; break
     fi

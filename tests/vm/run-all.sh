@@ -40,5 +40,7 @@ scenario dm-space --disk pool:1280M dm-space "$BERTH"
 scenario log-writes --timeout 1500 --disk state:192M --disk log:1G log-writes "$BERTH"
 echo "== vm: power-cut (${BERTH_VM_POWER_CUTS:-20} rounds)"
 bash tests/vm/power-cut.sh "${BERTH_VM_POWER_CUTS:-20}" "$BERTH" || failed+=(power-cut)
+echo "== vm: bundle-power-cut (${BERTH_VM_POWER_CUTS:-20} rounds)"
+bash tests/vm/bundle-power-cut.sh "${BERTH_VM_POWER_CUTS:-20}" "$BERTH" || failed+=(bundle-power-cut)
 [ ${#failed[@]} -eq 0 ] || { echo "vm suites failed: ${failed[*]}"; exit 1; }
 echo "vm suites: all passed"

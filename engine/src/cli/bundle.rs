@@ -238,7 +238,36 @@ fn make(
     Ok(0)
 }
 
-/// A bundle named by URL is fetched to a temporary file first, then uploaded.
+/// A bundle named by URL is fetched to a temporary file first (streamed, never held in
+/// memory), then uploaded: the device verifies it as any other.
 async fn fetch(url: &str) -> Result<Option<PathBuf>> {
-    bail!("installing from a URL ({url}) is not implemented yet: download it, then `berth bundle install FILE` (or pipe it to `berth bundle install -`)")
+    use http_body_util::BodyExt;
+    use tokio::io::AsyncWriteExt;
+    let resp = crate::images::transport::get_url(url).await?;
+    let path = std::env::temp_dir().join(format!("berth-bundle-{}.download", std::process::id()));
+    let written = async {
+        let mut f = tokio::fs::File::create(&path).await.with_context(|| format!("creating {}", path.display()))?;
+        let mut body = resp.into_body();
+        let mut n: u64 = 0;
+        while let Some(frame) = body.frame().await {
+            let frame = frame.with_context(|| format!("downloading {url}"))?;
+            if let Some(data) = frame.data_ref() {
+                f.write_all(data).await.with_context(|| format!("writing {}", path.display()))?;
+                n += data.len() as u64;
+            }
+        }
+        f.flush().await?;
+        anyhow::Ok(n)
+    }
+    .await;
+    match written {
+        Ok(n) => {
+            eprintln!("downloaded {url}: {n} bytes");
+            Ok(Some(path))
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(&path);
+            Err(e)
+        }
+    }
 }

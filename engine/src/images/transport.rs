@@ -374,6 +374,29 @@ impl Registry {
 
 /// The answer if it is a success; otherwise an error naming the status and the start of the
 /// body (registries explain themselves there).
+/// GET of any http(s) URL (a bundle on a file server), following redirects; the system's CAs
+/// for HTTPS. A status other than 2xx is an error naming it.
+pub async fn get_url(url: &str) -> Result<Response<Incoming>> {
+    let tls = tls_config(None)?;
+    let mut u = Url::parse(url)?;
+    for _ in 0..=MAX_REDIRECTS {
+        let resp = send_with(&u, &tls, "GET", &[], &Payload::Empty).await.with_context(|| format!("fetching {url}"))?;
+        if resp.status().is_redirection() {
+            let loc = resp
+                .headers()
+                .get("location")
+                .and_then(|l| l.to_str().ok())
+                .with_context(|| format!("{url}: a redirect without a Location"))?;
+            u = u.join(loc)?;
+            continue;
+        }
+        let status = resp.status();
+        anyhow::ensure!(status.is_success(), "{url} answered {status}");
+        return Ok(resp);
+    }
+    bail!("{url}: more than {MAX_REDIRECTS} redirects")
+}
+
 pub async fn success(resp: Response<Incoming>, what: &str) -> Result<Response<Incoming>> {
     let status = resp.status();
     if status.is_success() {

@@ -87,6 +87,8 @@ work)
   start
   round="$(cat /vm-run/round)"
   registry
+  # The rig's power cut counts from here (--cut-mark working): the daemon is up.
+  : > /vm-run/working
   (
     j=0
     while :; do
