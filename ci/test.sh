@@ -6,9 +6,11 @@
 #                         daemon config, crash torture with 6 random kills and every failpoint)
 #   ci/test.sh --torture  the same, with the long crash torture (200 random kills)
 #   ci/test.sh --vm       the same, then the VM suites (tests/vm: a real kernel with
-#                         device-mapper under qemu; devicemapper storage, power cuts)
+#                         device-mapper under qemu, amd64 and arm64; devicemapper storage, the
+#                         static aarch64 berth in an arm64 guest, power cuts, bundle installs
+#                         cut by power loss)
 #
-# Flags combine. The arm64 suites will run behind a flag named here as they land.
+# Flags combine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash ci/install-deps.sh
@@ -30,5 +32,6 @@ echo "== build" && cargo build --bins
 MUSL="$(uname -m)-unknown-linux-musl"
 echo "== build ($MUSL)" && env "CC_${MUSL//-/_}=gcc" cargo build --bin berth --target "$MUSL"
 echo "== board-support" && bash board-support/verify.sh target/debug/berth
+echo "== yocto layer" && bash ci/yocto-check.sh target/debug/berth
 echo "== tests" && cargo test --workspace
 [ $vm = 0 ] || { echo "== vm suites" && bash tests/vm/run-all.sh; }

@@ -37,6 +37,7 @@ pub mod events;
 pub mod exec;
 pub mod images;
 pub mod init;
+pub mod kconfig;
 pub mod logs;
 pub mod monitor;
 pub mod network;

@@ -45,6 +45,7 @@ fn main() {
                 }
             }
         }
+        Command::CheckConfig { config, fragment } => berth::kconfig::run(config.as_deref(), fragment),
         Command::Tls { command } => match berth::tls::certs::run(command) {
             Ok(()) => 0,
             Err(e) => {

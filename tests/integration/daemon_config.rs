@@ -223,3 +223,25 @@ fn network_modes_env_files() {
         .ok();
     assert_eq!(out.stdout.trim(), "overridden/a b//usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
 }
+
+/// `berth check-config` on this machine's kernel: it says what is there and what is missing,
+/// device-mapper included (this kernel has none; the VM rig's does, see its smoke scenarios).
+#[test]
+fn check_config_reports_this_kernel() {
+    let out = std::process::Command::new(berth_tests::berth_bin()).arg("check-config").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !std::path::Path::new("/proc/config.gz").exists() && !text.contains("kernel config:") {
+        eprintln!("skipped: no kernel config readable here");
+        return;
+    }
+    assert!(text.contains("Required:") && text.contains("storage drivers available:"), "{text}");
+    let dm = std::fs::read_to_string("/proc/devices").unwrap_or_default().contains("device-mapper");
+    if dm {
+        assert!(text.contains("device-mapper            present"), "{text}");
+    } else {
+        assert!(text.contains("device-mapper            missing: the devicemapper storage driver cannot run"), "{text}");
+    }
+    // The exit status follows the verdict.
+    let ok = text.contains("Result: 0 required option(s) missing") && !text.contains("storage drivers available: none");
+    assert_eq!(out.status.code(), Some(if ok { 0 } else { 1 }), "{text}");
+}

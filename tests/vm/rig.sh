@@ -164,6 +164,8 @@ PY2
       done
     done
     echo "$ver" > "$ir/kernel-version"
+    # The kernel's config, where `berth check-config` looks for it (/boot/config-<release>).
+    cp "$K/root/boot/config-$ver" "$ir/kernel-config"
     (cd "$ir" && find . | cpio -o -H newc --quiet) > "$K/initramfs.cpio.tmp"
     mv "$K/initramfs.cpio.tmp" "$K/initramfs.cpio"
   fi

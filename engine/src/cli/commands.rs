@@ -665,6 +665,7 @@ pub async fn dispatch(client: &Client, cmd: Command) -> Result<i32> {
         | Command::Run(_)
         | Command::Network { .. }
         | Command::Bundle { .. }
+        | Command::CheckConfig { .. }
         | Command::Volume { .. }
         | Command::Port { .. }
         | Command::Create(_)

@@ -312,6 +312,16 @@ pub enum Command {
         #[command(subcommand)]
         command: SystemCommand,
     },
+    /// Is this kernel fit for berth? Required and optional options, storage drivers, the
+    /// live system (exit 1 when something required is missing)
+    CheckConfig {
+        /// A kernel config to check instead of the running kernel's (plain or .gz)
+        #[arg(long)]
+        config: Option<std::path::PathBuf>,
+        /// Print the kernel config fragment berth needs (the Yocto layer's berth.cfg)
+        #[arg(long)]
+        fragment: bool,
+    },
     /// Signed application bundles: keygen, create, sign, verify, install, status
     Bundle {
         #[command(subcommand)]

@@ -156,6 +156,7 @@ impl Containers {
     /// At daemon start: re-adopt the monitors still running, record the exits that happened
     /// while the daemon was down, and unmount what no running container needs.
     pub async fn restore(self: &Arc<Self>) -> Result<()> {
+        self.starting_up.store(true, std::sync::atomic::Ordering::SeqCst);
         let entries: Vec<Arc<Entry>> = self.table.lock().unwrap().by_id.values().cloned().collect();
         let mounted: std::collections::BTreeSet<ContainerId> = self.driver.mounted().into_iter().collect();
         for entry in entries {

@@ -158,6 +158,10 @@ pub struct Containers {
     /// Containers no restart policy starts at daemon start: the standby side of a bundle
     /// update (the application that is not the installed one), set by `bundles` first.
     held: Mutex<std::collections::BTreeSet<String>>,
+    /// Set from re-adoption to the end of start-up: exits found then are left to
+    /// `start_by_policy`, which runs after the networks and leftovers are reconciled (a restart
+    /// right away raced the reconciliation, which took its network namespace away).
+    starting_up: std::sync::atomic::AtomicBool,
 }
 
 impl Containers {
@@ -192,6 +196,7 @@ impl Containers {
             table: Mutex::new(table),
             exe,
             held: Mutex::default(),
+            starting_up: std::sync::atomic::AtomicBool::new(false),
         }))
     }
 

@@ -74,6 +74,10 @@ impl Containers {
         if !policy.after_exit(&c, code) {
             return;
         }
+        if self.starting_up.load(std::sync::atomic::Ordering::SeqCst) {
+            tracing::info!(container = %c.id.short(), "exited while the daemon was down: its restart policy applies once start-up is done");
+            return;
+        }
         let delay = {
             let mut d = entry.restart_delay.lock().unwrap();
             if ran_for(&c) >= STABLE {
@@ -111,6 +115,7 @@ impl Containers {
 
     /// At daemon start, after re-adoption: starts what the policies say should run.
     pub async fn start_by_policy(self: &Arc<Self>) -> Vec<String> {
+        self.starting_up.store(false, std::sync::atomic::Ordering::SeqCst);
         let entries: Vec<Arc<Entry>> = self.table.lock().unwrap().by_id.values().cloned().collect();
         let mut started = Vec::new();
         for entry in entries {

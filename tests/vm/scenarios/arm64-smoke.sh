@@ -8,6 +8,10 @@ TAR="$2"
 echo "kernel $(uname -r) on $(uname -m)"
 [ "$(uname -m)" = aarch64 ] || { echo "FAIL: not an arm64 guest"; exit 1; }
 [ -e /dev/watchdog ] && echo "watchdog: $(cat /sys/class/watchdog/watchdog0/identity)"
+# The kernel's fitness as berth sees it (issue 12): device-mapper must be found here.
+"$BERTH" check-config > /tmp/check-config.txt || { cat /tmp/check-config.txt; echo "check-config failed"; exit 1; }
+grep -q 'device-mapper *present' /tmp/check-config.txt || { cat /tmp/check-config.txt; echo "check-config does not see device-mapper"; exit 1; }
+echo "check-config: $(tail -1 /tmp/check-config.txt)"
 W=/tmp/b
 mkdir -p $W
 echo '{}' > $W/daemon.json

@@ -19,6 +19,10 @@ lvchange -q -ay -y smoke/pool_tmeta
 thin_check -q /dev/mapper/smoke-pool_tmeta && echo "thin_check: clean"
 lvchange -q -an smoke/pool_tmeta
 
+# The kernel's fitness as berth sees it (issue 12): device-mapper must be found here.
+"$BERTH" check-config > /tmp/check-config.txt || { cat /tmp/check-config.txt; echo "check-config failed"; exit 1; }
+grep -q 'device-mapper *present' /tmp/check-config.txt || { cat /tmp/check-config.txt; echo "check-config does not see device-mapper"; exit 1; }
+echo "check-config: $(tail -1 /tmp/check-config.txt)"
 mkdir -p /tmp/b
 echo '{}' > /tmp/b/daemon.json
 "$BERTH" -H unix:///tmp/b/berth.sock daemon --config-file /tmp/b/daemon.json --data-root /tmp/b/data --exec-root /tmp/b/run >/tmp/b/log 2>&1 &
