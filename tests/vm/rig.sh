@@ -16,6 +16,9 @@
 #       --cut-mark NAME      count --cut-after from when the scenario makes file NAME in the
 #                            run folder (/vm-run/NAME), not from its start
 #       --timeout SECS       give up after SECS (default 600); exit status 124
+#   BERTH_VM_ACCEL          qemu's -accel (default tcg; tcg,thread=single runs all vCPUs on one
+#                           host thread: amd64 guests showed rare soft lockups in runc with
+#                           multi-threaded TCG)
 #
 # SCENARIO is tests/vm/scenarios/SCENARIO.sh; it runs as root in the guest, in the checkout
 # (the same path as on the host), with the guest's disks, the i6300esb watchdog, device-mapper,
@@ -208,7 +211,8 @@ run() {
     qemu_bin=qemu-system-x86_64
     args=(-M pc -cpu max -append "console=ttyS0 quiet loglevel=3 apparmor=0 panic=-1 init=/init berth.checkout=$CHECKOUT")
   fi
-  args+=(-smp 2 -m 2048 -nographic -no-reboot -nodefaults -serial "file:$dir/console"
+  # BERTH_VM_ACCEL: qemu's -accel, e.g. tcg,thread=single (one host thread for all vCPUs).
+  args+=(-accel "${BERTH_VM_ACCEL:-tcg}" -smp 2 -m 2048 -nographic -no-reboot -nodefaults -serial "file:$dir/console"
     -kernel "$K/kernel" -initrd "$K/initramfs.cpio"
     -fsdev "local,id=hostroot,path=$root_dir,readonly=on,security_model=none,multidevs=remap"
     -device "virtio-9p-pci,fsdev=hostroot,mount_tag=hostroot"
