@@ -5,6 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 bash ci/install-deps.sh --vm --arm64
+# One host thread per guest: two amd64 guests of this session's runs hung in runc with soft
+# lockups under multi-threaded TCG; single-threaded, none did, at the same speed here.
+export BERTH_VM_ACCEL="${BERTH_VM_ACCEL:-tcg,thread=single}"
 export PATH="$HOME/.cargo/bin:$PATH"
 cargo build --bin berth -q
 BERTH=target/debug/berth
