@@ -80,8 +80,14 @@ async fn fetch_manifest(reg: &Registry, repo: &str, reference: &str) -> Result<(
 async fn download(reg: Arc<Registry>, repo: String, desc: Descriptor, dir: PathBuf, progress: Progress) -> Result<PathBuf> {
     let short = desc.digest.short().to_string();
     let done = dir.join(format!("{}.blob", desc.digest.hex()));
+    // A blob downloaded by an earlier pull is a cache: it is checked again before use (a power
+    // cut in the VM rig left one short, before the fsync below was added).
     if done.exists() {
-        return Ok(done);
+        if blob_matches(&done, &desc).await {
+            return Ok(done);
+        }
+        tracing::warn!(blob = %desc.digest.short(), "a cached download does not match its digest: downloading it again");
+        let _ = tokio::fs::remove_file(&done).await;
     }
     let partial = dir.join(format!("{}.partial", desc.digest.hex()));
     let mut hasher = Sha256::new();
@@ -90,6 +96,7 @@ async fn download(reg: Arc<Registry>, repo: String, desc: Descriptor, dir: PathB
         hasher.update(&bytes);
         have = bytes.len() as u64;
     }
+    let resumed = have > 0;
     let mut attempt = 0;
     loop {
         attempt += 1;
@@ -140,11 +147,34 @@ async fn download(reg: Arc<Registry>, repo: String, desc: Descriptor, dir: PathB
     let got = Digest::from_sha256(hasher);
     if got != desc.digest || (desc.size > 0 && have != desc.size) {
         let _ = tokio::fs::remove_file(&partial).await;
+        if resumed {
+            // What an interrupted pull left (a power cut may tear it) did not add up: once more
+            // from the first byte.
+            tracing::warn!(blob = %desc.digest.short(), "a resumed download failed verification: downloading it whole");
+            return Box::pin(download(reg, repo, desc, dir, progress)).await;
+        }
         bail!("blob {} failed verification: got digest {got} and {have} bytes (expected {} bytes)", desc.digest, desc.size);
     }
+    // On disk before its name says it is whole.
+    tokio::fs::File::open(&partial).await?.sync_all().await.with_context(|| format!("syncing {}", partial.display()))?;
     tokio::fs::rename(&partial, &done).await?;
     progress.send(json!({"status": "Download complete", "id": short})).await;
     Ok(done)
+}
+
+/// Whether the file at `path` has the descriptor's digest (and size, when known).
+async fn blob_matches(path: &std::path::Path, desc: &Descriptor) -> bool {
+    let (path, want, size) = (path.to_path_buf(), desc.digest.clone(), desc.size);
+    tokio::task::spawn_blocking(move || -> Result<bool> {
+        let mut h = berth_images::digest::HashingReader::new(std::io::BufReader::new(std::fs::File::open(&path)?));
+        std::io::copy(&mut h, &mut std::io::sink())?;
+        let (d, n) = h.finish()?;
+        Ok(d == want && (size == 0 || n == size))
+    })
+    .await
+    .ok()
+    .and_then(Result::ok)
+    .unwrap_or(false)
 }
 
 impl ImageStore {
