@@ -155,34 +155,41 @@ fn a_cut_download_resumes_and_a_flipped_byte_is_refused() {
     assert!(d2.inconsistencies().is_empty(), "{:?}", d2.inconsistencies());
 }
 
+/// A daemon killed while it pulls `name` through a slow proxy, once more than 100 KiB of the
+/// layer has arrived; returns the daemon (stopped) and the partial download's path.
+fn killed_mid_pull(reg: &Registry, name: &str) -> (Daemon, std::path::PathBuf) {
+    reg.push_archive(&busybox_tar(), name);
+    let slow = berth_tests::FaultProxy::start(reg.port, berth_tests::Fault::Slow(4096));
+    let mut d = Daemon::on_host_network("{}");
+    let image = format!("{}/{name}", slow.host());
+    let host = d.host();
+    let puller = std::thread::spawn(move || {
+        std::process::Command::new(berth_tests::berth_bin()).args(["pull", &image]).env("BERTH_HOST", host).output().unwrap()
+    });
+    let dir = d.data_root().join("tmp/pull");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let partial = loop {
+        let found = std::fs::read_dir(&dir).ok().and_then(|r| {
+            r.filter_map(|e| e.ok())
+                .map(|e| e.path())
+                .find(|p| p.extension().is_some_and(|x| x == "partial") && p.metadata().is_ok_and(|m| m.len() > 100 * 1024))
+        });
+        if let Some(p) = found {
+            break p;
+        }
+        assert!(std::time::Instant::now() < deadline, "the slow pull made no progress");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    d.kill9();
+    let _ = puller.join();
+    (d, partial)
+}
+
 #[test]
 fn a_daemon_killed_mid_pull_leaves_nothing_and_the_retry_resumes() {
     require_root!();
     let Some(reg) = Registry::start() else { return };
-    reg.push_archive(&busybox_tar(), "net/busybox:slow");
-    let slow = berth_tests::FaultProxy::start(reg.port, berth_tests::Fault::Slow(4096));
-    let mut d = Daemon::on_host_network("{}");
-    let image = format!("{}/net/busybox:slow", slow.host());
-    let host = d.host();
-    let image2 = image.clone();
-    let puller = std::thread::spawn(move || {
-        std::process::Command::new(berth_tests::berth_bin()).args(["pull", &image2]).env("BERTH_HOST", host).output().unwrap()
-    });
-    // Wait until part of the layer has arrived, then kill the daemon.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    let partial_dir = d.data_root().join("tmp/pull");
-    loop {
-        let got: u64 = std::fs::read_dir(&partial_dir)
-            .map(|r| r.filter_map(|e| e.ok()).map(|e| e.metadata().map(|m| m.len()).unwrap_or(0)).sum())
-            .unwrap_or(0);
-        if got > 100 * 1024 {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "the slow pull made no progress");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    d.kill9();
-    let _ = puller.join();
+    let (mut d, _) = killed_mid_pull(&reg, "net/busybox:slow");
     d.spawn();
     assert_eq!(d.api("GET", "/images/json", None, b"").json(), serde_json::json!([]), "a half-pulled image (or <none>) is listed");
     assert!(d.inconsistencies().is_empty(), "{:?}", d.inconsistencies());
@@ -420,31 +427,7 @@ fn a_registry_that_wants_a_client_certificate_gets_the_one_in_certs_d() {
 fn a_torn_cached_download_is_fetched_again() {
     require_root!();
     let Some(reg) = Registry::start() else { return };
-    reg.push_archive(&busybox_tar(), "net/busybox:torn");
-    let slow = berth_tests::FaultProxy::start(reg.port, berth_tests::Fault::Slow(4096));
-    let mut d = Daemon::on_host_network("{}");
-    let image = format!("{}/net/busybox:torn", slow.host());
-    let host = d.host();
-    let image2 = image.clone();
-    let puller = std::thread::spawn(move || {
-        std::process::Command::new(berth_tests::berth_bin()).args(["pull", &image2]).env("BERTH_HOST", host).output().unwrap()
-    });
-    let dir = d.data_root().join("tmp/pull");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    let partial = loop {
-        let found = std::fs::read_dir(&dir).ok().and_then(|r| {
-            r.filter_map(|e| e.ok())
-                .map(|e| e.path())
-                .find(|p| p.extension().is_some_and(|x| x == "partial") && p.metadata().is_ok_and(|m| m.len() > 100 * 1024))
-        });
-        if let Some(p) = found {
-            break p;
-        }
-        assert!(std::time::Instant::now() < deadline, "the slow pull made no progress");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    };
-    d.kill9();
-    let _ = puller.join();
+    let (mut d, partial) = killed_mid_pull(&reg, "net/busybox:torn");
     // The partial download, under the name of a finished one.
     std::fs::rename(&partial, partial.with_extension("blob")).unwrap();
     d.spawn();
