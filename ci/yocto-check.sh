@@ -33,6 +33,9 @@ for r in recipes:
     for inc in re.findall(r"^require\s+(\S+)", text, re.M):
         if not (r.parent / inc).exists():
             problems.append(f"{r.relative_to(layer)}: require {inc}: no such file")
+    for board in re.findall(r'^BERTH_BOARD\s*\??=\s*"([^"]+)"', text, re.M):
+        if not (layer.parent / "board-support/profiles" / f"{board}.toml").exists():
+            problems.append(f"{r.relative_to(layer)}: BERTH_BOARD {board}: no board-support/profiles/{board}.toml")
     if r.suffix == ".bb":
         for var in ["SUMMARY", "LICENSE"]:
             if not re.search(rf"^{var}\s*=", text, re.M):

@@ -26,6 +26,7 @@
 
 pub mod api;
 pub mod audit;
+pub mod board;
 pub mod bundles;
 pub mod cgroups;
 pub mod check;

@@ -45,7 +45,10 @@ fn main() {
                 }
             }
         }
-        Command::CheckConfig { config, fragment } => berth::kconfig::run(config.as_deref(), fragment),
+        Command::CheckConfig { config, fragment, board_profile } => {
+            berth::kconfig::run(config.as_deref(), fragment, board_profile.as_deref())
+        }
+        Command::Board { command } => berth::board::run(command),
         Command::Tls { command } => match berth::tls::certs::run(command) {
             Ok(()) => 0,
             Err(e) => {

@@ -261,6 +261,8 @@ pub struct Daemon {
     child: Option<Child>,
     /// Listen addresses besides the unix socket (`tcp://...`).
     extra_hosts: Vec<String>,
+    /// A command berth runs under (`unshare --pid --fork`), empty for none.
+    wrapper: Vec<String>,
 }
 
 /// A fresh directory for one daemon's roots.
@@ -322,7 +324,7 @@ impl Daemon {
         let root = scratch_root();
         std::fs::write(root.join("daemon.json"), config).unwrap();
         let supervise = supervise.map(|f| f.iter().map(|s| s.to_string()).collect());
-        Daemon { root, netns: NetNs::new(), host_net, supervise, child: None, extra_hosts: Vec::new() }
+        Daemon { root, netns: NetNs::new(), host_net, supervise, child: None, extra_hosts: Vec::new(), wrapper: Vec::new() }
     }
 
     /// `berth supervise <flags> -- <daemon flags>` on a fresh root with `config` as its
@@ -332,6 +334,31 @@ impl Daemon {
         let mut d = Self::unstarted(config, false, Some(flags));
         d.launch(&[]);
         d
+    }
+
+    /// [`Daemon::supervised`] as the first process (PID 1) of a new PID namespace, under
+    /// `unshare --pid --fork`, which dies of the signal its PID 1 died of.
+    pub fn supervised_as_pid1(config: &str, flags: &[&str]) -> Self {
+        let mut d = Self::unstarted(config, false, Some(flags));
+        d.wrapper = ["unshare", "--pid", "--fork", "--kill-child=SIGTERM", "--"].map(String::from).to_vec();
+        d.launch(&[]);
+        d
+    }
+
+    /// Waits up to `limit` for the process the harness started to end; `None`: it runs on.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        let c = self.child.as_mut()?;
+        loop {
+            if let Some(status) = c.try_wait().unwrap() {
+                self.child = None;
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// The pid of the daemon the supervisor runs now.
@@ -409,7 +436,14 @@ impl Daemon {
     fn launch(&mut self, env: &[(&str, &str)]) {
         assert!(self.child.is_none(), "daemon already running");
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.root.join("daemon.log")).unwrap();
-        let mut cmd = Command::new(berth_bin());
+        let mut cmd = match self.wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(berth_bin());
+                c
+            }
+            None => Command::new(berth_bin()),
+        };
         if !self.host_net {
             self.netns.enter(&mut cmd);
         }
@@ -458,8 +492,16 @@ impl Daemon {
 
     fn signal_and_wait(&mut self, sig: i32) {
         if let Some(mut c) = self.child.take() {
-            // SAFETY: kill with a pid we spawned and a valid signal number.
-            unsafe { libc::kill(c.id() as i32, sig) };
+            // Under a wrapper (unshare, which ignores SIGTERM while it waits) berth is its child.
+            let pid = match self.wrapper.is_empty() {
+                true => c.id(),
+                false => std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", c.id()))
+                    .ok()
+                    .and_then(|s| s.split_whitespace().next()?.parse().ok())
+                    .unwrap_or(c.id()),
+            };
+            // SAFETY: kill with a pid we spawned (or its child) and a valid signal number.
+            unsafe { libc::kill(pid as i32, sig) };
             let _ = c.wait();
         }
     }

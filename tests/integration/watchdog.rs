@@ -156,3 +156,162 @@ fn too_many_restarts_in_the_window_escalate_to_a_reboot() {
     drop(d);
     let _ = std::fs::remove_dir_all(&root);
 }
+
+/// The host pids of `pid`'s children.
+fn children(pid: u32) -> Vec<u32> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
+/// `(state, command, parent)` of a process, from /proc/<pid>/stat; `None` once it is gone
+/// (reaped).
+fn proc_state(pid: u32) -> Option<(char, String, u32)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let comm = stat[stat.find('(')? + 1..stat.rfind(')')?].to_string();
+    let mut rest = stat[stat.rfind(')')? + 2..].split(' ');
+    let state = rest.next()?.chars().next()?;
+    let ppid = rest.next()?.parse().ok()?;
+    Some((state, comm, ppid))
+}
+
+/// The processes whose parent is `pid` (of any of its threads, which a per-thread
+/// `children` file would miss).
+fn adopted_by(pid: u32) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|p| proc_state(*p).is_some_and(|s| s.2 == pid))
+        .collect()
+}
+
+#[test]
+fn as_pid_1_the_supervisor_reaps_orphans_and_ends_with_the_shutdown_it_was_asked_for() {
+    require_root!();
+    use std::os::unix::process::ExitStatusExt;
+    // busybox's poweroff is SIGUSR2 to PID 1, its reboot SIGTERM. In a PID namespace the
+    // kernel answers reboot(2) by killing the namespace's init: SIGINT for a power-off,
+    // SIGHUP for a reboot; unshare dies of the same signal.
+    for (ask, ends_with, what) in [(libc::SIGUSR2, libc::SIGINT, "poweroff"), (libc::SIGTERM, libc::SIGHUP, "reboot")] {
+        let mut d = Daemon::supervised_as_pid1("{}", FAST);
+        assert!(d.wait_ready(Duration::from_secs(15)), "{}", d.log());
+        let sup = children(d.child_pid().unwrap())[0];
+        assert_eq!(proc_state(sup).map(|s| s.1), Some("berth".to_string()));
+
+        // An orphan in the namespace: its parent exits at once, so the kernel gives it to
+        // PID 1, which must reap it when it ends or it stays a zombie for good.
+        let st = std::process::Command::new("nsenter")
+            .args(["-t", &sup.to_string(), "-p", "--", "sh", "-c", "sleep 1 & exit 0"])
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let orphan = *adopted_by(sup)
+            .iter()
+            .find(|p| proc_state(**p).is_some_and(|s| s.1 == "sleep"))
+            .expect("the orphan was not given to the supervisor");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while let Some((state, ..)) = proc_state(orphan) {
+            assert!(Instant::now() < deadline, "the orphan was not reaped (state {state})");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(d.is_running(), "the supervisor ended by itself:\n{}", d.log());
+
+        kill(sup as i32, ask);
+        let status = d.wait_exit(Duration::from_secs(30)).unwrap_or_else(|| panic!("{what}: PID 1 did not end:\n{}", d.log()));
+        assert_eq!(status.signal(), Some(ends_with), "{what}: ended with {status:?}:\n{}", d.log());
+        let log = d.log();
+        assert!(log.contains("stopping: SIGTERM to the daemon"), "{what}: the daemon was not stopped first:\n{log}");
+        assert!(log.contains("PID 1 is shutting down"), "{log}");
+    }
+}
+
+#[test]
+fn a_board_profile_sets_the_supervisors_watchdog_and_the_daemons_defaults() {
+    require_root!();
+    let root = berth_tests::scratch_root();
+    let fifo = root.join("watchdog");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a valid C path; mkfifo creates a named pipe standing in for /dev/watchdog.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let fed = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let fed2 = fed.clone();
+    let reader_path = fifo.clone();
+    std::thread::spawn(move || {
+        use std::io::Read;
+        let mut f = std::fs::File::open(reader_path).unwrap();
+        let mut b = [0u8; 1];
+        while let Ok(1) = f.read(&mut b) {
+            fed2.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    });
+    let arch = if cfg!(target_arch = "aarch64") { "arm64" } else { "amd64" };
+    let profile = root.join("board.toml");
+    std::fs::write(
+        &profile,
+        format!(
+            r#"
+[board]
+name = "test-board"
+description = "the test's board"
+arch = "{arch}"
+[watchdog]
+device = "{}"
+timeout = 1
+[storage]
+driver = "overlay2"
+data-root = "/var/lib/berth-never-used"
+[cgroups]
+parent = "/berth-board-test"
+[logs]
+max-size = "2k"
+max-file = 2
+"#,
+            fifo.display()
+        ),
+    )
+    .unwrap();
+    // The supervisor hands the daemon its profile; the harness's --data-root flag wins over
+    // the profile's data-root, as flags do.
+    let mut flags: Vec<&str> = FAST.to_vec();
+    let p = profile.to_str().unwrap().to_string();
+    flags.extend_from_slice(&["--board-profile", &p]);
+    let mut d = Daemon::supervised("{}", &flags);
+    assert!(d.wait_ready(Duration::from_secs(15)), "{}", d.log());
+    std::thread::sleep(Duration::from_millis(1200));
+    assert!(fed.load(std::sync::atomic::Ordering::SeqCst) >= 2, "the profile's watchdog is not fed (timeout 1 s: every 333 ms)");
+    assert!(!std::path::Path::new("/var/lib/berth-never-used").exists());
+
+    d.load_busybox();
+    let id = d
+        .berth(&[
+            "run",
+            "-d",
+            "busybox",
+            "sh",
+            "-c",
+            "i=0; while [ $i -lt 300 ]; do echo line $i of the profile test; i=$((i+1)); done; sleep 1000",
+        ])
+        .ok()
+        .stdout
+        .trim()
+        .to_string();
+    let pid = d.api("GET", &format!("/containers/{id}/json"), None, b"").json()["State"]["Pid"].as_i64().unwrap();
+    let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    assert!(cgroup.contains(&format!("/berth-board-test/{id}")), "not under the profile's cgroup parent: {cgroup}");
+    // The profile's log caps: 2 KiB per file, 2 files, for ~11 KiB written.
+    let dir = d.data_root().join("containers").join(&id);
+    let log = dir.join(format!("{id}-json.log"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !d.berth(&["logs", &id]).ok().stdout.contains("line 299 ") {
+        assert!(Instant::now() < deadline, "the container did not write its lines");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(std::fs::metadata(&log).unwrap().len() <= 2048, "log over the profile's max-size");
+    assert!(dir.join(format!("{id}-json.log.1")).exists(), "no rotation");
+    assert!(!dir.join(format!("{id}-json.log.2")).exists(), "more files than the profile's max-file");
+    d.berth(&["rm", "-f", &id]).ok();
+    d.stop();
+    let _ = std::fs::remove_dir_all(&root);
+}

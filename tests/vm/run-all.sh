@@ -37,7 +37,9 @@ scenario() {
 }
 scenario smoke --disk pool:1G smoke "$BERTH"
 scenario dm-cycle --disk pool:4G dm-cycle "$BERTH"
-scenario arm64-smoke --arch arm64 --disk pool:1G arm64-smoke "$BERTH_ARM64" "$BUSYBOX_ARM64"
+# The qemu-virt profile's thin pool is the second disk (/dev/vdb), as on a board whose first
+# disk holds the root file system.
+scenario arm64-smoke --arch arm64 --disk root:16M --disk pool:1G arm64-smoke "$BERTH_ARM64" "$BUSYBOX_ARM64" "$PWD/board-support/profiles/qemu-virt.toml"
 scenario arm64-dm-cycle --arch arm64 --timeout 1200 --disk pool:4G dm-cycle "$BERTH_ARM64" "$BUSYBOX_ARM64"
 scenario dm-space --disk pool:1280M dm-space "$BERTH"
 scenario log-writes --timeout 1500 --disk state:192M --disk log:1G log-writes "$BERTH"

@@ -666,6 +666,7 @@ pub async fn dispatch(client: &Client, cmd: Command) -> Result<i32> {
         | Command::Network { .. }
         | Command::Bundle { .. }
         | Command::CheckConfig { .. }
+        | Command::Board { .. }
         | Command::Volume { .. }
         | Command::Port { .. }
         | Command::Create(_)

@@ -321,6 +321,15 @@ pub enum Command {
         /// Print the kernel config fragment berth needs (the Yocto layer's berth.cfg)
         #[arg(long)]
         fragment: bool,
+        /// Also require what this board profile chooses (default /etc/berth/board.toml when
+        /// it exists): its storage driver's options, its watchdog driver and device
+        #[arg(long)]
+        board_profile: Option<std::path::PathBuf>,
+    },
+    /// Board profiles: list the built-in ones, show one, check a profile file
+    Board {
+        #[command(subcommand)]
+        command: crate::board::BoardCommand,
     },
     /// Signed application bundles: keygen, create, sign, verify, install, status
     Bundle {

@@ -67,6 +67,32 @@ pub struct FileConfig {
     pub bundle_trust_dir: Option<PathBuf>,
     /// berth's own: this device's board name, matched against bundles and signing keys.
     pub board: Option<String>,
+    /// berth's own: the board profile whose settings fill in what this file leaves out
+    /// (default /etc/berth/board.toml when it exists).
+    pub board_profile: Option<PathBuf>,
+    /// Docker's key: the cgroup every container's cgroup goes under (default /berth).
+    pub cgroup_parent: Option<String>,
+}
+
+impl FileConfig {
+    /// Fills in what the file leaves out from the board profile: the file (and after it the
+    /// flags) wins key by key. Storage options come with the profile's driver only.
+    pub fn apply_profile(&mut self, p: &crate::board::Profile) {
+        self.board.get_or_insert_with(|| p.board.name.clone());
+        self.data_root.get_or_insert_with(|| p.storage.data_root.clone());
+        if self.storage_driver.is_none() {
+            self.storage_driver = Some(p.storage.driver.as_str().to_string());
+            if self.storage_opts.is_none() {
+                self.storage_opts = Some(p.storage.options.clone());
+            }
+        }
+        if self.cgroup_parent.is_none() {
+            self.cgroup_parent = p.cgroups.parent.clone();
+        }
+        if self.log_opts.is_none() {
+            self.log_opts = p.logs.as_ref().map(|l| l.opts());
+        }
+    }
 }
 
 /// The default bridge and the daemon's network settings (Docker's keys and defaults).
@@ -184,6 +210,9 @@ pub struct Flags {
     /// addresses only.
     #[arg(long = "insecure-plain-tcp")]
     pub insecure_plain_tcp: bool,
+    /// Board profile to take defaults from (default /etc/berth/board.toml when it exists)
+    #[arg(long = "board-profile")]
+    pub board_profile: Option<PathBuf>,
 }
 
 /// Where the json-file driver caps a container's log.
@@ -274,6 +303,10 @@ pub struct DaemonConfig {
     pub insecure_plain_tcp: bool,
     pub bundle_trust_dir: PathBuf,
     pub board: Option<String>,
+    /// The board profile applied, if any.
+    pub board_profile: Option<PathBuf>,
+    /// Containers' cgroups are `<cgroup_parent>/<id>`.
+    pub cgroup_parent: String,
 }
 
 impl DaemonConfig {
@@ -297,7 +330,7 @@ impl DaemonConfig {
     /// the flags.
     pub fn load(flags: &Flags) -> Result<Self> {
         let path = &flags.config_file;
-        let (file, used) = match std::fs::read(path) {
+        let (mut file, used) = match std::fs::read(path) {
             Ok(data) if data.iter().all(u8::is_ascii_whitespace) => (FileConfig::default(), Some(path.clone())),
             Ok(data) => (
                 serde_json::from_slice::<FileConfig>(&data).with_context(|| format!("invalid configuration file {}", path.display()))?,
@@ -306,7 +339,15 @@ impl DaemonConfig {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && path == Path::new(DEFAULT_CONFIG_FILE) => (FileConfig::default(), None),
             Err(e) => return Err(e).with_context(|| format!("reading configuration file {}", path.display())),
         };
-        Self::merge(file, flags, used)
+        let named = flags.board_profile.as_deref().or(file.board_profile.as_deref());
+        let profile = crate::board::Profile::find(named)?;
+        if let Some((_, p)) = &profile {
+            p.check_arch()?;
+            file.apply_profile(p);
+        }
+        let mut config = Self::merge(file, flags, used)?;
+        config.board_profile = profile.map(|(path, _)| path);
+        Ok(config)
     }
 
     fn merge(file: FileConfig, flags: &Flags, config_file: Option<PathBuf>) -> Result<Self> {
@@ -406,6 +447,11 @@ impl DaemonConfig {
             image_layer_check: file.image_layer_check.unwrap_or(false),
             bundle_trust_dir: file.bundle_trust_dir.unwrap_or_else(|| "/etc/berth/trust".into()),
             board: file.board.filter(|b| !b.is_empty()),
+            board_profile: None,
+            cgroup_parent: match file.cgroup_parent.as_deref() {
+                None | Some("") => "/berth".to_string(),
+                Some(p) => crate::board::profile::cgroup_parent(p).context("invalid cgroup-parent")?,
+            },
             registry_certs_dir: file.registry_certs_dir.unwrap_or_else(|| "/etc/berth/certs.d".into()),
             registry_mirrors,
             net,
@@ -462,6 +508,36 @@ mod tests {
         assert!(err(r#"{"storage-driver":"devicemapper"}"#).contains("dm.thinpooldev or dm.directlvm_device"));
         assert!(err(r#"{"storage-driver":"devicemapper","storage-opts":["dm.loopdatasize=10G"]}"#).contains("loopback"));
         assert!(err(r#"{"storage-opts":["dm.basesize=20G"]}"#).contains("not supported by the overlay2/vfs"));
+    }
+
+    #[test]
+    fn a_board_profile_fills_in_what_the_file_leaves_out() {
+        let (_, text) = crate::board::BUILT_IN.iter().find(|(n, _)| *n == "raspberrypi5").unwrap();
+        let profile = crate::board::Profile::parse(text, "rpi5").unwrap();
+        let with = |json: &str, flags: Flags| {
+            let mut file: FileConfig = serde_json::from_str(json).unwrap();
+            file.apply_profile(&profile);
+            DaemonConfig::merge(file, &flags, None).unwrap()
+        };
+        let c = with("{}", Flags::default());
+        assert_eq!(c.board.as_deref(), Some("raspberrypi5"));
+        assert_eq!(c.data_root, PathBuf::from("/var/lib/berth"));
+        assert_eq!(c.storage_driver.as_deref(), Some("devicemapper"));
+        assert!(c.storage_opts.contains(&"dm.directlvm_device=/dev/nvme0n1p3".to_string()));
+        assert_eq!(c.cgroup_parent, "/berth");
+        assert_eq!(c.log_limits, LogLimits { max_size: Some(5 << 20), max_file: 2 });
+        // The file wins key by key, the flags over both; another driver leaves the profile's
+        // dm options behind.
+        let c = with(
+            r#"{"storage-driver":"overlay2","board":"lab-7","log-opts":{"max-size":"100k"},"cgroup-parent":"/system.slice/apps"}"#,
+            Flags { data_root: Some("/flag".into()), ..Default::default() },
+        );
+        assert_eq!((c.storage_driver.as_deref(), c.storage_opts.len()), (Some("overlay2"), 0));
+        assert_eq!(c.board.as_deref(), Some("lab-7"));
+        assert_eq!(c.data_root, PathBuf::from("/flag"));
+        assert_eq!(c.log_limits, LogLimits { max_size: Some(100 << 10), max_file: 1 });
+        assert_eq!(c.cgroup_parent, "/system.slice/apps");
+        assert!(parse(r#"{"cgroup-parent":"../escape"}"#, Flags::default()).is_err());
     }
 
     #[test]

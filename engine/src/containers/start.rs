@@ -261,6 +261,7 @@ impl Containers {
                 init,
                 shared_ns: self.shared_namespaces(c)?,
                 hooks: &self.cfg.hooks.then(&c.hooks),
+                cgroup_parent: &self.cfg.cgroup_parent,
             },
         )?;
         // The bundle lives under exec-root (a tmpfs on devices) and is written anew at every

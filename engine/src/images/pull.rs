@@ -6,7 +6,7 @@
 //! Downloads land in `<data-root>/tmp/pull/<hex>.partial` (kept for a resume) and become
 //! `<hex>.blob` once verified; they are deleted after the image is committed.
 
-use super::transport::Registry;
+use super::transport::{Payload, Registry};
 use super::ImageStore;
 use anyhow::{bail, ensure, Context, Result};
 use berth_images::archive::decompressed;
@@ -90,20 +90,26 @@ async fn download(reg: Arc<Registry>, repo: String, desc: Descriptor, dir: PathB
         let _ = tokio::fs::remove_file(&done).await;
     }
     let partial = dir.join(format!("{}.partial", desc.digest.hex()));
-    let mut hasher = Sha256::new();
-    let mut have: u64 = 0;
-    if let Ok(bytes) = tokio::fs::read(&partial).await {
-        hasher.update(&bytes);
-        have = bytes.len() as u64;
-    }
+    let (mut hasher, mut have) = hash_partial(&partial, &desc).await;
     let resumed = have > 0;
     let mut attempt = 0;
-    loop {
+    // A partial as long as the blob (a power cut between the last byte and the rename) needs
+    // no request at all: a range starting at its end is one registries refuse (416).
+    let mut complete = desc.size > 0 && have == desc.size;
+    while !complete {
         attempt += 1;
         let range = (have > 0).then(|| ("Range", format!("bytes={have}-")));
         let result: Result<()> = async {
-            let resp = reg.get(&format!("/v2/{repo}/blobs/{}", desc.digest), range.as_slice()).await?;
+            let path = format!("/v2/{repo}/blobs/{}", desc.digest);
+            let resp = reg.request("GET", &path, range.as_slice(), &Payload::Empty).await?;
             let mut file = tokio::fs::OpenOptions::new().create(true).append(true).open(&partial).await?;
+            if have > 0 && resp.status() == hyper::StatusCode::RANGE_NOT_SATISFIABLE {
+                // What we kept is no prefix the registry can continue: start over.
+                file.set_len(0).await?;
+                (hasher, have) = (Sha256::new(), 0);
+                bail!("the registry cannot continue the download where it stopped");
+            }
+            let resp = super::transport::success(resp, &format!("{path} at {}", reg.host())).await?;
             if have > 0 && resp.status() != hyper::StatusCode::PARTIAL_CONTENT {
                 // The registry ignored the range: start over.
                 file.set_len(0).await?;
@@ -134,7 +140,7 @@ async fn download(reg: Arc<Registry>, repo: String, desc: Descriptor, dir: PathB
         }
         .await;
         match result {
-            Ok(()) => break,
+            Ok(()) => complete = true,
             Err(e) if attempt < ATTEMPTS => {
                 tracing::warn!(blob = %desc.digest.short(), attempt, "download interrupted at {have} bytes, retrying: {e:#}");
                 progress.send(json!({"status": format!("Retrying in {} seconds", 1 << (attempt - 1)), "id": short})).await;
@@ -160,6 +166,39 @@ async fn download(reg: Arc<Registry>, repo: String, desc: Descriptor, dir: PathB
     tokio::fs::rename(&partial, &done).await?;
     progress.send(json!({"status": "Download complete", "id": short})).await;
     Ok(done)
+}
+
+/// The hash and length of what an interrupted download left, read in pieces (a blob can be
+/// hundreds of MiB; the daemon's memory is a few). Longer than the blob: not a prefix of it,
+/// so nothing is kept.
+async fn hash_partial(path: &std::path::Path, desc: &Descriptor) -> (Sha256, u64) {
+    let (path, size) = (path.to_path_buf(), desc.size);
+    let read = tokio::task::spawn_blocking(move || -> std::io::Result<(Sha256, u64)> {
+        use std::io::Read;
+        let mut f = match std::fs::File::open(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Sha256::new(), 0)),
+            r => r?,
+        };
+        let (mut hasher, mut have, mut buf) = (Sha256::new(), 0u64, vec![0u8; 64 * 1024]);
+        loop {
+            let n = f.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            have += n as u64;
+        }
+        if size > 0 && have > size {
+            std::fs::remove_file(&path)?;
+            return Ok((Sha256::new(), 0));
+        }
+        Ok((hasher, have))
+    })
+    .await;
+    match read {
+        Ok(Ok(r)) => r,
+        _ => (Sha256::new(), 0),
+    }
 }
 
 /// Whether the file at `path` has the descriptor's digest (and size, when known).

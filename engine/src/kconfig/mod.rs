@@ -9,6 +9,7 @@ mod requirements;
 
 pub use requirements::{fragment, Need, OPTIONS};
 
+use crate::board::Profile;
 use anyhow::{Context, Result};
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -51,7 +52,7 @@ pub struct Report {
     pub code: i32,
 }
 
-pub fn check(cfg: &BTreeMap<String, String>, source: &str, live: bool) -> Report {
+pub fn check(cfg: &BTreeMap<String, String>, source: &str, live: bool, profile: Option<&Profile>) -> Report {
     let mut t = format!("kernel config: {source}\n");
     let mut missing_required = 0;
     let line = |t: &mut String, o: &requirements::KernelOption, ok: bool| {
@@ -91,6 +92,9 @@ pub fn check(cfg: &BTreeMap<String, String>, source: &str, live: bool) -> Report
         t.push_str("\nThe running system:\n");
         t.push_str(&live_report());
     }
+    if let Some(p) = profile {
+        missing_required += board_report(cfg, p, live, &mut t);
+    }
     let code = if missing_required > 0 || complete.is_empty() { 1 } else { 0 };
     t.push_str(&format!(
         "\nResult: {} required option(s) missing; storage drivers available: {}\n",
@@ -98,6 +102,43 @@ pub fn check(cfg: &BTreeMap<String, String>, source: &str, live: bool) -> Report
         if complete.is_empty() { "none".to_string() } else { complete.join(", ") }
     ));
     Report { text: t, code }
+}
+
+/// What the board profile's choices require; the number of them missing.
+fn board_report(cfg: &BTreeMap<String, String>, p: &Profile, live: bool, t: &mut String) -> usize {
+    let mut missing = 0;
+    t.push_str(&format!("\nBoard profile {} ({}):\n", p.board.name, p.board.description));
+    for (name, why) in p.kernel_needs() {
+        let ok = enabled(cfg, &name);
+        missing += usize::from(!ok);
+        let state = if ok { "ok".to_string() } else { format!("missing: needed by {why}") };
+        t.push_str(&format!("  CONFIG_{name:<24} {state}\n"));
+    }
+    if !live {
+        return missing;
+    }
+    let mut fact = |ok: bool, what: String, bad: String| {
+        missing += usize::from(!ok);
+        t.push_str(&format!("  {what:<32} {}\n", if ok { "ok".to_string() } else { format!("missing: {bad}") }));
+    };
+    if let Some(w) = &p.watchdog {
+        fact(w.device.exists(), format!("watchdog {}", w.device.display()), "the supervisor cannot feed it (driver not loaded?)".into());
+    }
+    if p.storage.driver == crate::board::profile::Driver::Devicemapper {
+        let has = std::fs::read_to_string("/proc/devices").is_ok_and(|s| s.split_whitespace().any(|w| w == "device-mapper"));
+        fact(has, "device-mapper".into(), "the profile's devicemapper driver cannot start (load dm-thin-pool)".into());
+        for o in &p.storage.options {
+            if let Some((_, dev)) = o.split_once("dm.directlvm_device=").or_else(|| o.split_once("dm.thinpooldev=")) {
+                fact(Path::new(dev).exists(), dev.to_string(), "the profile's thin pool device is not there".into());
+            }
+        }
+    }
+    if let Some(v) = p.cgroups.version {
+        let v2 = Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+        let running = if v2 { 2 } else { 1 };
+        fact(running == v, format!("cgroup v{v}"), format!("the board runs cgroup v{running}"));
+    }
+    missing
 }
 
 /// What the config cannot say: modules loaded or loadable, mounts, devices.
@@ -127,12 +168,19 @@ fn live_report() -> String {
     t
 }
 
-/// `berth check-config [--config FILE] [--fragment]`.
-pub fn run(config: Option<&Path>, fragment_only: bool) -> i32 {
+/// `berth check-config [--config FILE] [--fragment] [--board-profile FILE]`.
+pub fn run(config: Option<&Path>, fragment_only: bool, board_profile: Option<&Path>) -> i32 {
     if fragment_only {
         print!("{}", fragment());
         return 0;
     }
+    let profile = match Profile::find(board_profile) {
+        Ok(p) => p.map(|(_, p)| p),
+        Err(e) => {
+            eprintln!("berth check-config: {e:#}");
+            return 2;
+        }
+    };
     let (path, live) = match config {
         Some(p) => (p.to_path_buf(), false),
         None => match running_config() {
@@ -145,7 +193,7 @@ pub fn run(config: Option<&Path>, fragment_only: bool) -> i32 {
     };
     match read(&path) {
         Ok(text) => {
-            let r = check(&parse(&text), &path.display().to_string(), live);
+            let r = check(&parse(&text), &path.display().to_string(), live, profile.as_ref());
             print!("{}", r.text);
             r.code
         }
@@ -180,7 +228,7 @@ mod tests {
 
     #[test]
     fn a_complete_config_passes_and_modules_count() {
-        let r = check(&config(&[], &["BLK_DEV_DM", "DM_THIN_PROVISIONING"]), "sample", false);
+        let r = check(&config(&[], &["BLK_DEV_DM", "DM_THIN_PROVISIONING"]), "sample", false, None);
         assert_eq!(r.code, 0, "{}", r.text);
         assert_eq!(state(&r.text, "BLK_DEV_DM"), "ok (module)");
         assert_eq!(state(&r.text, "VETH"), "ok");
@@ -189,7 +237,7 @@ mod tests {
 
     #[test]
     fn no_device_mapper_leaves_overlay2_and_says_what_is_lost() {
-        let r = check(&config(&["BLK_DEV_DM", "DM_THIN_PROVISIONING"], &[]), "sample", false);
+        let r = check(&config(&["BLK_DEV_DM", "DM_THIN_PROVISIONING"], &[]), "sample", false, None);
         assert_eq!(r.code, 0);
         assert!(r.text.contains("devicemapper: NOT available"), "{}", r.text);
         assert_eq!(state(&r.text, "BLK_DEV_DM"), "missing: the devicemapper storage driver (thin pools)");
@@ -197,12 +245,31 @@ mod tests {
 
     #[test]
     fn a_missing_required_option_or_every_driver_fails() {
-        let r = check(&config(&["NET_NS"], &[]), "sample", false);
+        let r = check(&config(&["NET_NS"], &[]), "sample", false, None);
         assert_eq!(r.code, 1);
         assert_eq!(state(&r.text, "NET_NS"), "missing: no container networking");
-        let r = check(&config(&["OVERLAY_FS", "BLK_DEV_DM"], &[]), "sample", false);
+        let r = check(&config(&["OVERLAY_FS", "BLK_DEV_DM"], &[]), "sample", false, None);
         assert_eq!(r.code, 1);
         assert!(r.text.contains("storage drivers available: none"), "{}", r.text);
+    }
+
+    #[test]
+    fn a_board_profile_makes_its_choices_required() {
+        let (_, rpi5) = crate::board::BUILT_IN.iter().find(|(n, _)| *n == "raspberrypi5").unwrap();
+        let p = Profile::parse(rpi5, "rpi5").unwrap();
+        // Without the profile a kernel without dm-thin passes (overlay2 is there) ...
+        let no_dm = config(&["DM_THIN_PROVISIONING"], &[]);
+        assert_eq!(check(&no_dm, "sample", false, None).code, 0);
+        // ... with a devicemapper profile it does not, and says why.
+        let r = check(&no_dm, "sample", false, Some(&p));
+        assert_eq!(r.code, 1, "{}", r.text);
+        let board = &r.text[r.text.find("Board profile raspberrypi5").expect("a board section")..];
+        assert_eq!(state(board, "DM_THIN_PROVISIONING"), "missing: needed by the profile's storage driver, devicemapper");
+        // The watchdog driver the profile names is required too; the generic list has no such option.
+        assert_eq!(state(board, "BCM2835_WDT"), "missing: needed by the driver of the profile's watchdog /dev/watchdog");
+        let mut full = config(&[], &[]);
+        full.insert("BCM2835_WDT".into(), "m".into());
+        assert_eq!(check(&full, "sample", false, Some(&p)).code, 0);
     }
 
     #[test]

@@ -122,6 +122,8 @@ pub struct SpecInputs<'a> {
     pub init: Option<&'a Path>,
     /// The daemon's hooks then the container's.
     pub hooks: &'a super::hooks::HookSpec,
+    /// The daemon's `cgroup-parent`: the container's cgroup is `<parent>/<id>`.
+    pub cgroup_parent: &'a str,
 }
 
 pub fn build(c: &Container, inputs: &SpecInputs<'_>) -> Result<Spec> {
@@ -176,7 +178,7 @@ pub fn build(c: &Container, inputs: &SpecInputs<'_>) -> Result<Spec> {
         ],
         "annotations": annotations,
         "linux": {
-            "cgroupsPath": format!("/berth/{}", c.id),
+            "cgroupsPath": format!("{}/{}", inputs.cgroup_parent, c.id),
             "namespaces": namespaces,
             "resources": {
                 "devices": [

@@ -78,6 +78,11 @@ mod tests {
     #[test]
     fn dropping_the_code_shrinks_the_resident_set_and_the_process_runs_on() {
         let before = resident_code_kib();
+        if before == 0 {
+            // qemu-user (the aarch64 unit tests in CI) emulates smaps without residency.
+            eprintln!("no resident-set figures for this process's code here: nothing to measure");
+            return;
+        }
         release_startup_code();
         let after = resident_code_kib();
         // Some code faults back in at once (this test's own), far less than was resident.

@@ -7,4 +7,5 @@ pub mod hardware;
 pub mod health;
 pub mod history;
 pub mod notify;
+pub mod pid1;
 pub mod supervise;

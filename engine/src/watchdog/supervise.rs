@@ -19,23 +19,16 @@ use anyhow::{bail, Context, Result};
 use std::os::unix::net::UnixDatagram;
 use std::path::PathBuf;
 use std::process::{Child, Command};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
-/// `500ms`, `2s`, `1m`, `1h`; a bare number is seconds.
+/// `500ms`, `2s`, `1m`, `1h30m`; a bare number is seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
-    let (n, unit) = s.split_at(split);
-    let n: f64 = n.parse().map_err(|_| format!("invalid duration {s:?}"))?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "" | "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => return Err(format!("invalid duration {s:?}: units are ms, s, m, h")),
-    };
-    Ok(Duration::from_secs_f64(secs))
+    if let Ok(secs) = s.parse::<f64>() {
+        return Ok(Duration::from_secs_f64(secs.max(0.0)));
+    }
+    crate::util::time::parse_duration(s).ok_or_else(|| format!("invalid duration {s:?}: units are ms, s, m, h"))
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -59,12 +52,13 @@ pub struct SuperviseArgs {
     /// The supervisor's own files: notify socket, daemon pid, restart history
     #[arg(long, default_value = "/var/lib/berth/supervisor")]
     pub state_dir: PathBuf,
-    /// The hardware watchdog device to feed (e.g. /dev/watchdog; from the board profile)
+    /// The hardware watchdog device to feed (default: the board profile's)
     #[arg(long)]
     pub hw_watchdog: Option<PathBuf>,
-    /// Its timeout in seconds (WDIOC_SETTIMEOUT); it is fed three times as often
-    #[arg(long, default_value = "30")]
-    pub hw_timeout: u32,
+    /// Its timeout in seconds (WDIOC_SETTIMEOUT); it is fed three times as often (default:
+    /// the board profile's, else 30)
+    #[arg(long)]
+    pub hw_timeout: Option<u32>,
     /// Stop feeding the hardware watchdog (the board reboots) once the daemon has been
     /// unhealthy this long. Off by default: a supervisor that runs keeps the board up.
     #[arg(long, value_parser = parse_duration)]
@@ -75,25 +69,48 @@ pub struct SuperviseArgs {
     pub reboot_after_restarts: Option<usize>,
     #[arg(long, default_value = "10m", value_parser = parse_duration)]
     pub restart_window: Duration,
+    /// The board profile (default /etc/berth/board.toml when it exists): its watchdog
+    /// fills in --hw-watchdog, --hw-timeout and --reboot-after; the daemon is given it too
+    #[arg(long)]
+    pub board_profile: Option<PathBuf>,
+    /// As PID 1: how long processes get between SIGTERM and SIGKILL at shutdown
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub shutdown_grace: Duration,
     /// Arguments for `berth daemon` (after `--`)
     #[arg(last = true)]
     pub daemon_args: Vec<String>,
 }
 
-static STOP: AtomicBool = AtomicBool::new(false);
+/// The signal that told us to stop; 0 while none came.
+static STOP: AtomicI32 = AtomicI32::new(0);
 
-extern "C" fn on_stop(_: libc::c_int) {
-    STOP.store(true, Ordering::SeqCst);
+fn stopping() -> bool {
+    STOP.load(Ordering::SeqCst) != 0
 }
 
-fn install_stop_handler() -> Result<()> {
+extern "C" fn on_stop(sig: libc::c_int) {
+    STOP.store(sig, Ordering::SeqCst);
+}
+
+/// SIGTERM and SIGINT stop the supervisor; as PID 1 also busybox's halt (SIGUSR1) and
+/// poweroff (SIGUSR2), which would otherwise be dropped by the kernel.
+fn install_stop_handler(pid1: bool) -> Result<()> {
     use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
     let action = SigAction::new(SigHandler::Handler(on_stop), SaFlags::SA_RESTART, SigSet::empty());
-    for sig in [Signal::SIGTERM, Signal::SIGINT] {
+    let mut signals = vec![Signal::SIGTERM, Signal::SIGINT];
+    if pid1 {
+        signals.extend([Signal::SIGUSR1, Signal::SIGUSR2]);
+    }
+    for sig in signals {
         // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
         unsafe { sigaction(sig, &action) }.context("installing the stop handler")?;
     }
     Ok(())
+}
+
+/// The daemon's status once it ended (reaping any orphan on the way, see `pid1::reap`).
+fn ended(child: &Child) -> Option<std::process::ExitStatus> {
+    super::pid1::reap(child.id())
 }
 
 fn signal(child: &Child, sig: nix::sys::signal::Signal) {
@@ -119,6 +136,7 @@ enum End {
 struct Supervisor {
     args: SuperviseArgs,
     hosts: Vec<String>,
+    hw_timeout: u32,
     sock: UnixDatagram,
     sock_path: PathBuf,
     hw: Option<Hardware>,
@@ -153,7 +171,7 @@ impl Supervisor {
                 tracing::warn!("the daemon is healthy again: feeding the hardware watchdog");
             }
         }
-        let every = Duration::from_secs(self.args.hw_timeout.max(1) as u64) / 3;
+        let every = Duration::from_secs(self.hw_timeout.max(1) as u64) / 3;
         if !starve && self.last_feed.elapsed() >= every {
             hw.feed();
             self.last_feed = Instant::now();
@@ -192,7 +210,7 @@ impl Supervisor {
         let mut last_beat = Instant::now();
         let mut buf = [0u8; 4096];
         loop {
-            if STOP.load(Ordering::SeqCst) {
+            if stopping() {
                 return (End::Stop, false);
             }
             if let Ok(n) = self.sock.recv(&mut buf) {
@@ -210,7 +228,7 @@ impl Supervisor {
                 }
             }
             let stable = ready_at.is_some_and(|r| r.elapsed() >= self.args.stable_after);
-            if let Ok(Some(status)) = child.try_wait() {
+            if let Some(status) = ended(child) {
                 return (End::Exited(status), stable);
             }
             let healthy = ready_at.is_some() && last_beat.elapsed() <= self.args.watchdog_timeout;
@@ -228,25 +246,39 @@ impl Supervisor {
     /// SIGABRT (a core for the post-mortem), then SIGKILL after the grace.
     fn put_down(&mut self, child: &mut Child) -> String {
         signal(child, nix::sys::signal::Signal::SIGABRT);
-        let deadline = Instant::now() + self.args.kill_grace;
-        while Instant::now() < deadline {
-            if let Ok(Some(s)) = child.try_wait() {
-                return describe(s);
+        if let Some(s) = self.wait_for(child, self.args.kill_grace) {
+            return describe(s);
+        }
+        signal(child, nix::sys::signal::Signal::SIGKILL);
+        match self.wait_for(child, Duration::from_secs(60)) {
+            Some(s) => describe(s),
+            None => "did not die of SIGKILL within 60 s".to_string(),
+        }
+    }
+
+    /// Waits up to `limit` for the daemon to end, still feeding the hardware watchdog.
+    fn wait_for(&mut self, child: &Child, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(s) = ended(child) {
+                return Some(s);
+            }
+            if Instant::now() >= deadline {
+                return None;
             }
             self.tend_hardware();
             std::thread::sleep(Duration::from_millis(20));
         }
-        signal(child, nix::sys::signal::Signal::SIGKILL);
-        child.wait().map(describe).unwrap_or_else(|e| e.to_string())
     }
 
     /// Waits `delay`, still feeding and still listening for a stop. False: stop now.
     fn pause(&mut self, delay: Duration) -> bool {
         let until = Instant::now() + delay;
         while Instant::now() < until {
-            if STOP.load(Ordering::SeqCst) {
+            if stopping() {
                 return false;
             }
+            super::pid1::reap(0);
             self.set_healthy(false);
             self.tend_hardware();
             std::thread::sleep(Duration::from_millis(20).min(until.saturating_duration_since(Instant::now())));
@@ -255,22 +287,62 @@ impl Supervisor {
     }
 }
 
-/// `berth supervise`. Returns when SIGTERM/SIGINT arrives (after stopping the daemon).
-pub fn run(args: SuperviseArgs, hosts: Vec<String>) -> Result<()> {
+/// Takes what the flags leave open from the board profile's watchdog, and hands the daemon
+/// the profile the supervisor was given.
+fn apply_profile(args: &mut SuperviseArgs) -> Result<()> {
+    let Some((path, p)) = crate::board::Profile::find(args.board_profile.as_deref())? else { return Ok(()) };
+    p.check_arch()?;
+    if let Some(w) = &p.watchdog {
+        args.hw_watchdog.get_or_insert_with(|| w.device.clone());
+        args.hw_timeout.get_or_insert(w.timeout);
+        if args.reboot_after.is_none() {
+            args.reboot_after = w.reboot_after();
+        }
+    }
+    if args.board_profile.is_some() && !args.daemon_args.iter().any(|a| a.starts_with("--board-profile")) {
+        args.daemon_args.push(format!("--board-profile={}", path.display()));
+    }
+    tracing::info!(profile = %path.display(), board = %p.board.name, "board profile");
+    Ok(())
+}
+
+/// `berth supervise`. Returns when SIGTERM/SIGINT arrives (after stopping the daemon); as
+/// PID 1 it never returns but shuts the system down (`pid1`).
+pub fn run(mut args: SuperviseArgs, hosts: Vec<String>) -> Result<()> {
+    let pid1 = super::pid1::is_pid1();
+    install_stop_handler(pid1)?;
+    let result = supervise(&mut args, hosts);
+    if pid1 {
+        if let Err(e) = &result {
+            // Exiting would panic the kernel; a reboot after a pause gives a person (or the
+            // next boot's fixed config) a chance.
+            tracing::error!("berth supervise as PID 1: {e:#}; rebooting in 10 s");
+            std::thread::sleep(Duration::from_secs(10));
+        }
+        let how = super::pid1::Shutdown::from_signal(STOP.load(Ordering::SeqCst));
+        super::pid1::shut_down(how, args.shutdown_grace);
+    }
+    result
+}
+
+fn supervise(args: &mut SuperviseArgs, hosts: Vec<String>) -> Result<()> {
     if args.backoff_initial.is_zero() || args.backoff_max < args.backoff_initial {
         bail!("--backoff-initial must be > 0 and not above --backoff-max");
     }
+    apply_profile(args)?;
+    let args = args.clone();
     std::fs::create_dir_all(&args.state_dir).with_context(|| format!("creating {}", args.state_dir.display()))?;
-    install_stop_handler()?;
     let sock_path = args.state_dir.join("notify.sock");
     let _ = std::fs::remove_file(&sock_path);
     let sock = UnixDatagram::bind(&sock_path).with_context(|| format!("binding {}", sock_path.display()))?;
     sock.set_read_timeout(Some(Duration::from_millis(50)))?;
-    let hw = args.hw_watchdog.as_deref().map(|p| Hardware::open(p, args.hw_timeout)).transpose()?;
+    let hw_timeout = args.hw_timeout.unwrap_or(30);
+    let hw = args.hw_watchdog.as_deref().map(|p| Hardware::open(p, hw_timeout)).transpose()?;
     let mut history = History::load(&args.state_dir);
     let mut sup = Supervisor {
         args,
         hosts,
+        hw_timeout,
         sock,
         sock_path,
         hw,
@@ -302,14 +374,9 @@ pub fn run(args: SuperviseArgs, hosts: Vec<String>) -> Result<()> {
             End::Stop => {
                 tracing::info!("stopping: SIGTERM to the daemon (its containers keep running)");
                 signal(&child, nix::sys::signal::Signal::SIGTERM);
-                let deadline = Instant::now() + Duration::from_secs(30);
-                while Instant::now() < deadline && matches!(child.try_wait(), Ok(None)) {
-                    sup.tend_hardware();
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                if matches!(child.try_wait(), Ok(None)) {
+                if sup.wait_for(&child, Duration::from_secs(30)).is_none() {
                     signal(&child, nix::sys::signal::Signal::SIGKILL);
-                    let _ = child.wait();
+                    sup.wait_for(&child, Duration::from_secs(10));
                 }
                 break;
             }

@@ -24,12 +24,18 @@ S = "${UNPACKDIR}/git"
 
 inherit cargo systemd
 
+# The board profile installed as /etc/berth/board.toml (board-support/profiles/): storage
+# driver, data-root, watchdog, cgroup parent and log caps come from it. daemon.json keeps
+# only what no profile says; set BERTH_STORAGE (packagegroup-berth) to the profile's driver.
+BERTH_BOARD ?= "generic-arm64"
+
 # The workspace's release profile (lto, codegen-units 1, stripped) is the product's form.
 CARGO_BUILD_FLAGS += "--bin berth"
 
 do_install:append() {
     install -d ${D}${sysconfdir}/berth/trust
     install -m 0644 ${UNPACKDIR}/daemon.json ${D}${sysconfdir}/berth/daemon.json
+    install -m 0644 ${S}/board-support/profiles/${BERTH_BOARD}.toml ${D}${sysconfdir}/berth/board.toml
     install -d ${D}${systemd_system_unitdir}
     install -m 0644 ${S}/board-support/systemd/berth.service ${D}${systemd_system_unitdir}/
     install -m 0644 ${S}/board-support/systemd/berth.socket ${D}${systemd_system_unitdir}/
@@ -43,7 +49,7 @@ do_install:append() {
 SYSTEMD_SERVICE:${PN} = "berth.socket berth.service"
 SYSTEMD_AUTO_ENABLE:${PN} = "enable"
 
-CONFFILES:${PN} = "${sysconfdir}/berth/daemon.json"
+CONFFILES:${PN} = "${sysconfdir}/berth/daemon.json ${sysconfdir}/berth/board.toml"
 
 # runc runs the containers, nft writes the NAT rules; the devicemapper storage driver's LVM and
 # thin tools come with BERTH_STORAGE = "devicemapper" (packagegroup-berth).
