@@ -20,6 +20,7 @@ pub mod archive;
 pub mod bundle;
 pub mod config;
 pub mod digest;
+pub mod dockerfile;
 pub mod durable;
 pub mod reference;
 pub mod registry;
