@@ -4,6 +4,7 @@
 //! that needs the build's ARG and ENV values, step by step, so the builder does it with
 //! [`words::expand`].
 
+pub mod ignore;
 pub mod instruction;
 pub mod lines;
 pub mod words;
