@@ -76,17 +76,16 @@ fn a_daemon_that_cannot_start_is_retried_with_growing_backoff_until_its_config_i
     assert!(text.contains(&format!("Supervisor Restarts: {}", recorded.len())), "{text}");
 }
 
-#[test]
-fn the_hardware_watchdog_is_fed_while_healthy_starved_when_not_and_disarmed_on_stop() {
-    require_root!();
-    let root = berth_tests::scratch_root();
+/// A FIFO standing in for /dev/watchdog at `<root>/watchdog`, and what was written to it
+/// (when, which byte), read by a thread.
+type Feeds = std::sync::Arc<std::sync::Mutex<Vec<(Instant, u8)>>>;
+fn fake_watchdog(root: &std::path::Path) -> (std::path::PathBuf, Feeds) {
     let fifo = root.join("watchdog");
     let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
     // SAFETY: a valid C path; mkfifo creates a named pipe standing in for /dev/watchdog.
     assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
-    let reader_path = fifo.clone();
-    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<(Instant, u8)>::new()));
-    let seen2 = seen.clone();
+    let seen: Feeds = Default::default();
+    let (seen2, reader_path) = (seen.clone(), fifo.clone());
     std::thread::spawn(move || {
         use std::io::Read;
         let mut f = std::fs::File::open(reader_path).unwrap();
@@ -95,6 +94,14 @@ fn the_hardware_watchdog_is_fed_while_healthy_starved_when_not_and_disarmed_on_s
             seen2.lock().unwrap().push((Instant::now(), b[0]));
         }
     });
+    (fifo, seen)
+}
+
+#[test]
+fn the_hardware_watchdog_is_fed_while_healthy_starved_when_not_and_disarmed_on_stop() {
+    require_root!();
+    let root = berth_tests::scratch_root();
+    let (fifo, seen) = fake_watchdog(&root);
     let fifo_s = fifo.to_str().unwrap().to_string();
     let mut flags: Vec<&str> = FAST.to_vec();
     flags.extend_from_slice(&["--hw-watchdog", &fifo_s, "--hw-timeout", "1", "--reboot-after", "1s"]);
@@ -129,20 +136,7 @@ fn the_hardware_watchdog_is_fed_while_healthy_starved_when_not_and_disarmed_on_s
 fn too_many_restarts_in_the_window_escalate_to_a_reboot() {
     require_root!();
     let root = berth_tests::scratch_root();
-    let fifo = root.join("watchdog");
-    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
-    // SAFETY: a valid C path; mkfifo creates a named pipe standing in for /dev/watchdog.
-    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
-    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Instant>::new()));
-    let (seen2, path) = (seen.clone(), fifo.clone());
-    std::thread::spawn(move || {
-        use std::io::Read;
-        let mut f = std::fs::File::open(path).unwrap();
-        let mut b = [0u8; 1];
-        while let Ok(1) = f.read(&mut b) {
-            seen2.lock().unwrap().push(Instant::now());
-        }
-    });
+    let (fifo, seen) = fake_watchdog(&root);
     let fifo_s = fifo.to_str().unwrap().to_string();
     let mut flags: Vec<&str> = FAST.to_vec();
     flags.extend_from_slice(&["--hw-watchdog", &fifo_s, "--hw-timeout", "1", "--reboot-after-restarts", "3", "--restart-window", "1m"]);
@@ -151,7 +145,7 @@ fn too_many_restarts_in_the_window_escalate_to_a_reboot() {
     let d = Daemon::supervised(r#"{"no-such-key": true}"#, &flags);
     std::thread::sleep(Duration::from_millis(2500));
     assert!(history(&d).len() >= 3);
-    let last = *seen.lock().unwrap().last().expect("never fed");
+    let (last, _) = *seen.lock().unwrap().last().expect("never fed");
     assert!(last.elapsed() > Duration::from_millis(1200), "still fed after 3 restarts within the window");
     drop(d);
     let _ = std::fs::remove_dir_all(&root);
@@ -203,14 +197,19 @@ fn as_pid_1_the_supervisor_reaps_orphans_and_ends_with_the_shutdown_it_was_asked
         // An orphan in the namespace: its parent exits at once, so the kernel gives it to
         // PID 1, which must reap it when it ends or it stays a zombie for good.
         let st = std::process::Command::new("nsenter")
-            .args(["-t", &sup.to_string(), "-p", "--", "sh", "-c", "sleep 1 & exit 0"])
+            .args(["-t", &sup.to_string(), "-p", "--", "sh", "-c", "sleep 2 & exit 0"])
             .status()
             .unwrap();
         assert!(st.success());
-        let orphan = *adopted_by(sup)
-            .iter()
-            .find(|p| proc_state(**p).is_some_and(|s| s.1 == "sleep"))
-            .expect("the orphan was not given to the supervisor");
+        // (The forked child is called `sh` until it has exec'd sleep.)
+        let seen = Instant::now();
+        let orphan = loop {
+            if let Some(p) = adopted_by(sup).into_iter().find(|p| proc_state(*p).is_some_and(|s| s.1 == "sleep")) {
+                break p;
+            }
+            assert!(seen.elapsed() < Duration::from_millis(1500), "the orphan was not given to the supervisor");
+            std::thread::sleep(Duration::from_millis(10));
+        };
         let deadline = Instant::now() + Duration::from_secs(5);
         while let Some((state, ..)) = proc_state(orphan) {
             assert!(Instant::now() < deadline, "the orphan was not reaped (state {state})");
@@ -231,21 +230,7 @@ fn as_pid_1_the_supervisor_reaps_orphans_and_ends_with_the_shutdown_it_was_asked
 fn a_board_profile_sets_the_supervisors_watchdog_and_the_daemons_defaults() {
     require_root!();
     let root = berth_tests::scratch_root();
-    let fifo = root.join("watchdog");
-    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
-    // SAFETY: a valid C path; mkfifo creates a named pipe standing in for /dev/watchdog.
-    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
-    let fed = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let fed2 = fed.clone();
-    let reader_path = fifo.clone();
-    std::thread::spawn(move || {
-        use std::io::Read;
-        let mut f = std::fs::File::open(reader_path).unwrap();
-        let mut b = [0u8; 1];
-        while let Ok(1) = f.read(&mut b) {
-            fed2.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        }
-    });
+    let (fifo, seen) = fake_watchdog(&root);
     let arch = if cfg!(target_arch = "aarch64") { "arm64" } else { "amd64" };
     let profile = root.join("board.toml");
     std::fs::write(
@@ -280,7 +265,7 @@ max-file = 2
     let mut d = Daemon::supervised("{}", &flags);
     assert!(d.wait_ready(Duration::from_secs(15)), "{}", d.log());
     std::thread::sleep(Duration::from_millis(1200));
-    assert!(fed.load(std::sync::atomic::Ordering::SeqCst) >= 2, "the profile's watchdog is not fed (timeout 1 s: every 333 ms)");
+    assert!(seen.lock().unwrap().len() >= 2, "the profile's watchdog is not fed (timeout 1 s: every 333 ms)");
     assert!(!std::path::Path::new("/var/lib/berth-never-used").exists());
 
     d.load_busybox();
