@@ -153,6 +153,25 @@ mod tests {
     }
 
     #[test]
+    fn docker_pys_dockerignore_case() {
+        // tests/integration/api_build_test.py::test_build_with_dockerignore
+        let i = Ignore::parse("ignored\nDockerfile\n.dockerignore\n ignored-with-spaces \n!ignored/subdir/excepted-file\n! ignored/subdir/excepted-with-spaces  \n\n#*\n");
+        let kept: Vec<&str> = [
+            "not-ignored",
+            "#file.txt",
+            "ignored-with-spaces",
+            "ignored/subdir/file",
+            "ignored/subdir/excepted-file",
+            "ignored/subdir/excepted-with-spaces",
+            "Dockerfile",
+        ]
+        .into_iter()
+        .filter(|p| !i.excludes(p))
+        .collect();
+        assert_eq!(kept, ["not-ignored", "#file.txt", "ignored/subdir/excepted-file", "ignored/subdir/excepted-with-spaces"]);
+    }
+
+    #[test]
     fn globs() {
         assert!(glob(b"[a-c]x", b"bx") && !glob(b"[a-c]x", b"dx"));
         assert!(glob(b"[^a]x", b"bx") && !glob(b"[^a]x", b"ax"));
