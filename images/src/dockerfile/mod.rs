@@ -1,12 +1,17 @@
-//! Dockerfiles, parsed for the classic builder (`POST /build`): directives, continuations
-//! and comments (`lines`), words and variable expansion (`words`), instructions with their
-//! flags and forms (`instruction`), grouped into stages. Variables are not expanded here:
-//! that needs the build's ARG and ENV values, step by step, so the builder does it with
-//! [`words::expand`].
+//! Dockerfiles for the classic builder (`POST /build`):
+//! - `lines`: directives, continuations and comments; `words`: splitting and `$VAR`
+//!   expansion; `instruction`: each instruction's flags and forms; here: stages;
+//! - `vars`: how ARG, `--build-arg` and ENV are scoped through a build;
+//! - `ignore` and `context`: `.dockerignore`, and the context tar a client sends.
+//!
+//! Variables are not expanded while parsing: that needs the build's ARG and ENV values,
+//! step by step, so the builder does it with [`words::expand`] and [`vars::Scope`].
 
+pub mod context;
 pub mod ignore;
 pub mod instruction;
 pub mod lines;
+pub mod vars;
 pub mod words;
 
 pub use instruction::{Command, CopySpec, Health, Instruction, Kind};
