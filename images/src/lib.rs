@@ -22,6 +22,7 @@ pub mod config;
 pub mod digest;
 pub mod dockerfile;
 pub mod durable;
+pub mod duration;
 pub mod reference;
 pub mod registry;
 pub mod tarsplit;

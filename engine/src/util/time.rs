@@ -47,33 +47,9 @@ pub fn parse_point(s: &str, now: OffsetDateTime) -> Option<i128> {
     parse_duration(s).map(|d| now.unix_timestamp_nanos() - d.as_nanos() as i128)
 }
 
-/// `1h30m`, `10m`, `5s`, `250ms`.
+/// `1h30m`, `10m`, `5s`, `250ms` (Go's form, as Docker writes it).
 pub fn parse_duration(s: &str) -> Option<std::time::Duration> {
-    let mut total = 0f64;
-    let mut num = String::new();
-    let mut chars = s.chars().peekable();
-    let mut any = false;
-    while let Some(c) = chars.next() {
-        if c.is_ascii_digit() || c == '.' {
-            num.push(c);
-            continue;
-        }
-        let value: f64 = num.parse().ok()?;
-        num.clear();
-        let unit = match (c, chars.peek()) {
-            ('m', Some('s')) => {
-                chars.next();
-                0.001
-            }
-            ('h', _) => 3600.0,
-            ('m', _) => 60.0,
-            ('s', _) => 1.0,
-            _ => return None,
-        };
-        total += value * unit;
-        any = true;
-    }
-    (any && num.is_empty()).then(|| std::time::Duration::from_secs_f64(total))
+    berth_images::duration::parse(s)
 }
 
 /// "2 seconds", "About a minute", "3 hours": Go's units.HumanDuration as `docker ps` uses it.

@@ -24,11 +24,7 @@ use std::time::{Duration, Instant};
 
 /// `500ms`, `2s`, `1m`, `1h30m`; a bare number is seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    if let Ok(secs) = s.parse::<f64>() {
-        return Ok(Duration::from_secs_f64(secs.max(0.0)));
-    }
-    crate::util::time::parse_duration(s).ok_or_else(|| format!("invalid duration {s:?}: units are ms, s, m, h"))
+    berth_images::duration::parse_or_secs(s).ok_or_else(|| format!("invalid duration {:?}: units are ms, s, m, h", s.trim()))
 }
 
 #[derive(Debug, Clone, clap::Args)]

@@ -176,33 +176,6 @@ fn name_values(rest: &str, escape: char, keyword: &str) -> Result<Vec<(String, S
         .collect()
 }
 
-/// Go's durations as Docker takes them: `30s`, `1m30s`, `500ms`.
-pub fn go_duration(s: &str) -> Option<Duration> {
-    let mut total = 0f64;
-    let mut rest = s;
-    if rest.is_empty() {
-        return None;
-    }
-    while !rest.is_empty() {
-        let n = rest.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(rest.len());
-        let value: f64 = rest[..n].parse().ok()?;
-        rest = &rest[n..];
-        let u = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
-        let unit = match &rest[..u] {
-            "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return None,
-        };
-        rest = &rest[u..];
-        total += value * unit;
-    }
-    Some(Duration::from_secs_f64(total))
-}
-
 fn healthcheck(rest: &str) -> Result<Health, String> {
     let (mut f, rest) = flags(rest, &["interval", "timeout", "start-period", "start-interval", "retries"], "HEALTHCHECK")?;
     let (kind, after) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
@@ -217,7 +190,7 @@ fn healthcheck(rest: &str) -> Result<Health, String> {
             let mut dur = |name: &str| -> Result<Option<Duration>, String> {
                 match f.take(name) {
                     None => Ok(None),
-                    Some(v) => match go_duration(&v) {
+                    Some(v) => match crate::duration::parse(&v) {
                         Some(d) if d.is_zero() || d >= Duration::from_millis(1) => Ok(Some(d)),
                         _ => Err(format!("--{name} {v:?}: a duration such as 30s, at least 1ms")),
                     },
@@ -463,14 +436,5 @@ mod tests {
         assert!(err("USER a b").contains("exactly one argument"));
         assert_eq!(k("STOPSIGNAL SIGUSR1"), Kind::StopSignal("SIGUSR1".into()));
         assert_eq!(err("FOO bar"), "dockerfile parse error on line 7: unknown instruction: FOO");
-    }
-
-    #[test]
-    fn go_durations() {
-        assert_eq!(go_duration("1m30s"), Some(Duration::from_secs(90)));
-        assert_eq!(go_duration("250ms"), Some(Duration::from_millis(250)));
-        assert_eq!(go_duration("1.5h"), Some(Duration::from_secs(5400)));
-        assert_eq!(go_duration("10"), None);
-        assert_eq!(go_duration(""), None);
     }
 }
