@@ -10,6 +10,7 @@
 #   tests/bench/bundle.sh [RUNS]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. tests/bench/lib.sh
 RUNS="${1:-3}"
 export PATH="$HOME/.cargo/bin:$PATH"
 cargo build --release --bins -q
@@ -23,8 +24,6 @@ cleanup() {
   rm -rf "$WORK"
 }
 trap cleanup EXIT
-now_ns() { date +%s%N; }
-median() { sort -n | awk '{a[NR]=$1} END {m=(NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2; printf "%.2f", m/1e9}'; }
 
 # A berth daemon on its own roots under $WORK/$1; BERTH_HOST points at it.
 DAEMON=""
@@ -74,9 +73,9 @@ for i in $(seq 1 "$RUNS"); do
   s=$(now_ns); "$BERTH" load -q -i "$WORK/app.tar" >/dev/null; echo $(( $(now_ns) - s )) >> "$WORK/t.load"
   stop_berth
 done
-echo "bench: bundle verify (signature + every blob, no daemon)      $(median < "$WORK/t.verify") s"
-echo "bench: bundle install (verify, import, create, start, gate)  $(median < "$WORK/t.install") s"
-echo "bench: berth load of the same image (baseline)               $(median < "$WORK/t.load") s"
+echo "bench: bundle verify (signature + every blob, no daemon)      $(median_s < "$WORK/t.verify") s"
+echo "bench: bundle install (verify, import, create, start, gate)  $(median_s < "$WORK/t.install") s"
+echo "bench: berth load of the same image (baseline)               $(median_s < "$WORK/t.load") s"
 
 if command -v dockerd >/dev/null; then
   for i in $(seq 1 "$RUNS"); do
@@ -90,9 +89,9 @@ if command -v dockerd >/dev/null; then
     kill "$DP"; wait "$DP" 2>/dev/null || true
     grep -o " $D[^ ]*" /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
   done
-  echo "bench: docker load into dockerd $(dockerd --version | awk '{print $3}' | tr -d ,) (baseline)    $(median < "$WORK/t.dockerd") s"
-  awk -v a="$(median < "$WORK/t.install")" -v b="$(median < "$WORK/t.dockerd")" 'BEGIN {printf "bench: bundle install / docker load = %.2f\n", a / b}'
+  echo "bench: docker load into dockerd $(dockerd --version | awk '{print $3}' | tr -d ,) (baseline)    $(median_s < "$WORK/t.dockerd") s"
+  awk -v a="$(median_s < "$WORK/t.install")" -v b="$(median_s < "$WORK/t.dockerd")" 'BEGIN {printf "bench: bundle install / docker load = %.2f\n", a / b}'
 else
   echo "bench: dockerd not installed (ci/install-deps.sh --bench): no docker load baseline"
 fi
-awk -v a="$(median < "$WORK/t.install")" -v b="$(median < "$WORK/t.load")" 'BEGIN {printf "bench: bundle install / berth load = %.2f\n", a / b}'
+awk -v a="$(median_s < "$WORK/t.install")" -v b="$(median_s < "$WORK/t.load")" 'BEGIN {printf "bench: bundle install / berth load = %.2f\n", a / b}'

@@ -11,12 +11,11 @@
 #     per port; berth's target is 0), counted with 1 and with 8 published ports.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. tests/bench/lib.sh
 RUNS="${1:-10}"
 # shellcheck source=tests/bench/netns-daemon.sh
 source tests/bench/netns-daemon.sh
 
-now_ns() { date +%s%N; }
-median() { sort -n | awk '{a[NR]=$1} END {m=(NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2; printf "%.1f", m/1e6}'; }
 # Time from `run -d` to an answer at URL (or the container's own address when URL is "own").
 first_answer() {
   local url="$1"; shift
@@ -34,7 +33,7 @@ for i in $(seq "$RUNS"); do
   published+=("$(first_answer http://127.0.0.1:18400/hostname -p 127.0.0.1:18400:80)")
   direct+=("$(first_answer own)")
 done
-p=$(printf '%s\n' "${published[@]}" | median); d=$(printf '%s\n' "${direct[@]}" | median)
+p=$(printf '%s\n' "${published[@]}" | median_ms); d=$(printf '%s\n' "${direct[@]}" | median_ms)
 echo "run -d -p to first answer (127.0.0.1:port, DNAT): ${p} ms median of $RUNS"
 echo "run -d to first answer (container address, baseline): ${d} ms median of $RUNS"
 awk -v p="$p" -v d="$d" 'BEGIN{printf "ratio published/baseline: %.2f\n", p/d}'

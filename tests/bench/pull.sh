@@ -6,6 +6,7 @@
 #   tests/bench/pull.sh [RUNS]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. tests/bench/lib.sh
 RUNS="${1:-3}"
 export PATH="$HOME/.cargo/bin:$PATH"
 cargo build --release --bins -q
@@ -53,8 +54,6 @@ echo "${BENCH_DAEMON_JSON:-'{}'}" | tr -d "'" > "$WORK/daemon.json"
 "$BERTH" -H "$BERTH_HOST" daemon --config-file "$WORK/daemon.json" --data-root "$WORK/data" --exec-root "$WORK/run" >/dev/null 2>"${BENCH_DAEMON_LOG:-/dev/null}" & PIDS+=($!)
 for _ in $(seq 1 100); do "$BERTH" version >/dev/null 2>&1 && break; sleep 0.05; done
 
-now_ns() { date +%s%N; }
-median() { sort -n | awk '{a[NR]=$1} END {m=(NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2; printf "%.2f", m/1e9}'; }
 : > "$WORK/t.berth"; : > "$WORK/t.skopeo"; : > "$WORK/t.synced"
 for i in $(seq 1 "$RUNS"); do
   s=$(now_ns); "$BERTH" pull -q "127.0.0.1:$PORT/bench/big:1" >/dev/null; echo $(( $(now_ns) - s )) >> "$WORK/t.berth"
@@ -67,6 +66,6 @@ for i in $(seq 1 "$RUNS"); do
   s=$(now_ns); skopeo copy --quiet --src-tls-verify=false "docker://127.0.0.1:$PORT/bench/big:1" "oci:$WORK/oci$i:big" >/dev/null; sync -f "$WORK/oci$i"; echo $(( $(now_ns) - s )) >> "$WORK/t.synced"
   rm -rf "$WORK/oci$i"
 done
-B=$(median < "$WORK/t.berth"); S=$(median < "$WORK/t.skopeo"); Y=$(median < "$WORK/t.synced")
+B=$(median_s < "$WORK/t.berth"); S=$(median_s < "$WORK/t.skopeo"); Y=$(median_s < "$WORK/t.synced")
 echo "bench: pull of a 4-layer ~200 MB image   berth ${B} s (download, verify, unpack, flush, commit)   skopeo copy to an OCI dir ${S} s (download, verify)   ratio $(awk -v a="$B" -v b="$S" 'BEGIN{printf "%.2f", a/b}')   (target <= 1.0; median of $RUNS)"
 echo "bench: the same skopeo copy flushed to disk ${Y} s   ratio $(awk -v a="$B" -v b="$Y" 'BEGIN{printf "%.2f", a/b}')"

@@ -11,6 +11,7 @@
 # API, 110 MiB, 12.9 MiB per shim) are printed for reference.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. tests/bench/lib.sh
 RUNS="${1:-20}"
 export PATH="$HOME/.cargo/bin:$PATH"
 # The product is a static musl binary: measure that when the target is installed
@@ -44,8 +45,6 @@ trap cleanup EXIT
 TAR="$(bash tests/fixtures/busybox-image.sh "$WORK/busybox.tar" 2>/dev/null | tail -1)"
 echo '{}' > "$WORK/daemon.json"
 
-now_ns() { date +%s%N; }
-median() { sort -n | awk '{a[NR]=$1} END {m=(NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2; printf "%.1f", m/1e6}'; }
 rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 # Private (dirty + clean) and proportional set: what one more process really costs, as
 # opposed to RSS, which also counts the binary's pages shared by the daemon and all monitors.
@@ -112,8 +111,8 @@ for i in $(seq 1 "$RUNS"); do
   s=$(now_ns); runc --root "$WORK/runc-root" run --bundle "$BUNDLE" "b$i" >/dev/null; echo $(( $(now_ns) - s )) >> "$WORK/t.runc"
   s=$(now_ns); "$BERTH" run --rm busybox true; echo $(( $(now_ns) - s )) >> "$WORK/t.berth"
 done
-RUNC=$(median < "$WORK/t.runc")
-BERTH_MS=$(median < "$WORK/t.berth")
+RUNC=$(median_ms < "$WORK/t.runc")
+BERTH_MS=$(median_ms < "$WORK/t.berth")
 
 # --- API up: from exec to the first answered /_ping, on a root with an image and 10
 # containers (median of 5 restarts).
