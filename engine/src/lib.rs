@@ -27,6 +27,7 @@
 pub mod api;
 pub mod audit;
 pub mod board;
+pub mod build;
 pub mod bundles;
 pub mod cgroups;
 pub mod check;

@@ -351,3 +351,39 @@ fn berth_cli_is_quiet_when_its_reader_goes_away() {
     assert!(!arch.stdout.trim().is_empty(), "{}", arch.stdout);
     assert_eq!(d.berth(&["image", "inspect", "no-such-image"]).code, 1);
 }
+
+/// `docker build` (the classic builder, as the CLI falls back to it without buildx): what
+/// exists so far refuses bad input with Docker's messages and a context over the limit, and
+/// says plainly that build steps do not run yet; nothing is left behind.
+#[test]
+fn docker_build_refuses_bad_input_and_says_what_is_not_implemented() {
+    require_root!();
+    let d = Daemon::start_with_config(r#"{"build-context-limit": "64k"}"#);
+    let ctx = d.root.join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    let ctx_s = ctx.to_str().unwrap();
+    let build = |dockerfile: &str| {
+        std::fs::write(ctx.join("Dockerfile"), dockerfile).unwrap();
+        let out = d.docker(&["build", "-t", "built", ctx_s]);
+        assert_ne!(out.code, 0, "{out:?}");
+        out.stderr
+    };
+    assert!(build("FROM busybox\nFROBNICATE x\n").contains("dockerfile parse error on line 2: unknown instruction: FROBNICATE"));
+    assert!(build("FROM busybox\nCOPY onlyone\n").contains("line 2: COPY requires at least two arguments"));
+    assert!(build("FROM busybox\nRUN true\n").contains("cannot run build steps yet"));
+    std::fs::write(ctx.join("big"), vec![7u8; 100 * 1024]).unwrap();
+    assert!(build("FROM busybox\n").contains("the build context is larger than the limit of 65536 bytes"));
+    let r = d.api("POST", "/build?buildargs=%7Bnot-json", Some("application/x-tar"), b"");
+    assert_eq!(r.status, 400);
+    assert!(String::from_utf8_lossy(&r.body).contains("invalid buildargs"));
+    assert_eq!(d.docker(&["images", "-q"]).ok().stdout, "", "a refused build left an image");
+    // The spooled contexts and their unpacked copies are gone.
+    let tmp = d.data_root().join("tmp");
+    let left: Vec<_> = std::fs::read_dir(&tmp)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name())
+        .filter(|n| n.to_string_lossy().starts_with("build"))
+        .collect();
+    assert!(left.is_empty(), "left in {}: {left:?}", tmp.display());
+}

@@ -7,6 +7,7 @@
 //! - [`body`], [`query`]: bodies, JSON and uploads, query strings.
 
 pub mod body;
+mod build;
 mod bundles;
 mod containers;
 pub mod error;

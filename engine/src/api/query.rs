@@ -173,6 +173,12 @@ pub async fn read_json<T: serde::de::DeserializeOwned>(mut body: Incoming) -> Ap
 /// Streams a body to a new file in `dir` (never into memory); the file is removed when the
 /// returned guard drops.
 pub async fn spool(body: Incoming, dir: &std::path::Path, prefix: &str) -> ApiResult<Spooled> {
+    spool_limited(body, dir, prefix, None).await
+}
+
+/// [`spool`], refusing (413, the partial file removed) a body over `limit` bytes, whose name
+/// `what` gives in the message.
+pub async fn spool_limited(body: Incoming, dir: &std::path::Path, prefix: &str, limit: Option<(u64, &str)>) -> ApiResult<Spooled> {
     use tokio::io::AsyncWriteExt;
     let path = dir.join(format!(
         "{prefix}-{}-{}",
@@ -182,8 +188,14 @@ pub async fn spool(body: Incoming, dir: &std::path::Path, prefix: &str) -> ApiRe
     let guard = Spooled(path.clone());
     let mut f = tokio::fs::File::create(&path).await.map_err(|e| anyhow::anyhow!("creating {}: {e}", path.display()))?;
     let mut body = body;
+    let mut written: u64 = 0;
     while let Some(frame) = next_frame(&mut body).await? {
         if let Some(data) = frame.data_ref() {
+            written += data.len() as u64;
+            if let Some((max, what)) = limit.filter(|(max, _)| written > *max) {
+                drain(body).await;
+                return Err(ApiError::new(hyper::StatusCode::PAYLOAD_TOO_LARGE, format!("{what} is larger than the limit of {max} bytes")));
+            }
             f.write_all(data).await.map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
         }
     }

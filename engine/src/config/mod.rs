@@ -72,6 +72,8 @@ pub struct FileConfig {
     pub board_profile: Option<PathBuf>,
     /// Docker's key: the cgroup every container's cgroup goes under (default /berth).
     pub cgroup_parent: Option<String>,
+    /// berth's own: the largest build context `POST /build` accepts (default 1g).
+    pub build_context_limit: Option<String>,
 }
 
 impl FileConfig {
@@ -307,6 +309,8 @@ pub struct DaemonConfig {
     pub board_profile: Option<PathBuf>,
     /// Containers' cgroups are `<cgroup_parent>/<id>`.
     pub cgroup_parent: String,
+    /// Bytes of build context `POST /build` accepts.
+    pub build_context_limit: u64,
 }
 
 impl DaemonConfig {
@@ -448,6 +452,10 @@ impl DaemonConfig {
             bundle_trust_dir: file.bundle_trust_dir.unwrap_or_else(|| "/etc/berth/trust".into()),
             board: file.board.filter(|b| !b.is_empty()),
             board_profile: None,
+            build_context_limit: match file.build_context_limit.as_deref() {
+                None => 1 << 30,
+                Some(v) => parse_size(v).context("invalid build-context-limit")?,
+            },
             cgroup_parent: match file.cgroup_parent.as_deref() {
                 None | Some("") => "/berth".to_string(),
                 Some(p) => crate::board::profile::cgroup_parent(p).context("invalid cgroup-parent")?,

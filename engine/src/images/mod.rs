@@ -552,14 +552,18 @@ impl ImageStore {
     }
 }
 
-/// Removes the uploads and layer layouts a crash left in `tmp` (the pull downloads below it
-/// are kept for a resume). Called at start, before anything writes there.
+/// Removes the uploads, layer layouts and unpacked build contexts a crash left in `tmp` (the
+/// pull downloads below it are kept for a resume). Called at start, before anything writes
+/// there.
 fn remove_spooled(tmp: &std::path::Path) {
     let Ok(entries) = std::fs::read_dir(tmp) else { return };
     for e in entries.flatten() {
         if e.file_type().is_ok_and(|t| t.is_file()) {
             tracing::info!(file = %e.path().display(), "removing a leftover upload");
             let _ = std::fs::remove_file(e.path());
+        } else if e.file_name().to_string_lossy().starts_with("build-") {
+            tracing::info!(dir = %e.path().display(), "removing a leftover build context");
+            let _ = std::fs::remove_dir_all(e.path());
         }
     }
 }
