@@ -373,6 +373,16 @@ fn docker_build_refuses_bad_input_and_says_what_is_not_implemented() {
     assert!(build("FROM busybox\nRUN true\n").contains("cannot run build steps yet"));
     std::fs::write(ctx.join("big"), vec![7u8; 100 * 1024]).unwrap();
     assert!(build("FROM busybox\n").contains("the build context is larger than the limit of 65536 bytes"));
+    // berth's own CLI sends the same context (with -f inside it) and shows the same answers.
+    std::fs::remove_file(ctx.join("big")).unwrap();
+    std::fs::create_dir_all(ctx.join("sub")).unwrap();
+    std::fs::write(ctx.join("sub/Dockerfile.x"), "FROM busybox\nONBUILD FROM x\n").unwrap();
+    let out = d.berth(&["build", "-t", "built", "-f", ctx.join("sub/Dockerfile.x").to_str().unwrap(), "--build-arg", "A=1", ctx_s]);
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains("line 2: FROM isn't allowed as an ONBUILD trigger"), "{out:?}");
+    std::fs::write(ctx.join("Dockerfile"), "FROM busybox\n").unwrap();
+    let out = d.berth(&["build", ctx_s]);
+    assert!(out.code != 0 && out.stderr.contains("cannot run build steps yet"), "{out:?}");
     let r = d.api("POST", "/build?buildargs=%7Bnot-json", Some("application/x-tar"), b"");
     assert_eq!(r.status, 400);
     assert!(String::from_utf8_lossy(&r.body).contains("invalid buildargs"));

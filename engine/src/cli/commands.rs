@@ -390,6 +390,22 @@ pub async fn dispatch(client: &Client, cmd: Command) -> Result<i32> {
             Ok(0)
         }
         Command::Pull { platform, quiet, image } => pull(client, &image, platform.as_deref(), quiet, false).await,
+        Command::Build { tags, file, build_args, target, no_cache, quiet, path } => {
+            let query = build_query(&path, file.as_deref(), &tags, &build_args, target.as_deref(), no_cache, quiet)?;
+            // The context goes to a temporary file first: its size is known and it streams.
+            let tar = std::env::temp_dir().join(format!("berth-build-context-{}.tar", std::process::id()));
+            let _remove = RemoveOnDrop(tar.clone());
+            let f = std::fs::File::create(&tar).with_context(|| format!("creating {}", tar.display()))?;
+            let dockerfile = query.1.clone();
+            let dir = path.clone();
+            tokio::task::spawn_blocking(move || {
+                berth_images::dockerfile::context::write(&dir, Some(&dockerfile), std::io::BufWriter::new(f))
+            })
+            .await?
+            .with_context(|| format!("packing the build context {}", path.display()))?;
+            let resp = client.upload(&format!("/build?{}", query.0), &tar.display().to_string(), "application/x-tar").await?;
+            print_messages(resp, quiet, false).await
+        }
         Command::Load { input, quiet } => {
             let resp = client.upload(&format!("/images/load?quiet={}", quiet as u8), &input, "application/x-tar").await?;
             print_messages(resp, quiet, false).await
@@ -776,4 +792,58 @@ pub(super) async fn print_messages(resp: hyper::Response<hyper::body::Incoming>,
         }
     }
     Ok(code)
+}
+
+/// Removes a temporary file when dropped.
+struct RemoveOnDrop(std::path::PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// `POST /build`'s query for `berth build`, and the Dockerfile's path inside the context.
+fn build_query(
+    context: &std::path::Path,
+    file: Option<&std::path::Path>,
+    tags: &[String],
+    build_args: &[String],
+    target: Option<&str>,
+    no_cache: bool,
+    quiet: bool,
+) -> Result<(String, String)> {
+    let root = context.canonicalize().with_context(|| format!("the build context {}", context.display()))?;
+    let dockerfile = match file {
+        None => "Dockerfile".to_string(),
+        Some(f) => {
+            let full = f.canonicalize().with_context(|| format!("the Dockerfile {}", f.display()))?;
+            let rel = full
+                .strip_prefix(&root)
+                .map_err(|_| anyhow::anyhow!("the Dockerfile {} is outside the build context {}", f.display(), context.display()))?;
+            rel.to_string_lossy().into_owned()
+        }
+    };
+    let mut args = serde_json::Map::new();
+    for a in build_args {
+        match a.split_once('=') {
+            Some((k, v)) => args.insert(k.to_string(), Value::String(v.to_string())),
+            // Docker's rule: a bare KEY takes this environment's value, and is left out when unset.
+            None => match std::env::var(a) {
+                Ok(v) => args.insert(a.clone(), Value::String(v)),
+                Err(_) => continue,
+            },
+        };
+    }
+    let mut q = format!("dockerfile={}&nocache={}&q={}", enc(&dockerfile), no_cache as u8, quiet as u8);
+    for t in tags {
+        q.push_str(&format!("&t={}", enc(t)));
+    }
+    if !args.is_empty() {
+        q.push_str(&format!("&buildargs={}", enc(&Value::Object(args).to_string())));
+    }
+    if let Some(t) = target {
+        q.push_str(&format!("&target={}", enc(t)));
+    }
+    Ok((q, dockerfile))
 }

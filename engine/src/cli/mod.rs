@@ -257,6 +257,29 @@ pub enum Command {
         quiet: bool,
         image: String,
     },
+    /// Build an image from a Dockerfile (the classic builder; see README for what runs yet)
+    Build {
+        /// Name and optionally a tag (name:tag); may be given several times
+        #[arg(short = 't', long = "tag")]
+        tags: Vec<String>,
+        /// The Dockerfile, inside the context (default PATH/Dockerfile)
+        #[arg(short = 'f', long = "file")]
+        file: Option<std::path::PathBuf>,
+        /// A build-time variable (KEY=VALUE, or KEY to take it from this environment)
+        #[arg(long = "build-arg")]
+        build_args: Vec<String>,
+        /// The build stage to stop at
+        #[arg(long)]
+        target: Option<String>,
+        /// Do not use the cache
+        #[arg(long = "no-cache")]
+        no_cache: bool,
+        /// Print only the image ID
+        #[arg(short = 'q', long)]
+        quiet: bool,
+        /// The context directory
+        path: std::path::PathBuf,
+    },
     /// Load images from a tar archive (docker save or OCI layout)
     Load {
         #[arg(short = 'i', long = "input", default_value = "-")]
