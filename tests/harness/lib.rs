@@ -265,6 +265,15 @@ pub struct Daemon {
     wrapper: Vec<String>,
 }
 
+/// The pids of `pid`'s children (of its main thread).
+pub fn children(pid: u32) -> Vec<u32> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
 /// A fresh directory for one daemon's roots.
 pub fn scratch_root() -> PathBuf {
     let n = COUNTER.fetch_add(1, Ordering::SeqCst);
@@ -495,10 +504,7 @@ impl Daemon {
             // Under a wrapper (unshare, which ignores SIGTERM while it waits) berth is its child.
             let pid = match self.wrapper.is_empty() {
                 true => c.id(),
-                false => std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", c.id()))
-                    .ok()
-                    .and_then(|s| s.split_whitespace().next()?.parse().ok())
-                    .unwrap_or(c.id()),
+                false => children(c.id()).first().copied().unwrap_or(c.id()),
             };
             // SAFETY: kill with a pid we spawned (or its child) and a valid signal number.
             unsafe { libc::kill(pid as i32, sig) };
@@ -518,17 +524,13 @@ impl Daemon {
 
     /// Waits (up to 30 s) for the daemon to die by itself (a failpoint) and returns how.
     pub fn wait_died(&mut self) -> std::process::ExitStatus {
-        let mut c = self.child.take().expect("no daemon running");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = c.try_wait().unwrap() {
-                return status;
-            }
-            if Instant::now() > deadline {
-                let _ = c.kill();
+        assert!(self.child.is_some(), "no daemon running");
+        match self.wait_exit(Duration::from_secs(30)) {
+            Some(status) => status,
+            None => {
+                let _ = self.child.take().map(|mut c| c.kill());
                 panic!("the daemon did not die at its failpoint:\n{}", self.log());
             }
-            std::thread::sleep(Duration::from_millis(20));
         }
     }
 

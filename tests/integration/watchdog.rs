@@ -4,7 +4,7 @@
 //! is fed while the daemon is healthy, starved once it has been unhealthy too long, and
 //! disarmed with the magic close on a clean stop.
 
-use berth_tests::{require_root, Daemon};
+use berth_tests::{children, require_root, Daemon};
 use std::time::{Duration, Instant};
 
 const FAST: &[&str] = &["--watchdog-timeout", "2s", "--kill-grace", "300ms", "--backoff-initial", "100ms", "--backoff-max", "800ms"];
@@ -149,15 +149,6 @@ fn too_many_restarts_in_the_window_escalate_to_a_reboot() {
     assert!(last.elapsed() > Duration::from_millis(1200), "still fed after 3 restarts within the window");
     drop(d);
     let _ = std::fs::remove_dir_all(&root);
-}
-
-/// The host pids of `pid`'s children.
-fn children(pid: u32) -> Vec<u32> {
-    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
-        .unwrap_or_default()
-        .split_whitespace()
-        .filter_map(|p| p.parse().ok())
-        .collect()
 }
 
 /// `(state, command, parent)` of a process, from /proc/<pid>/stat; `None` once it is gone

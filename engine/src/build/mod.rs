@@ -7,7 +7,6 @@
 use anyhow::{Context, Result};
 use berth_images::dockerfile::Dockerfile;
 use berth_images::unpack::{apply_archive, ApplyOptions, Whiteouts};
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 /// The largest Dockerfile read (Docker's parser has no limit; a megabyte of instructions is
@@ -33,13 +32,9 @@ impl Drop for WorkDir {
     }
 }
 
-/// Unpacks the context tar (plain or gzip, as docker-py may send it) into `work/context`.
+/// Unpacks the context tar (plain or gzip, as docker-py may send it) into `dir`.
 fn unpack_context(tar: &Path, dir: &Path) -> Result<(), Refused> {
-    let mut f = std::fs::File::open(tar).with_context(|| format!("opening {}", tar.display()))?;
-    let mut magic = [0u8; 2];
-    let n = f.read(&mut magic).context("reading the build context")?;
-    let f = std::fs::File::open(tar).with_context(|| format!("opening {}", tar.display()))?;
-    let reader: Box<dyn Read> = if n == 2 && magic == [0x1f, 0x8b] { Box::new(flate2::read::GzDecoder::new(f)) } else { Box::new(f) };
+    let reader = berth_images::archive::open_tar_file(tar)?;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     apply_archive(std::io::BufReader::new(reader), dir, ApplyOptions { whiteouts: Whiteouts::Keep, owner: None })
         .map_err(|e| Refused::BadRequest(format!("the build context: {e}")))?;

@@ -394,7 +394,7 @@ pub async fn dispatch(client: &Client, cmd: Command) -> Result<i32> {
             let query = build_query(&path, file.as_deref(), &tags, &build_args, target.as_deref(), no_cache, quiet)?;
             // The context goes to a temporary file first: its size is known and it streams.
             let tar = std::env::temp_dir().join(format!("berth-build-context-{}.tar", std::process::id()));
-            let _remove = RemoveOnDrop(tar.clone());
+            let _remove = crate::api::query::Spooled(tar.clone());
             let f = std::fs::File::create(&tar).with_context(|| format!("creating {}", tar.display()))?;
             let dockerfile = query.1.clone();
             let dir = path.clone();
@@ -792,15 +792,6 @@ pub(super) async fn print_messages(resp: hyper::Response<hyper::body::Incoming>,
         }
     }
     Ok(code)
-}
-
-/// Removes a temporary file when dropped.
-struct RemoveOnDrop(std::path::PathBuf);
-
-impl Drop for RemoveOnDrop {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
 }
 
 /// `POST /build`'s query for `berth build`, and the Dockerfile's path inside the context.

@@ -90,7 +90,7 @@ async fn download(reg: Arc<Registry>, repo: String, desc: Descriptor, dir: PathB
         let _ = tokio::fs::remove_file(&done).await;
     }
     let partial = dir.join(format!("{}.partial", desc.digest.hex()));
-    let (mut hasher, mut have) = hash_partial(&partial, &desc).await;
+    let (mut hasher, mut have) = resume_point(&partial, &desc).await;
     let resumed = have > 0;
     let mut attempt = 0;
     // A partial as long as the blob (a power cut between the last byte and the rename) needs
@@ -168,52 +168,44 @@ async fn download(reg: Arc<Registry>, repo: String, desc: Descriptor, dir: PathB
     Ok(done)
 }
 
-/// The hash and length of what an interrupted download left, read in pieces (a blob can be
-/// hundreds of MiB; the daemon's memory is a few). Longer than the blob: not a prefix of it,
-/// so nothing is kept.
-async fn hash_partial(path: &std::path::Path, desc: &Descriptor) -> (Sha256, u64) {
-    let (path, size) = (path.to_path_buf(), desc.size);
-    let read = tokio::task::spawn_blocking(move || -> std::io::Result<(Sha256, u64)> {
+/// The sha256 state and length of a file, read in 64 KiB pieces off the async threads (a
+/// blob can be hundreds of MiB; the daemon's memory is a few). `None`: missing or unreadable.
+async fn hash_file(path: &std::path::Path) -> Option<(Sha256, u64)> {
+    let path = path.to_path_buf();
+    tokio::task::spawn_blocking(move || -> std::io::Result<(Sha256, u64)> {
         use std::io::Read;
-        let mut f = match std::fs::File::open(&path) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Sha256::new(), 0)),
-            r => r?,
-        };
-        let (mut hasher, mut have, mut buf) = (Sha256::new(), 0u64, vec![0u8; 64 * 1024]);
+        let mut f = std::fs::File::open(&path)?;
+        let (mut hasher, mut len, mut buf) = (Sha256::new(), 0u64, vec![0u8; 64 * 1024]);
         loop {
             let n = f.read(&mut buf)?;
             if n == 0 {
-                break;
+                return Ok((hasher, len));
             }
             hasher.update(&buf[..n]);
-            have += n as u64;
+            len += n as u64;
         }
-        if size > 0 && have > size {
-            std::fs::remove_file(&path)?;
-            return Ok((Sha256::new(), 0));
-        }
-        Ok((hasher, have))
     })
-    .await;
-    match read {
-        Ok(Ok(r)) => r,
-        _ => (Sha256::new(), 0),
-    }
+    .await
+    .ok()?
+    .ok()
 }
 
 /// Whether the file at `path` has the descriptor's digest (and size, when known).
 async fn blob_matches(path: &std::path::Path, desc: &Descriptor) -> bool {
-    let (path, want, size) = (path.to_path_buf(), desc.digest.clone(), desc.size);
-    tokio::task::spawn_blocking(move || -> Result<bool> {
-        let mut h = berth_images::digest::HashingReader::new(std::io::BufReader::new(std::fs::File::open(&path)?));
-        std::io::copy(&mut h, &mut std::io::sink())?;
-        let (d, n) = h.finish()?;
-        Ok(d == want && (size == 0 || n == size))
-    })
-    .await
-    .ok()
-    .and_then(Result::ok)
-    .unwrap_or(false)
+    hash_file(path).await.is_some_and(|(h, n)| Digest::from_sha256(h) == desc.digest && (desc.size == 0 || n == desc.size))
+}
+
+/// What an interrupted download left, to go on from. Longer than the blob: not a prefix of
+/// it, so nothing is kept.
+async fn resume_point(partial: &std::path::Path, desc: &Descriptor) -> (Sha256, u64) {
+    match hash_file(partial).await {
+        Some((h, n)) if desc.size == 0 || n <= desc.size => (h, n),
+        Some(_) => {
+            let _ = tokio::fs::remove_file(partial).await;
+            (Sha256::new(), 0)
+        }
+        None => (Sha256::new(), 0),
+    }
 }
 
 impl ImageStore {

@@ -125,8 +125,7 @@ fn board_report(cfg: &BTreeMap<String, String>, p: &Profile, live: bool, t: &mut
         fact(w.device.exists(), format!("watchdog {}", w.device.display()), "the supervisor cannot feed it (driver not loaded?)".into());
     }
     if p.storage.driver == crate::board::profile::Driver::Devicemapper {
-        let has = std::fs::read_to_string("/proc/devices").is_ok_and(|s| s.split_whitespace().any(|w| w == "device-mapper"));
-        fact(has, "device-mapper".into(), "the profile's devicemapper driver cannot start (load dm-thin-pool)".into());
+        fact(device_mapper_present(), "device-mapper".into(), "the profile's devicemapper driver cannot start (load dm-thin-pool)".into());
         for o in &p.storage.options {
             if let Some((_, dev)) = o.split_once("dm.directlvm_device=").or_else(|| o.split_once("dm.thinpooldev=")) {
                 fact(Path::new(dev).exists(), dev.to_string(), "the profile's thin pool device is not there".into());
@@ -141,11 +140,17 @@ fn board_report(cfg: &BTreeMap<String, String>, p: &Profile, live: bool, t: &mut
     missing
 }
 
+/// Is device-mapper registered with the running kernel?
+fn device_mapper_present() -> bool {
+    std::fs::read_to_string("/proc/devices").is_ok_and(|s| s.split_whitespace().any(|w| w == "device-mapper"))
+        || Path::new("/dev/mapper/control").exists()
+}
+
 /// What the config cannot say: modules loaded or loadable, mounts, devices.
 fn live_report() -> String {
     let mut t = String::new();
     let has = |file: &str, word: &str| std::fs::read_to_string(file).is_ok_and(|s| s.split_whitespace().any(|w| w == word));
-    let dm = has("/proc/devices", "device-mapper") || Path::new("/dev/mapper/control").exists();
+    let dm = device_mapper_present();
     t.push_str(&format!(
         "  device-mapper            {}\n",
         if dm { "present" } else { "missing: the devicemapper storage driver cannot run (load dm-mod and dm-thin-pool)" }

@@ -77,6 +77,13 @@ pub struct SuperviseArgs {
     pub daemon_args: Vec<String>,
 }
 
+impl SuperviseArgs {
+    /// `--hw-timeout`, else the board profile's (filled in at start), else 30 s; at least 1.
+    fn hw_timeout(&self) -> u32 {
+        self.hw_timeout.unwrap_or(30).max(1)
+    }
+}
+
 /// The signal that told us to stop; 0 while none came.
 static STOP: AtomicI32 = AtomicI32::new(0);
 
@@ -132,7 +139,6 @@ enum End {
 struct Supervisor {
     args: SuperviseArgs,
     hosts: Vec<String>,
-    hw_timeout: u32,
     sock: UnixDatagram,
     sock_path: PathBuf,
     hw: Option<Hardware>,
@@ -167,7 +173,7 @@ impl Supervisor {
                 tracing::warn!("the daemon is healthy again: feeding the hardware watchdog");
             }
         }
-        let every = Duration::from_secs(self.hw_timeout.max(1) as u64) / 3;
+        let every = Duration::from_secs(self.args.hw_timeout() as u64) / 3;
         if !starve && self.last_feed.elapsed() >= every {
             hw.feed();
             self.last_feed = Instant::now();
@@ -304,10 +310,11 @@ fn apply_profile(args: &mut SuperviseArgs) -> Result<()> {
 
 /// `berth supervise`. Returns when SIGTERM/SIGINT arrives (after stopping the daemon); as
 /// PID 1 it never returns but shuts the system down (`pid1`).
-pub fn run(mut args: SuperviseArgs, hosts: Vec<String>) -> Result<()> {
+pub fn run(args: SuperviseArgs, hosts: Vec<String>) -> Result<()> {
     let pid1 = super::pid1::is_pid1();
     install_stop_handler(pid1)?;
-    let result = supervise(&mut args, hosts);
+    let grace = args.shutdown_grace;
+    let result = supervise(args, hosts);
     if pid1 {
         if let Err(e) = &result {
             // Exiting would panic the kernel; a reboot after a pause gives a person (or the
@@ -316,29 +323,26 @@ pub fn run(mut args: SuperviseArgs, hosts: Vec<String>) -> Result<()> {
             std::thread::sleep(Duration::from_secs(10));
         }
         let how = super::pid1::Shutdown::from_signal(STOP.load(Ordering::SeqCst));
-        super::pid1::shut_down(how, args.shutdown_grace);
+        super::pid1::shut_down(how, grace);
     }
     result
 }
 
-fn supervise(args: &mut SuperviseArgs, hosts: Vec<String>) -> Result<()> {
+fn supervise(mut args: SuperviseArgs, hosts: Vec<String>) -> Result<()> {
     if args.backoff_initial.is_zero() || args.backoff_max < args.backoff_initial {
         bail!("--backoff-initial must be > 0 and not above --backoff-max");
     }
-    apply_profile(args)?;
-    let args = args.clone();
+    apply_profile(&mut args)?;
     std::fs::create_dir_all(&args.state_dir).with_context(|| format!("creating {}", args.state_dir.display()))?;
     let sock_path = args.state_dir.join("notify.sock");
     let _ = std::fs::remove_file(&sock_path);
     let sock = UnixDatagram::bind(&sock_path).with_context(|| format!("binding {}", sock_path.display()))?;
     sock.set_read_timeout(Some(Duration::from_millis(50)))?;
-    let hw_timeout = args.hw_timeout.unwrap_or(30);
-    let hw = args.hw_watchdog.as_deref().map(|p| Hardware::open(p, hw_timeout)).transpose()?;
+    let hw = args.hw_watchdog.as_deref().map(|p| Hardware::open(p, args.hw_timeout())).transpose()?;
     let mut history = History::load(&args.state_dir);
     let mut sup = Supervisor {
         args,
         hosts,
-        hw_timeout,
         sock,
         sock_path,
         hw,
