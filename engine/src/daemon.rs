@@ -25,6 +25,7 @@ pub struct Daemon {
     pub audit: crate::audit::Audit,
     pub events: Arc<crate::events::Events>,
     pub bundles: Arc<crate::bundles::Bundles>,
+    pub builder: Arc<crate::build::Builder>,
 }
 
 /// What the last start-up recovery did, for `info` and the log.
@@ -68,7 +69,9 @@ impl Daemon {
             Containers::open(cfg.clone(), &store, images.clone(), driver.clone(), networks.clone(), volumes.clone(), events.clone())?;
         let audit = crate::audit::Audit::open(&store)?;
         let bundles = crate::bundles::Bundles::open(&cfg, &store, containers.clone(), images.clone(), events.clone())?;
+        let builder = Arc::new(crate::build::Builder::new(&store, images.clone(), containers.clone(), cfg.clone())?);
         Ok(Daemon {
+            builder,
             bundles,
             events,
             audit,

@@ -1,28 +1,65 @@
 //! `POST /build`: the context is received and checked, the Dockerfile parsed (400 with
-//! Docker's messages for bad input, 413 over `build-context-limit`); running the steps is
-//! not implemented yet, which the answer says (501).
+//! Docker's messages for bad input, 413 over `build-context-limit`), then the build runs and
+//! answers with Docker's JSON stream (a failing step ends it with `errorDetail`).
 
 use super::error::{ApiError, ApiResult};
 use super::query::spool_limited;
 use super::router::Ctx;
-use crate::build::{prepare, Refused, WorkDir};
+use crate::build::{prepare, BuildOptions, Output, Refused, WorkDir};
+use berth_images::Reference;
 use hyper::body::Incoming;
-use hyper::{Request, StatusCode};
+use hyper::Request;
+use std::collections::BTreeMap;
 
 /// A JSON-object query parameter (`buildargs`, `labels`): 400 when it is not one.
-fn json_object(ctx: &Ctx, key: &str) -> ApiResult<()> {
+fn json_object<V: serde::de::DeserializeOwned>(ctx: &Ctx, key: &str) -> ApiResult<BTreeMap<String, V>> {
     match ctx.q.get(key).filter(|v| !v.is_empty()) {
-        None => Ok(()),
-        Some(v) => match serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(v) {
-            Ok(_) => Ok(()),
-            Err(e) => Err(ApiError::bad_request(format!("invalid {key}: {e}"))),
-        },
+        None => Ok(BTreeMap::new()),
+        Some(v) => serde_json::from_str(v).map_err(|e| ApiError::bad_request(format!("invalid {key}: {e}"))),
     }
 }
 
+/// A boolean that is true unless given as false (`rm`).
+fn default_true(ctx: &Ctx, key: &str) -> bool {
+    !matches!(ctx.q.get(key), Some("0" | "false" | "False" | "FALSE" | "no"))
+}
+
+fn options(ctx: &Ctx) -> ApiResult<BuildOptions> {
+    if ctx.q.get("remote").is_some_and(|r| !r.is_empty()) {
+        return Err(ApiError::not_implemented("builds from a remote context (git or URL); send the context as a tar"));
+    }
+    if ctx.q.bool("squash") {
+        return Err(ApiError::not_implemented("--squash"));
+    }
+    let mut tags = Vec::new();
+    for t in ctx.q.all("t").iter().filter(|t| !t.is_empty()) {
+        tags.push(t.parse::<Reference>().map_err(|e| ApiError::bad_request(format!("invalid tag {t:?}: {e}")))?);
+    }
+    let platform = match ctx.q.get("platform").filter(|p| !p.is_empty()) {
+        Some(p) => Some(p.parse().map_err(ApiError::bad_request)?),
+        None => None,
+    };
+    let network_mode = ctx.q.get("networkmode").filter(|m| !m.is_empty() && *m != "default").unwrap_or("").to_string();
+    Ok(BuildOptions {
+        tags,
+        build_args: json_object(ctx, "buildargs")?,
+        labels: json_object(ctx, "labels")?,
+        target: ctx.q.get("target").filter(|t| !t.is_empty()).map(String::from),
+        no_cache: ctx.q.bool("nocache"),
+        pull: ctx.q.bool("pull"),
+        rm: default_true(ctx, "rm"),
+        force_rm: ctx.q.bool("forcerm"),
+        network_mode,
+        extra_hosts: ctx.q.all("extrahosts").iter().flat_map(|h| h.split(',')).filter(|h| !h.is_empty()).map(String::from).collect(),
+        shm_size: ctx.q.int("shmsize")?,
+        memory: ctx.q.int("memory")?,
+        cpu_shares: ctx.q.int("cpushares")?,
+        platform,
+    })
+}
+
 pub async fn build(ctx: &Ctx, req: Request<Incoming>) -> ApiResult {
-    json_object(ctx, "buildargs")?;
-    json_object(ctx, "labels")?;
+    let opts = options(ctx)?;
     let limit = ctx.d.cfg.build_context_limit;
     let tmp = ctx.d.images.tmp_dir().to_path_buf();
     let tar = spool_limited(req.into_body(), &tmp, "build-context", Some((limit, "the build context"))).await?;
@@ -30,17 +67,32 @@ pub async fn build(ctx: &Ctx, req: Request<Incoming>) -> ApiResult {
     let dockerfile = ctx.q.get("dockerfile").unwrap_or("Dockerfile").to_string();
     let work_path = work.0.clone();
     let parsed = tokio::task::spawn_blocking(move || prepare(&tar.0, &work_path, &dockerfile)).await.map_err(anyhow::Error::from)?;
-    drop(work);
-    match parsed {
-        Ok(d) => Err(ApiError::new(
-            StatusCode::NOT_IMPLEMENTED,
-            format!(
-                "the Dockerfile is valid ({} stage(s), {} instruction(s)), but berth cannot run build steps yet",
-                d.stages.len(),
-                d.stages.iter().map(|s| s.instructions.len() + 1).sum::<usize>()
-            ),
-        )),
-        Err(Refused::BadRequest(m)) => Err(ApiError::bad_request(m)),
-        Err(Refused::Internal(e)) => Err(e.into()),
-    }
+    let dockerfile = match parsed {
+        Ok(d) => d,
+        Err(Refused::BadRequest(m)) => return Err(ApiError::bad_request(m)),
+        Err(Refused::Internal(e)) => return Err(e.into()),
+    };
+    let (tx, body) = super::body::channel();
+    let out = Output::new(tx, ctx.q.bool("q"));
+    let builder = ctx.d.builder.clone();
+    tokio::spawn(async move {
+        let started = std::time::Instant::now();
+        match builder.build(&dockerfile, work.0.clone(), &opts, &out).await {
+            Ok(id) => tracing::info!(image = %id.short(), ms = started.elapsed().as_millis() as u64, "build done"),
+            Err(e) => {
+                tracing::warn!("build failed: {}", e.message);
+                out.error(&e.message, e.code).await;
+            }
+        }
+        drop(work);
+    });
+    Ok(hyper::Response::builder().header("Content-Type", "application/json").body(body).unwrap())
+}
+
+/// `docker builder prune`: the images only the build cache holds (untagged, no container on
+/// them), and the cache entries that lead to them or to images gone.
+pub async fn prune(ctx: &Ctx) -> ApiResult {
+    let builder = ctx.d.builder.clone();
+    let (deleted, reclaimed) = tokio::task::spawn_blocking(move || builder.prune()).await.map_err(anyhow::Error::from)??;
+    super::router::json(&serde_json::json!({ "CachesDeleted": deleted, "SpaceReclaimed": reclaimed }))
 }

@@ -235,9 +235,9 @@ pub async fn commit(ctx: &Ctx, req: Request<Incoming>) -> ApiResult {
         tag,
         author: ctx.q.get("author").unwrap_or("").to_string(),
         comment: ctx.q.get("comment").unwrap_or("").to_string(),
-        changes: ctx.q.all("changes").to_vec(),
         pause: ctx.q.get("pause").is_none_or(|p| p != "0" && p != "false"),
-        overrides,
+        config: crate::containers::CommitConfig::Container { overrides, changes: ctx.q.all("changes").to_vec() },
+        created_by: None,
     };
     let id = ctx.d.containers.commit(container, opts).await?;
     json_status(StatusCode::CREATED, &json!({"Id": id}))

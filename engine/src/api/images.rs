@@ -16,10 +16,12 @@ pub fn list(ctx: &Ctx) -> ApiResult {
     let dangling = filters.get("dangling").and_then(|v| v.first()).map(|v| v == "true" || v == "1");
     let refs = filters.get("reference").cloned().unwrap_or_default();
     let (users, _) = ctx.d.containers.image_users();
+    let parents = ctx.d.images.parents_in_use();
     let mut out = Vec::new();
     for img in ctx.d.images.list() {
         let tags = ctx.d.images.tags_of(&img.id);
-        if dangling.is_some_and(|d| d != tags.is_empty()) {
+        let intermediate = tags.is_empty() && parents.contains(&img.id);
+        if dangling.is_some_and(|d| d != (tags.is_empty() && !intermediate)) || (intermediate && !ctx.q.bool("all")) {
             continue;
         }
         if !refs.is_empty() && !tags.iter().any(|t| refs.iter().any(|r| t == r || t.split(':').next() == Some(r.as_str()))) {
@@ -103,6 +105,13 @@ pub fn history(ctx: &Ctx, name: &str) -> ApiResult {
     json(&out)
 }
 
+/// Which container uses an image, for `ImageStore::delete`.
+fn user_of(
+    users: &std::collections::BTreeMap<berth_images::Digest, (String, bool)>,
+) -> impl Fn(&berth_images::Digest) -> Option<crate::images::DeleteUser> + '_ {
+    |id| users.get(id).map(|(c, running)| crate::images::DeleteUser { container: c.clone(), running: *running })
+}
+
 /// `docker image prune`: dangling images (with `dangling=false`, every image) no container
 /// uses.
 pub fn prune(ctx: &Ctx) -> ApiResult {
@@ -111,17 +120,23 @@ pub fn prune(ctx: &Ctx) -> ApiResult {
     let (users, layers) = ctx.d.containers.image_users();
     let mut deleted = Vec::new();
     let mut reclaimed = 0u64;
+    let parents = ctx.d.images.parents_in_use();
+    // What deleting each image frees, counted as its layers are (an approximation when
+    // images share layers, as Docker's is).
+    let sizes: std::collections::BTreeMap<String, u64> = ctx.d.images.list().into_iter().map(|i| (i.id.to_string(), i.size)).collect();
     for img in ctx.d.images.list() {
-        if users.contains_key(&img.id) || (only_dangling && !ctx.d.images.tags_of(&img.id).is_empty()) {
+        // Untagged parents go with the dangling image they lead to.
+        let dangling = ctx.d.images.tags_of(&img.id).is_empty() && !parents.contains(&img.id);
+        if users.contains_key(&img.id) || (only_dangling && !dangling) || ctx.d.images.resolve(img.id.as_str()).is_err() {
             continue;
         }
-        match ctx.d.images.delete(img.id.as_str(), true, &|_| None, &layers) {
+        match ctx.d.images.delete(img.id.as_str(), true, &user_of(&users), &layers, false) {
             Ok(items) => {
                 for i in items {
                     deleted.push(match i {
                         Deleted::Untagged(t) => json!({"Untagged": t}),
                         Deleted::Deleted(id) => {
-                            reclaimed += img.size;
+                            reclaimed += sizes.get(&id).copied().unwrap_or(0);
                             json!({"Deleted": id})
                         }
                     });
@@ -149,12 +164,7 @@ pub fn tag(ctx: &Ctx, name: &str) -> ApiResult {
 
 pub fn remove(ctx: &Ctx, name: &str) -> ApiResult {
     let (users, layers) = ctx.d.containers.image_users();
-    let out = ctx.d.images.delete(
-        name,
-        ctx.q.bool("force"),
-        &|id| users.get(id).map(|(c, running)| crate::images::DeleteUser { container: c.clone(), running: *running }),
-        &layers,
-    )?;
+    let out = ctx.d.images.delete(name, ctx.q.bool("force"), &user_of(&users), &layers, ctx.q.bool("noprune"))?;
     for d in &out {
         let e = match d {
             Deleted::Untagged(t) => crate::events::Event::new("image", "untag", name).attr("name", t.to_string()),
@@ -305,13 +315,7 @@ fn pull(ctx: &Ctx, image: &str, credentials: Option<Credentials>) -> ApiResult {
         Some(p) => Some(p.parse().map_err(ApiError::bad_request)?),
         None => None,
     };
-    let opts = crate::images::PullOptions {
-        platform,
-        insecure: ctx.d.cfg.insecure_registries.clone(),
-        certs_dir: Some(ctx.d.cfg.registry_certs_dir.clone()),
-        credentials,
-        mirrors: ctx.d.cfg.registry_mirrors.clone(),
-    };
+    let opts = crate::images::PullOptions::new(&ctx.d.cfg, platform, credentials);
     let images = ctx.d.images.clone();
     Ok(progress_stream(format!("pull of {}", reference.familiar()), move |progress| async move {
         images.pull(&reference, &opts, &progress).await.map(drop)

@@ -144,6 +144,7 @@ async fn dispatch(ctx: &Ctx, method: &Method, segs: &[&str], req: Request<Incomi
         (&M::GET, ["containers", id, "export"]) => containers::export(ctx, id).await,
         (&M::POST, ["commit"]) => containers::commit(ctx, req).await,
         (&M::POST, ["build"]) => super::build::build(ctx, req).await,
+        (&M::POST, ["build", "prune"]) => super::build::prune(ctx).await,
         (&M::GET, ["containers", id, "logs"]) => super::streams::logs(ctx, id).await,
         (&M::POST, ["containers", id, "attach"]) => super::streams::attach(ctx, id, req),
         (&M::POST, ["containers", id, "resize"]) => super::streams::resize(ctx, id).await,

@@ -1,8 +1,21 @@
-//! `POST /build`, the classic builder. What exists so far is its front: the context a
-//! client uploads is spooled to disk under a size limit (`build-context-limit`), unpacked
-//! with the same checks as a layer (no `..`, no absolute names, no links out), and the
-//! Dockerfile is read from it and parsed, so bad input is refused with Docker's messages
-//! before anything runs. Running the steps is not implemented yet: the API says so (501).
+//! `POST /build`, the classic builder. The context a client uploads is spooled to disk
+//! under a size limit (`build-context-limit`), unpacked with the same checks as a layer (no
+//! `..`, no absolute names, no links out), and the Dockerfile is read from it and parsed, so
+//! bad input is refused with Docker's messages before anything runs (`prepare`). Then
+//! `builder` runs the stages: `steps` runs each instruction (RUN in a container, COPY/ADD
+//! through `copy`, configuration through `config`), with the layer `cache`, telling the
+//! client through `output`.
+
+mod builder;
+mod cache;
+mod config;
+mod copy;
+mod output;
+mod stage;
+mod steps;
+
+pub use builder::{BuildError, BuildOptions, Builder};
+pub use output::Output;
 
 use anyhow::{Context, Result};
 use berth_images::dockerfile::Dockerfile;

@@ -292,7 +292,7 @@ impl Bundles {
             let users = |id: &berth_images::Digest| {
                 users.get(id).map(|(c, running)| crate::images::DeleteUser { container: c.clone(), running: *running })
             };
-            match self.images.delete(name, false, &users, &layers) {
+            match self.images.delete(name, false, &users, &layers, false) {
                 Ok(_) => tracing::info!(image = %name, "bundle: removed the replaced application's image"),
                 Err(e) => tracing::info!(image = %name, "bundle: the replaced application's image stays: {e:#}"),
             }

@@ -167,6 +167,20 @@ impl Containers {
         result?
     }
 
+    /// Runs `f` on the root filesystem of a container that mounts nothing into it (the
+    /// builder's COPY containers), off the reactor.
+    pub(crate) async fn with_root_fs<T: Send + 'static>(
+        self: &Arc<Self>,
+        name: &str,
+        f: impl FnOnce(&Container, &Path) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        self.with_scope(name, move |c, s| {
+            anyhow::ensure!(s.mounts.is_empty(), "container {} has volumes mounted in its root filesystem", c.id.short());
+            f(c, &s.root)
+        })
+        .await
+    }
+
     /// `HEAD /containers/{id}/archive`.
     pub async fn stat_path(self: &Arc<Self>, name: &str, path: &str) -> Result<PathStat> {
         let path = path.to_string();

@@ -20,12 +20,21 @@ pub struct CommitOptions {
     pub tag: Option<Reference>,
     pub author: String,
     pub comment: String,
-    /// Dockerfile instructions applied to the container's configuration.
-    pub changes: Vec<String>,
     /// Freeze a running container while its changes are read (Docker's default).
     pub pause: bool,
-    /// The request body's configuration: what it sets replaces the container's.
-    pub overrides: Option<RunConfig>,
+    pub config: CommitConfig,
+    /// The history line's `created_by` (the builder's instruction).
+    pub created_by: Option<String>,
+}
+
+/// The new image's configuration.
+pub enum CommitConfig {
+    /// `docker commit`'s: the container's, with what the request body sets (`overrides`)
+    /// and then the Dockerfile instructions of `--change` applied.
+    Container { overrides: Option<RunConfig>, changes: Vec<String> },
+    /// The builder's: exactly this (a RUN step's container ran the step's command, which
+    /// is not the image's).
+    Given(RunConfig),
 }
 
 impl Containers {
@@ -63,20 +72,26 @@ impl Containers {
         let _op = entry.op.lock().await;
         entry.settle_unmount().await;
         let c = entry.get();
-        let mut config: RunConfig = serde_json::from_value(serde_json::to_value(&c.config)?)?;
-        config.extra.remove("Image");
-        if let Some(o) = opts.overrides {
-            config.user = o.user.or(config.user);
-            config.env = o.env.or(config.env);
-            config.entrypoint = o.entrypoint.or(config.entrypoint);
-            config.cmd = o.cmd.or(config.cmd);
-            config.working_dir = o.working_dir.or(config.working_dir);
-            config.labels = o.labels.or(config.labels);
-            config.stop_signal = o.stop_signal.or(config.stop_signal);
-            config.exposed_ports = o.exposed_ports.or(config.exposed_ports);
-            config.volumes = o.volumes.or(config.volumes);
-        }
-        crate::images::apply_changes(&mut config, &opts.changes).map_err(|e| ContainerError::Invalid(format!("{e:#}")))?;
+        let config = match opts.config {
+            CommitConfig::Given(config) => config,
+            CommitConfig::Container { overrides, changes } => {
+                let mut config: RunConfig = serde_json::from_value(serde_json::to_value(&c.config)?)?;
+                config.extra.remove("Image");
+                if let Some(o) = overrides {
+                    config.user = o.user.or(config.user);
+                    config.env = o.env.or(config.env);
+                    config.entrypoint = o.entrypoint.or(config.entrypoint);
+                    config.cmd = o.cmd.or(config.cmd);
+                    config.working_dir = o.working_dir.or(config.working_dir);
+                    config.labels = o.labels.or(config.labels);
+                    config.stop_signal = o.stop_signal.or(config.stop_signal);
+                    config.exposed_ports = o.exposed_ports.or(config.exposed_ports);
+                    config.volumes = o.volumes.or(config.volumes);
+                }
+                crate::images::apply_changes(&mut config, &changes).map_err(|e| ContainerError::Invalid(format!("{e:#}")))?;
+                config
+            }
+        };
         let view = self.view(&entry)?;
         let spool = self.images.tmp_dir().join(format!("commit-{}-{}.tar", c.id.short(), std::process::id()));
         let paused = opts.pause && matches!(c.state, State::Running(_));
@@ -100,7 +115,8 @@ impl Containers {
         let result = async {
             written??;
             let images = self.images.clone();
-            let meta = CommitMeta { config, author: opts.author, comment: opts.comment, container: c.id.to_string() };
+            let meta =
+                CommitMeta { config, author: opts.author, comment: opts.comment, container: c.id.to_string(), created_by: opts.created_by };
             let (base, spool2, tag) = (c.image_id.clone(), spool.clone(), opts.tag);
             tokio::task::spawn_blocking(move || images.commit_layer(&base, &spool2, meta, tag)).await?
         }

@@ -24,6 +24,10 @@ pub struct CreateRequest {
     pub host_config: Option<HostConfig>,
     #[serde(rename = "NetworkingConfig", default)]
     pub networking_config: Option<Value>,
+    /// The builder's COPY and ADD steps: the image's VOLUMEs are not mounted, so what is
+    /// copied under them lands in the layer (as in Docker; a RUN step's writes there do not).
+    #[serde(skip)]
+    pub no_image_volumes: bool,
 }
 
 /// HostConfig fields whose features come in later work: a request that sets one gets a
@@ -92,6 +96,7 @@ impl Containers {
     pub async fn create(self: &Arc<Self>, name: Option<&str>, req: CreateRequest) -> Result<ContainerId> {
         let mut config = req.config;
         let mut hc = req.host_config.unwrap_or_default();
+        let req_no_image_volumes = req.no_image_volumes;
 
         // 1. Validate: 400/404/501 before anything exists.
         if let Some(n) = name.filter(|n| !n.is_empty()) {
@@ -257,7 +262,7 @@ impl Containers {
         if let Mode::Container(target) = &mode {
             self.lookup(target)?;
         }
-        if let Some(image_volumes) = &image_config.volumes {
+        if let Some(image_volumes) = image_config.volumes.as_ref().filter(|_| !req_no_image_volumes) {
             let v = config.volumes.get_or_insert_with(Default::default);
             for k in image_volumes.keys() {
                 v.entry(k.clone()).or_insert_with(|| serde_json::json!({}));

@@ -28,7 +28,7 @@ pub mod user;
 mod wait;
 
 pub use archive::{PathStat, PutOptions};
-pub use commit::CommitOptions;
+pub use commit::{CommitConfig, CommitOptions};
 pub use create::CreateRequest;
 pub use error::ContainerError;
 pub use top::Top;

@@ -22,8 +22,34 @@ pub struct User {
 
 impl ImageStore {
     /// Removes `name` as Docker does. `users` says which container uses an image;
-    /// `layers_in_use` are chain ids containers stand on (never deleted).
+    /// `layers_in_use` are chain ids containers stand on (never deleted). Unless `noprune`,
+    /// an image deleted takes its untagged parents with it (a build's intermediate images)
+    /// while nothing else stands on them.
     pub fn delete(
+        &self,
+        name: &str,
+        force: bool,
+        users: &dyn Fn(&Digest) -> Option<User>,
+        layers_in_use: &BTreeSet<Digest>,
+        noprune: bool,
+    ) -> Result<Vec<Deleted>> {
+        let mut parent = self.resolve(name).ok().and_then(|img| self.parent_of(&img.id));
+        let mut out = self.delete_one(name, force, users, layers_in_use)?;
+        if noprune || !out.iter().any(|d| matches!(d, Deleted::Deleted(_))) {
+            return Ok(out);
+        }
+        while let Some(p) = parent.take() {
+            let unnamed = self.index.lock().unwrap().refs.values().all(|d| *d != p);
+            if !unnamed || users(&p).is_some() || self.parents_in_use().contains(&p) || self.resolve(p.as_str()).is_err() {
+                break;
+            }
+            parent = self.parent_of(&p);
+            out.extend(self.delete_one(p.as_str(), false, users, layers_in_use)?);
+        }
+        Ok(out)
+    }
+
+    fn delete_one(
         &self,
         name: &str,
         force: bool,

@@ -421,9 +421,22 @@ impl ImageStore {
         Ok(LayerRecord { chain: chain.clone(), diff_id: diff_id.clone(), parent: parent.cloned(), size: written })
     }
 
-    /// The image `id` was committed from, if any.
+    /// The image `id` was committed or built from, if it is still here.
     pub fn parent_of(&self, id: &Digest) -> Option<Digest> {
-        self.parents.get(id.hex()).ok().flatten().map(|p| p.0)
+        let parent = self.parents.get(id.hex()).ok().flatten().map(|p| p.0)?;
+        self.index.lock().unwrap().images.contains_key(&parent).then_some(parent)
+    }
+
+    /// Images another image here was made from: an untagged one is an intermediate image
+    /// (hidden by `images` without `-a`), not a dangling one.
+    pub fn parents_in_use(&self) -> std::collections::BTreeSet<Digest> {
+        let index = self.index.lock().unwrap();
+        let children = self.parents.list().unwrap_or_default();
+        children
+            .into_iter()
+            .filter(|(child, _)| format!("sha256:{child}").parse::<Digest>().is_ok_and(|c| index.images.contains_key(&c)))
+            .map(|(_, p)| p.0)
+            .collect()
     }
 
     /// Why the image cannot be used, if one of its layers was found damaged.

@@ -52,6 +52,19 @@ pub struct PullOptions {
     pub mirrors: Vec<String>,
 }
 
+impl PullOptions {
+    /// The daemon's registry settings, for one pull.
+    pub fn new(cfg: &crate::config::DaemonConfig, platform: Option<Platform>, credentials: Option<super::transport::Credentials>) -> Self {
+        PullOptions {
+            platform,
+            insecure: cfg.insecure_registries.clone(),
+            certs_dir: Some(cfg.registry_certs_dir.clone()),
+            credentials,
+            mirrors: cfg.registry_mirrors.clone(),
+        }
+    }
+}
+
 async fn read_limited(resp: hyper::Response<hyper::body::Incoming>, limit: usize) -> Result<Bytes> {
     http_body_util::Limited::new(resp.into_body(), limit)
         .collect()

@@ -84,7 +84,8 @@ fn match_parts(pat: &[&str], path: &[&str]) -> bool {
 }
 
 /// Go's `filepath.Match` for one path element: `*`, `?`, `[a-z]`, `[^a]`, `\` escapes.
-fn glob(pat: &[u8], name: &[u8]) -> bool {
+/// COPY and ADD match their sources with it too.
+pub fn glob(pat: &[u8], name: &[u8]) -> bool {
     match pat.split_first() {
         None => name.is_empty(),
         Some((b'*', rest)) => (0..=name.len()).any(|i| glob(rest, &name[i..])),

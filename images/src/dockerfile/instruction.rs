@@ -330,6 +330,12 @@ fn kind(keyword: &str, rest: &str, escape: char) -> Result<Kind, String> {
     })
 }
 
+/// An ONBUILD trigger, parsed again when a build FROM its image runs it; `line` is the
+/// child's FROM line.
+pub fn parse_trigger(text: &str, line: usize, escape: char) -> Result<Instruction, ParseError> {
+    parse(&Line { number: line, text: text.to_string() }, escape)
+}
+
 pub fn parse(line: &Line, escape: char) -> Result<Instruction, ParseError> {
     let text = line.text.trim();
     let (word, rest) = text.split_once(char::is_whitespace).unwrap_or((text, ""));
