@@ -55,6 +55,10 @@ fn options(ctx: &Ctx) -> ApiResult<BuildOptions> {
         memory: ctx.q.int("memory")?,
         cpu_shares: ctx.q.int("cpushares")?,
         platform,
+        cache_from: match ctx.q.get("cachefrom").filter(|v| !v.is_empty()) {
+            None => Vec::new(),
+            Some(v) => serde_json::from_str(v).map_err(|e| ApiError::bad_request(format!("invalid cachefrom: {e}")))?,
+        },
     })
 }
 

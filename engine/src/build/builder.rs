@@ -36,6 +36,8 @@ pub struct BuildOptions {
     pub memory: Option<i64>,
     pub cpu_shares: Option<i64>,
     pub platform: Option<Platform>,
+    /// `--cache-from`: when given, only these images and their parents are cache hits.
+    pub cache_from: Vec<String>,
 }
 
 /// Why a build stopped: the message the client shows, and a RUN step's exit code.
@@ -71,6 +73,8 @@ pub(super) struct Job<'a> {
     pub escape: char,
     /// The images of the stages built so far, and their names.
     pub stages: Vec<(Option<String>, Digest)>,
+    /// The images `--cache-from` allows as hits (with their parents); `None`: any.
+    pub cache_from: Option<std::collections::BTreeSet<Digest>>,
 }
 
 impl Builder {
@@ -97,6 +101,7 @@ impl Builder {
             args: BuildArgs::new(opts.build_args.clone()),
             escape: dockerfile.escape,
             stages: Vec::new(),
+            cache_from: self.cache_sources(&opts.cache_from),
         };
         for (name, default) in &dockerfile.global_args {
             let default = match default {
@@ -147,6 +152,24 @@ impl Builder {
 }
 
 impl Builder {
+    /// The images `--cache-from` names (those here), each with its parents.
+    fn cache_sources(&self, names: &[String]) -> Option<std::collections::BTreeSet<Digest>> {
+        if names.is_empty() {
+            return None;
+        }
+        let mut allowed = std::collections::BTreeSet::new();
+        for n in names {
+            let mut next = self.images.resolve(n).ok().map(|i| i.id);
+            while let Some(id) = next {
+                next = self.images.parent_of(&id);
+                if !allowed.insert(id) {
+                    break;
+                }
+            }
+        }
+        Some(allowed)
+    }
+
     /// Removes the images only the cache holds and the entries that name them (or images
     /// gone); returns the images deleted and the bytes their layers took.
     pub fn prune(&self) -> Result<(Vec<String>, u64)> {

@@ -50,9 +50,10 @@ impl Cache {
         Ok(Cache { entries: store.collection()? })
     }
 
-    /// The image a step with this key made, if it is still there.
-    pub fn get(&self, key: &Key, exists: impl Fn(&Digest) -> bool) -> Result<Option<Digest>> {
-        Ok(self.entries.get(&key.0)?.map(|e| e.image).filter(|i| exists(i)))
+    /// The image a step with this key made that `usable` accepts (the newest first).
+    pub fn get(&self, key: &Key, usable: impl Fn(&Digest) -> bool) -> Result<Option<Digest>> {
+        let Some(e) = self.entries.get(&key.0)? else { return Ok(None) };
+        Ok(std::iter::once(e.image).chain(e.older.into_iter().rev()).find(|i| usable(i)))
     }
 
     pub fn put(&self, key: &Key, image: &Digest) -> Result<()> {

@@ -72,7 +72,27 @@ fn read_dockerfile(context: &Path, name: &str) -> Result<Dockerfile, Refused> {
 pub fn prepare(tar: &Path, work: &Path, dockerfile: &str) -> Result<Dockerfile, Refused> {
     let context = work.join("context");
     unpack_context(tar, &context)?;
-    read_dockerfile(&context, if dockerfile.is_empty() { "Dockerfile" } else { dockerfile })
+    let name = if dockerfile.is_empty() { "Dockerfile" } else { dockerfile };
+    let parsed = read_dockerfile(&context, name)?;
+    remove_ignored(&context, name)?;
+    Ok(parsed)
+}
+
+/// As dockerd does once the Dockerfile is read: `.dockerignore` and the Dockerfile leave the
+/// context when `.dockerignore` names them (clients send both whatever it says; docker-py
+/// lists a Dockerfile from outside the context there).
+fn remove_ignored(context: &Path, dockerfile: &str) -> Result<(), Refused> {
+    let Ok(text) = std::fs::read_to_string(context.join(".dockerignore")) else { return Ok(()) };
+    let ignore = berth_images::dockerfile::ignore::Ignore::parse(&text);
+    for name in [".dockerignore", dockerfile] {
+        if ignore.excludes(name) {
+            let path = crate::util::scope::secure_join(context, Path::new(name)).map_err(Refused::Internal)?;
+            if path.is_file() {
+                std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -47,7 +47,10 @@ impl Job<'_> {
         if self.opts.no_cache {
             return Ok(None);
         }
-        let hit = self.builder.cache.get(key, |id| self.builder.images.resolve(id.as_str()).is_ok())?;
+        let usable = |id: &Digest| {
+            self.builder.images.resolve(id.as_str()).is_ok() && self.cache_from.as_ref().is_none_or(|allowed| allowed.contains(id))
+        };
+        let hit = self.builder.cache.get(key, usable)?;
         if hit.is_some() {
             self.out.text(" ---> Using cache\n").await;
         }
@@ -186,13 +189,28 @@ impl Job<'_> {
         Ok(code)
     }
 
+    /// The output read since the last call: standard output as it is, each piece of
+    /// standard error in red, as dockerd marks it.
     async fn send_output(&self, log: &mut Follower) {
-        let mut text = String::new();
-        if let Err(e) = log.read_new(&mut |e| text.push_str(&e.log)) {
+        let mut chunks: Vec<String> = Vec::new();
+        let mut plain = String::new();
+        if let Err(e) = log.read_new(&mut |e| {
+            if e.stream == "stderr" {
+                if !plain.is_empty() {
+                    chunks.push(std::mem::take(&mut plain));
+                }
+                chunks.push(format!("\x1b[91m{}\x1b[0m", e.log));
+            } else {
+                plain.push_str(&e.log);
+            }
+        }) {
             tracing::warn!("reading a build step's output: {e}");
         }
-        if !text.is_empty() {
-            self.out.text(text).await;
+        if !plain.is_empty() {
+            chunks.push(plain);
+        }
+        for c in chunks {
+            self.out.text(c).await;
         }
     }
 
