@@ -226,8 +226,20 @@ fn a_tls_registry_with_basic_auth_needs_its_ca_and_a_login() {
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(d.root.join("berth-config/config.json")).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "credentials must not be readable by others");
+    // The password is stored encrypted; the key is a file of its own.
+    let config = std::fs::read_to_string(d.root.join("berth-config/config.json")).unwrap();
+    assert!(!config.contains("s3cret") && !config.contains("edge"), "credentials in the clear: {config}");
+    let key_mode = std::fs::metadata(d.root.join("berth-config/aeskey")).unwrap().permissions().mode() & 0o777;
+    assert_eq!(key_mode, 0o600);
     d.berth(&["pull", &image]).ok();
     assert_eq!(d.berth(&["run", "--rm", &image, "echo", "private"]).ok().stdout, "private\n");
+    // Without the key the login is gone: a clear message, then a new login works.
+    std::fs::remove_file(d.root.join("berth-config/aeskey")).unwrap();
+    let out = d.berth(&["pull", &image]);
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains("is missing; log in again (berth login"), "{}", out.stderr);
+    d.berth(&["login", "-u", "edge", "-p", "s3cret", &reg.host()]).ok();
+    d.berth(&["pull", &image]).ok();
 
     // The docker CLI logs in through berth and sends its credentials with the pull.
     let out = d.docker(&["login", "-u", "edge", "-p", "s3cret", &reg.host()]).ok();
@@ -459,4 +471,34 @@ fn a_download_cut_between_its_last_byte_and_its_rename_is_finished_without_a_req
         direct.seen.lock().unwrap()
     );
     assert_eq!(d.berth(&["run", "--rm", &direct_image, "echo", "whole"]).ok().stdout, "whole\n");
+}
+
+/// `docker search` and `berth search`: a private registry's catalog filtered by the term,
+/// `--limit`, `--filter`; Docker Hub, unreachable here, is a clear error.
+#[test]
+fn search_looks_in_a_private_registrys_catalog() {
+    require_root!();
+    let Some(reg) = Registry::start() else { return };
+    for name in ["apps/web:1", "apps/webcache:2", "tools/busybox:1"] {
+        reg.push_archive(&busybox_tar(), name);
+    }
+    let d = Daemon::on_host_network("{}");
+    let term = format!("{}/web", reg.host());
+    let names = |out: berth_tests::Out| -> Vec<String> { out.ok().stdout.lines().map(String::from).collect() };
+    assert_eq!(
+        names(d.docker(&["search", "--format", "{{.Name}}", &term])),
+        [format!("{}/apps/web", reg.host()), format!("{}/apps/webcache", reg.host())]
+    );
+    assert_eq!(names(d.docker(&["search", "--format", "{{.Name}}", "--limit", "1", &term])).len(), 1);
+    assert!(names(d.docker(&["search", "--format", "{{.Name}}", "--filter", "stars=1", &term])).is_empty());
+    assert_eq!(names(d.docker(&["search", "--format", "{{.Name}}", "--filter", "is-official=false", &term])).len(), 2);
+    let table = d.berth(&["search", &format!("{}/busybox", reg.host())]).ok().stdout;
+    assert!(table.starts_with("NAME") && table.contains(&format!("{}/tools/busybox", reg.host())), "{table}");
+    let out = d.docker(&["search", "--limit", "101", &term]);
+    assert!(out.code != 0 && out.stderr.contains("outside the range of [1, 100]"), "{out:?}");
+    let out = d.docker(&["search", "--filter", "colour=red", &term]);
+    assert!(out.code != 0 && out.stderr.contains("invalid filter 'colour'"), "{out:?}");
+    // Docker Hub cannot be reached from these machines: the answer says so.
+    let out = d.berth(&["search", "busybox"]);
+    assert!(out.code != 0 && out.stderr.contains("searching Docker Hub for \"busybox\""), "{out:?}");
 }

@@ -303,6 +303,44 @@ pub async fn auth(ctx: &Ctx, req: Request<Incoming>) -> ApiResult {
     }
 }
 
+/// `docker search`: `term` (`host[:port]/text` searches that registry's catalog), `limit`
+/// (1 to 100, 25 when left out), `filters` (`stars`, `is-official`, `is-automated`).
+pub async fn search(ctx: &Ctx, headers: &hyper::HeaderMap) -> ApiResult {
+    use crate::images::search::{SearchFilters, SearchOptions};
+    let term = ctx.q.get("term").filter(|t| !t.trim().is_empty()).ok_or_else(|| ApiError::bad_request("term is required"))?;
+    let limit = ctx.q.int("limit")?.unwrap_or(25);
+    if !(1..=100).contains(&limit) {
+        return Err(ApiError::bad_request(format!("limit {limit} is outside the range of [1, 100]")));
+    }
+    let mut filters = SearchFilters::default();
+    for (key, values) in ctx.q.filters()? {
+        let Some(v) = values.last() else { continue };
+        let flag = || match v.as_str() {
+            "true" | "1" => Ok(Some(true)),
+            "false" | "0" => Ok(Some(false)),
+            _ => Err(ApiError::bad_request(format!("invalid filter '{key}={v}'"))),
+        };
+        match key.as_str() {
+            "stars" => filters.stars = v.parse().map_err(|_| ApiError::bad_request(format!("invalid filter 'stars={v}'")))?,
+            "is-official" => filters.is_official = flag()?,
+            "is-automated" => filters.is_automated = flag()?,
+            other => return Err(ApiError::bad_request(format!("invalid filter '{other}'"))),
+        }
+    }
+    let opts = SearchOptions {
+        limit: limit as usize,
+        filters,
+        insecure: &ctx.d.cfg.insecure_registries,
+        certs_dir: &ctx.d.cfg.registry_certs_dir,
+        credentials: registry_auth(headers)?,
+    };
+    match crate::images::search::search(term, &opts).await {
+        Ok(found) => json(&found),
+        // The registry's fault or the network's: the daemon could not ask it.
+        Err(e) => Err(ApiError::new(StatusCode::BAD_GATEWAY, format!("{e:#}"))),
+    }
+}
+
 /// `docker pull`: answered at once with a stream of Docker's progress lines.
 fn pull(ctx: &Ctx, image: &str, credentials: Option<Credentials>) -> ApiResult {
     let reference: Reference = match ctx.q.get("tag").filter(|t| !t.is_empty()) {

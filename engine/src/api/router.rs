@@ -163,6 +163,7 @@ async fn dispatch(ctx: &Ctx, method: &Method, segs: &[&str], req: Request<Incomi
         (&M::POST, ["exec", id, "resize"]) => exec::resize(ctx, id),
 
         (&M::GET, ["images", "json"]) => images::list(ctx),
+        (&M::GET, ["images", "search"]) => images::search(ctx, req.headers()).await,
         (&M::POST, ["images", "load"]) => images::load(ctx, req).await,
         (&M::POST, ["images", "create"]) => images::create(ctx, req).await,
         (&M::POST, ["images", "prune"]) => images::prune(ctx),

@@ -389,6 +389,25 @@ pub async fn dispatch(client: &Client, cmd: Command) -> Result<i32> {
             }
             Ok(0)
         }
+        Command::Search { limit, filters: f, no_trunc, term } => {
+            let headers: Vec<(&str, String)> = super::credentials::header_for(&term)?.map(|h| ("X-Registry-Auth", h)).into_iter().collect();
+            let path = format!("/images/search?term={}&limit={limit}&filters={}", enc(&term), filters(&f)?);
+            let resp = client.call_with(Method::GET, &path, None, &headers).await?;
+            let found: Vec<serde_json::Value> = serde_json::from_slice(&resp.into_body().collect().await?.to_bytes())?;
+            let rows: Vec<Vec<String>> = found
+                .iter()
+                .map(|r| {
+                    let mut d = r["description"].as_str().unwrap_or("").replace('\n', " ");
+                    if !no_trunc && d.chars().count() > 45 {
+                        d = d.chars().take(44).collect::<String>() + "…";
+                    }
+                    let official = if r["is_official"].as_bool() == Some(true) { "[OK]" } else { "" };
+                    vec![r["name"].as_str().unwrap_or("").to_string(), d, r["star_count"].to_string(), official.to_string()]
+                })
+                .collect();
+            super::format::table(&["NAME", "DESCRIPTION", "STARS", "OFFICIAL"].map(String::from), &rows);
+            Ok(0)
+        }
         Command::Pull { platform, quiet, image } => pull(client, &image, platform.as_deref(), quiet, false).await,
         Command::Build { tags, file, build_args, target, no_cache, quiet, path } => {
             let query = build_query(&path, file.as_deref(), &tags, &build_args, target.as_deref(), no_cache, quiet)?;
@@ -452,7 +471,8 @@ pub async fn dispatch(client: &Client, cmd: Command) -> Result<i32> {
                 Some((n, t)) if !t.contains('/') => (n.to_string(), t.to_string()),
                 _ => (image.clone(), "latest".to_string()),
             };
-            let headers: Vec<(&str, String)> = super::credentials::header_for(&image).map(|h| ("X-Registry-Auth", h)).into_iter().collect();
+            let headers: Vec<(&str, String)> =
+                super::credentials::header_for(&image)?.map(|h| ("X-Registry-Auth", h)).into_iter().collect();
             let resp = client.call_with(Method::POST, &format!("/images/{}/push?tag={}", enc(&name), enc(&tag)), None, &headers).await?;
             print_messages(resp, quiet, false).await
         }
@@ -757,7 +777,7 @@ pub async fn pull(client: &Client, image: &str, platform: Option<&str>, quiet: b
     if let Some(p) = platform {
         path.push_str(&format!("&platform={}", enc(p)));
     }
-    let headers: Vec<(&str, String)> = super::credentials::header_for(image).map(|h| ("X-Registry-Auth", h)).into_iter().collect();
+    let headers: Vec<(&str, String)> = super::credentials::header_for(image)?.map(|h| ("X-Registry-Auth", h)).into_iter().collect();
     let resp = client.call_with(Method::POST, &path, None, &headers).await?;
     print_messages(resp, quiet, to_stderr).await
 }

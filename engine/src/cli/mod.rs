@@ -240,6 +240,20 @@ pub enum Command {
     },
     /// Log out from a registry
     Logout { server: Option<String> },
+    /// Search a registry for images: `host[:port]/text` looks in that registry's catalog,
+    /// plain text on Docker Hub
+    Search {
+        /// At most this many results (1 to 100)
+        #[arg(long, default_value_t = 25)]
+        limit: u32,
+        /// stars=N, is-official=true|false, is-automated=true|false
+        #[arg(short = 'f', long = "filter")]
+        filters: Vec<String>,
+        /// Do not cut descriptions
+        #[arg(long = "no-trunc")]
+        no_trunc: bool,
+        term: String,
+    },
     /// Download an image from a registry
     Pull {
         /// Platform to pull from a multi-arch image (os/arch[/variant])

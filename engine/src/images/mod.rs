@@ -17,6 +17,7 @@ mod load;
 mod pull;
 mod push;
 mod save;
+pub mod search;
 pub mod transport;
 
 pub use changes::apply_changes;
