@@ -261,21 +261,8 @@ fn bad_builds_are_refused_with_the_reason() {
     std::fs::remove_file(ctx.join("big")).unwrap();
     // The API itself: 400 with the line for a parse error, malformed buildargs, a hostile tar.
     let tar_of = |entries: &[(&str, &[u8])]| {
-        let mut b = tar::Builder::new(Vec::new());
-        for (name, data) in entries {
-            let mut h = tar::Header::new_gnu();
-            h.set_size(data.len() as u64);
-            h.set_mode(0o644);
-            h.set_uid(0);
-            h.set_gid(0);
-            h.set_mtime(0);
-            h.set_entry_type(tar::EntryType::Regular);
-            let raw = h.as_old_mut();
-            raw.name[..name.len()].copy_from_slice(name.as_bytes());
-            h.set_cksum();
-            b.append(&h, *data).unwrap();
-        }
-        b.into_inner().unwrap()
+        let raw: Vec<(&str, tar::EntryType, &str, &[u8])> = entries.iter().map(|(n, d)| (*n, tar::EntryType::Regular, "", *d)).collect();
+        berth_tests::raw_layer(&raw)
     };
     let r = d.api("POST", "/build", Some("application/x-tar"), &tar_of(&[("Dockerfile", b"FROM busybox\nBOGUS\n")]));
     assert_eq!((r.status, r.json()["message"].as_str().unwrap()), (400, "dockerfile parse error on line 2: unknown instruction: BOGUS"));

@@ -209,6 +209,7 @@ fn a_tls_registry_with_basic_auth_needs_its_ca_and_a_login() {
     let Some(reg) = Registry::start_secure("edge", "s3cret") else { return };
     reg.push_archive_as(&busybox_tar(), "private/bb:1", Some("edge:s3cret"));
     reg.push_archive_as(&busybox_tar(), "private/bb:2", Some("edge:s3cret"));
+    reg.push_archive_as(&busybox_tar(), "private/bb:3", Some("edge:s3cret"));
     let certs = berth_tests::scratch_root();
     std::fs::create_dir_all(certs.join(reg.host())).unwrap();
     std::fs::copy(reg.ca_cert(), certs.join(reg.host()).join("ca.crt")).unwrap();
@@ -245,6 +246,12 @@ fn a_tls_registry_with_basic_auth_needs_its_ca_and_a_login() {
     let out = d.docker(&["login", "-u", "edge", "-p", "s3cret", &reg.host()]).ok();
     assert!(out.stdout.contains("Login Succeeded"), "{}", out.stdout);
     d.docker(&["pull", &format!("{}/private/bb:2", reg.host())]).ok();
+    // A build FROM a private image: the CLI sends its logins (X-Registry-Config) for the pull.
+    let ctx = d.root.join("build-ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(ctx.join("Dockerfile"), format!("FROM {}/private/bb:3\nRUN echo built-on-private\n", reg.host())).unwrap();
+    let out = d.docker(&["build", "-t", "from-private", ctx.to_str().unwrap()]).ok();
+    assert!(out.stdout.contains("built-on-private"), "{out:?}");
 
     // Without the CA the registry's certificate is refused.
     let untrusting = Daemon::on_host_network("{}");

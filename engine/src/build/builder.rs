@@ -38,6 +38,8 @@ pub struct BuildOptions {
     pub platform: Option<Platform>,
     /// `--cache-from`: when given, only these images and their parents are cache hits.
     pub cache_from: Vec<String>,
+    /// The client's registry logins (`X-Registry-Config`) by registry host (`docker.io`).
+    pub logins: BTreeMap<String, crate::images::transport::Credentials>,
 }
 
 /// Why a build stopped: the message the client shows, and a RUN step's exit code.
@@ -256,7 +258,8 @@ impl Job<'_> {
             }
         }
         let reference: Reference = name.parse().map_err(|e| anyhow!("invalid reference {name:?}: {e}"))?;
-        let opts = PullOptions::new(&self.builder.cfg, platform, None);
+        let login = self.opts.logins.get(reference.repository().split('/').next().unwrap_or_default()).cloned();
+        let opts = PullOptions::new(&self.builder.cfg, platform, login);
         self.builder.images.pull(&reference, &opts, &self.out.progress()).await.with_context(|| format!("pulling {}", reference.familiar()))
     }
 
