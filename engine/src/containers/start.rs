@@ -215,6 +215,37 @@ impl Containers {
 
     /// Blocking part of start: mount, resolve the user, write config.json and monitor.json.
     fn prepare(&self, c: &Container) -> Result<PathBuf> {
+        // The network (a namespace and a veth: a few milliseconds of kernel work) is made
+        // beside the root filesystem and the process's settings; the spec needs both. On an
+        // error the caller's `release` undoes whichever half was done.
+        let (netns, root) = std::thread::scope(|s| {
+            let net = s.spawn(|| self.join_network(c));
+            let root = self.prepare_root(c);
+            (net.join(), root)
+        });
+        let netns = netns.map_err(|_| anyhow::anyhow!("the network set-up thread panicked"))??;
+        let RootPrepared { rootfs, user, env, init, mounts } = root?;
+        let spec = spec::build(
+            c,
+            &SpecInputs {
+                rootfs: &rootfs,
+                user: &user,
+                env: &env,
+                hostname: &c.config.hostname,
+                netns: netns.as_deref(),
+                mounts: &mounts,
+                umask: c.umask,
+                init,
+                shared_ns: self.shared_namespaces(c)?,
+                hooks: &self.cfg.hooks.then(&c.hooks),
+                cgroup_parent: &self.cfg.cgroup_parent,
+            },
+        )?;
+        self.write_bundle(c, &spec)
+    }
+
+    /// The root filesystem mounted, and what the process needs from it.
+    fn prepare_root<'a>(&'a self, c: &Container) -> Result<RootPrepared<'a>> {
         let rootfs = self.driver.mount(&c.id, &c.layers)?;
         let mut user = super::user::resolve(&rootfs, &c.config.user)?;
         let groups: Vec<String> =
@@ -247,28 +278,16 @@ impl Containers {
             true => Some(self.cfg.init_path.as_deref().context("--init needs a statically linked init; set init-path in daemon.json")?),
         };
         let mounts = self.volumes.attach(&c.id, &rootfs)?;
-        let netns = self.join_network(c)?;
-        let spec = spec::build(
-            c,
-            &SpecInputs {
-                rootfs: &rootfs,
-                user: &user,
-                env: &env,
-                hostname: &c.config.hostname,
-                netns: netns.as_deref(),
-                mounts: &mounts,
-                umask: c.umask,
-                init,
-                shared_ns: self.shared_namespaces(c)?,
-                hooks: &self.cfg.hooks.then(&c.hooks),
-                cgroup_parent: &self.cfg.cgroup_parent,
-            },
-        )?;
+        Ok(RootPrepared { rootfs, user, env, init, mounts })
+    }
+
+    /// Writes config.json and monitor.json; returns the bundle directory.
+    fn write_bundle(&self, c: &Container, spec: &oci_spec::runtime::Spec) -> Result<PathBuf> {
         // The bundle lives under exec-root (a tmpfs on devices) and is written anew at every
         // start: nothing in it must survive a power cut, so it is not fsynced.
         let bundle = self.bundle_dir(&c.id);
         std::fs::create_dir_all(&bundle)?;
-        std::fs::write(bundle.join("config.json"), serde_json::to_vec(&spec)?).context("writing config.json")?;
+        std::fs::write(bundle.join("config.json"), serde_json::to_vec(spec)?).context("writing config.json")?;
         let runtime = &self.cfg.runtimes[&c.runtime];
         let mcfg = MonitorConfig {
             id: c.id.to_string(),
@@ -290,6 +309,15 @@ impl Containers {
         std::fs::write(bundle.join(MonitorConfig::FILE), serde_json::to_vec(&mcfg)?).context("writing monitor.json")?;
         Ok(bundle)
     }
+}
+
+/// The half of a start's preparation that works on the root filesystem.
+struct RootPrepared<'a> {
+    rootfs: PathBuf,
+    user: super::user::ResolvedUser,
+    env: Vec<String>,
+    init: Option<&'a Path>,
+    mounts: Vec<serde_json::Value>,
 }
 
 /// `HostConfig.ConsoleSize` (`[rows, cols]`), when both are set.

@@ -181,8 +181,12 @@ impl Networks {
     fn attach_inner(&self, c: &ContainerId, names: Vec<String>, requests: &[PortRequest]) -> Result<PathBuf> {
         let path = self.netns_path(c);
         netns::create(&path)?;
-        netlink::loopback_up(&path)?;
         let eps = self.endpoints_of(c);
+        // Plugging an interface sets `lo` up in the same netlink session: alone only when
+        // there is none (`--network none`).
+        if eps.is_empty() {
+            netlink::loopback_up(&path)?;
+        }
         for (i, ep) in eps.iter().enumerate() {
             let ep = self.readdress(ep)?;
             self.plug(&ep, &path, i == 0)?;
