@@ -120,6 +120,7 @@ impl Daemon {
             summary.reconciled.extend(net_actions);
             summary.reconciled.extend(volume_actions);
         }
+        summary.reconciled.extend(self.builder.remove_leftover_steps().await);
         // Before the restart policies: which application runs is the bundle record's call.
         summary.intents.extend(self.bundles.recover().await.context("recovering the bundle install")?);
         summary.reconciled.extend(self.containers.start_by_policy().await);

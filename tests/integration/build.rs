@@ -318,6 +318,34 @@ fn an_interrupted_build_leaves_only_cache() {
     assert_eq!(d.docker(&["images", "-aq", "--filter", "dangling=true"]).ok().stdout, "");
 }
 
+/// A daemon killed mid-build: at its next start the step's container (still running: RUN
+/// steps live through a restart like any container) is removed.
+#[test]
+fn a_build_step_left_by_a_killed_daemon_is_removed_at_start() {
+    require_root!();
+    let mut d = Daemon::start();
+    d.load_busybox();
+    let ctx = context(&d, "ctx", &[("Dockerfile", "FROM busybox\nRUN echo started; sleep 60\n")]);
+    let mut cli = std::process::Command::new("docker")
+        .args(["build", "-t", "never", ctx.to_str().unwrap()])
+        .env("DOCKER_HOST", d.host())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    berth_tests::eventually("the RUN step to run", Duration::from_secs(20), || {
+        d.docker(&["ps", "-q", "--filter", "label=org.berth.build-step"]).ok().stdout.lines().count() == 1
+    });
+    d.kill9();
+    let _ = cli.kill();
+    let _ = cli.wait();
+    d.spawn();
+    assert_eq!(d.docker(&["ps", "-aq"]).ok().stdout, "", "the interrupted step's container is still there");
+    let recovery = d.api("GET", "/info", None, b"").json();
+    let said = recovery.to_string();
+    assert!(said.contains("of an interrupted build step"), "the start-up recovery does not say it: {said}");
+}
+
 /// A step's standard error comes marked red, as dockerd sends it; `--cache-from` limits the
 /// cache to the images it names.
 #[test]

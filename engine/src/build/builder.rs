@@ -154,6 +154,21 @@ impl Builder {
 }
 
 impl Builder {
+    /// At start: the containers of build steps a stopped daemon left (a RUN goes on running
+    /// through a restart) are removed; no build outlives its daemon.
+    pub async fn remove_leftover_steps(&self) -> Vec<String> {
+        let mut actions = Vec::new();
+        for c in self.containers.list() {
+            if c.config.labels.as_ref().is_some_and(|l| l.contains_key(super::STEP_LABEL)) {
+                match self.containers.remove(c.id.as_str(), true, true).await {
+                    Ok(()) => actions.push(format!("removed container {} of an interrupted build step", c.id.short())),
+                    Err(e) => tracing::warn!(container = %c.id.short(), "removing a build step's leftover container: {e:#}"),
+                }
+            }
+        }
+        actions
+    }
+
     /// The images `--cache-from` names (those here), each with its parents.
     fn cache_sources(&self, names: &[String]) -> Option<std::collections::BTreeSet<Digest>> {
         if names.is_empty() {

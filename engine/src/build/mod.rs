@@ -22,6 +22,10 @@ use berth_images::dockerfile::Dockerfile;
 use berth_images::unpack::{apply_archive, ApplyOptions, Whiteouts};
 use std::path::{Path, PathBuf};
 
+/// Marks the containers a build step makes: a daemon that stopped mid-build finds its
+/// leftovers by it at the next start (no build survives a restart).
+pub const STEP_LABEL: &str = "org.berth.build-step";
+
 /// The largest Dockerfile read (Docker's parser has no limit; a megabyte of instructions is
 /// no Dockerfile).
 const MAX_DOCKERFILE: u64 = 1 << 20;

@@ -101,7 +101,7 @@ impl Job<'_> {
             "User": state.config.user.clone().unwrap_or_default(),
             "WorkingDir": state.workdir(),
             "Healthcheck": { "Test": ["NONE"] },
-            "Labels": {},
+            "Labels": { super::STEP_LABEL: "" },
             "HostConfig": host,
         });
         let mut req: crate::containers::CreateRequest = serde_json::from_value(body)?;
