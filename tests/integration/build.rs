@@ -283,6 +283,17 @@ fn bad_builds_are_refused_with_the_reason() {
     assert!(left.is_empty(), "left in {}: {left:?}", tmp.display());
 }
 
+/// `docker build -t never CTX` left running, its output to `stdout`.
+fn spawn_build(d: &Daemon, ctx: &Path, stdout: std::process::Stdio) -> std::process::Child {
+    std::process::Command::new("docker")
+        .args(["build", "-t", "never", ctx.to_str().unwrap()])
+        .env("DOCKER_HOST", d.host())
+        .stdout(stdout)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
 /// A client that goes away mid-build stops it: the running step's container is removed and
 /// nothing but cache images stays, which `builder prune` removes.
 #[test]
@@ -291,13 +302,7 @@ fn an_interrupted_build_leaves_only_cache() {
     let d = Daemon::start();
     d.load_busybox();
     let ctx = context(&d, "ctx", &[("Dockerfile", "FROM busybox\nENV A=1\nRUN echo started; sleep 60\n")]);
-    let mut cli = std::process::Command::new("docker")
-        .args(["build", "-t", "never", ctx.to_str().unwrap()])
-        .env("DOCKER_HOST", d.host())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut cli = spawn_build(&d, &ctx, std::process::Stdio::piped());
     let mut stdout = cli.stdout.take().unwrap();
     let mut seen = Vec::new();
     let mut buf = [0u8; 1024];
@@ -326,13 +331,7 @@ fn a_build_step_left_by_a_killed_daemon_is_removed_at_start() {
     let mut d = Daemon::start();
     d.load_busybox();
     let ctx = context(&d, "ctx", &[("Dockerfile", "FROM busybox\nRUN echo started; sleep 60\n")]);
-    let mut cli = std::process::Command::new("docker")
-        .args(["build", "-t", "never", ctx.to_str().unwrap()])
-        .env("DOCKER_HOST", d.host())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut cli = spawn_build(&d, &ctx, std::process::Stdio::null());
     berth_tests::eventually("the RUN step to run", Duration::from_secs(20), || {
         d.docker(&["ps", "-q", "--filter", "label=org.berth.build-step"]).ok().stdout.lines().count() == 1
     });
