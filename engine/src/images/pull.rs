@@ -94,7 +94,7 @@ async fn download(reg: Arc<Registry>, repo: String, desc: Descriptor, dir: PathB
     let short = desc.digest.short().to_string();
     let done = dir.join(format!("{}.blob", desc.digest.hex()));
     // A blob downloaded by an earlier pull is a cache: it is checked again before use (a power
-    // cut in the VM rig left one short, before the fsync below was added).
+    // cut in the VM rig left one short).
     if done.exists() {
         if blob_matches(&done, &desc).await {
             return Ok(done);
@@ -174,8 +174,10 @@ async fn download(reg: Arc<Registry>, repo: String, desc: Descriptor, dir: PathB
         }
         bail!("blob {} failed verification: got digest {got} and {have} bytes (expected {} bytes)", desc.digest, desc.size);
     }
-    // On disk before its name says it is whole.
-    tokio::fs::File::open(&partial).await?.sync_all().await.with_context(|| format!("syncing {}", partial.display()))?;
+    // Not flushed: a download is a cache, read back at once while its pages are in memory and
+    // deleted once its layer is made; one a power cut tore is found by the digest check above
+    // before any use, and downloaded again. (The layer made from it is flushed before the
+    // image is recorded.)
     tokio::fs::rename(&partial, &done).await?;
     progress.send(json!({"status": "Download complete", "id": short})).await;
     Ok(done)
