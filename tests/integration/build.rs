@@ -358,6 +358,12 @@ fn step_errors_output_and_cache_from() {
     assert!(out.stdout.contains("to-stdout\n"), "{out:?}");
     assert!(cached_steps(&build(&d, &ctx, &["--cache-from", "nosuchimage", "-t", "second"]).ok().stdout).is_empty());
     assert_eq!(cached_steps(&build(&d, &ctx, &["--cache-from", "first", "-t", "third"]).ok().stdout), vec![2, 3]);
+    // The build's limits reach its RUN steps; a bad one is refused before anything runs.
+    std::fs::write(ctx.join("Dockerfile"), "FROM busybox\nRUN echo \"nofile=$(ulimit -n)\"\n").unwrap();
+    let out = build(&d, &ctx, &["--ulimit", "nofile=512:512", "--memory", "64m", "--cpu-quota", "50000"]).ok();
+    assert!(out.stdout.contains("nofile=512\n"), "{out:?}");
+    let out = build(&d, &ctx, &["--ulimit", "nofile=10:5"]);
+    assert!(out.code != 0 && out.stderr.contains("soft limit must be less than or equal to hard limit"), "{out:?}");
 }
 
 /// `berth build`: -f inside the context, --build-arg, -q printing the ID.

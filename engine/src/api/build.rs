@@ -24,6 +24,42 @@ fn default_true(ctx: &Ctx, key: &str) -> bool {
     !matches!(ctx.q.get(key), Some("0" | "false" | "False" | "FALSE" | "no"))
 }
 
+/// The limits a build's RUN steps run under (`--memory`, `--cpu-quota`, `--ulimit`, ...), as
+/// the HostConfig fields of their containers; checked here as `create` checks them, so a bad
+/// value is a 400 before the context is read.
+fn step_limits(ctx: &Ctx) -> ApiResult<serde_json::Map<String, serde_json::Value>> {
+    if ctx.q.get("cgroupparent").is_some_and(|c| !c.is_empty()) {
+        return Err(ApiError::not_implemented("--cgroup-parent for a build (set cgroup-parent in daemon.json)"));
+    }
+    let mut hc = serde_json::Map::new();
+    for (query, field) in [
+        ("memory", "Memory"),
+        ("memswap", "MemorySwap"),
+        ("cpushares", "CpuShares"),
+        ("cpuquota", "CpuQuota"),
+        ("cpuperiod", "CpuPeriod"),
+        ("shmsize", "ShmSize"),
+    ] {
+        if let Some(v) = ctx.q.int(query)?.filter(|v| *v != 0) {
+            hc.insert(field.into(), v.into());
+        }
+    }
+    for (query, field) in [("cpusetcpus", "CpusetCpus"), ("cpusetmems", "CpusetMems")] {
+        if let Some(v) = ctx.q.get(query).filter(|v| !v.is_empty()) {
+            hc.insert(field.into(), v.into());
+        }
+    }
+    if let Some(v) = ctx.q.get("ulimits").filter(|v| !v.is_empty()) {
+        let list: Vec<serde_json::Value> =
+            serde_json::from_str::<Option<_>>(v).map_err(|e| ApiError::bad_request(format!("invalid ulimits: {e}")))?.unwrap_or_default();
+        if !list.is_empty() {
+            hc.insert("Ulimits".into(), list.into());
+        }
+    }
+    crate::runtime::resources::validate(&hc).map_err(ApiError::bad_request)?;
+    Ok(hc)
+}
+
 fn options(ctx: &Ctx) -> ApiResult<BuildOptions> {
     if ctx.q.get("remote").is_some_and(|r| !r.is_empty()) {
         return Err(ApiError::not_implemented("builds from a remote context (git or URL); send the context as a tar"));
@@ -51,9 +87,7 @@ fn options(ctx: &Ctx) -> ApiResult<BuildOptions> {
         force_rm: ctx.q.bool("forcerm"),
         network_mode,
         extra_hosts: ctx.q.all("extrahosts").iter().flat_map(|h| h.split(',')).filter(|h| !h.is_empty()).map(String::from).collect(),
-        shm_size: ctx.q.int("shmsize")?,
-        memory: ctx.q.int("memory")?,
-        cpu_shares: ctx.q.int("cpushares")?,
+        limits: step_limits(ctx)?,
         platform,
         logins: BTreeMap::new(),
         cache_from: match ctx.q.get("cachefrom").filter(|v| !v.is_empty()) {

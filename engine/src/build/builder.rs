@@ -32,9 +32,8 @@ pub struct BuildOptions {
     pub force_rm: bool,
     pub network_mode: String,
     pub extra_hosts: Vec<String>,
-    pub shm_size: Option<i64>,
-    pub memory: Option<i64>,
-    pub cpu_shares: Option<i64>,
+    /// HostConfig fields of every RUN step's container: the build's limits.
+    pub limits: serde_json::Map<String, serde_json::Value>,
     pub platform: Option<Platform>,
     /// `--cache-from`: when given, only these images and their parents are cache hits.
     pub cache_from: Vec<String>,

@@ -88,10 +88,8 @@ impl Job<'_> {
         // Docker's umask (0022), whatever the daemon's default for containers: the image
         // must hold what a build against dockerd puts in it.
         let mut host = json!({ "NetworkMode": o.network_mode, "ExtraHosts": o.extra_hosts, "Annotations": { "native.umask": "normal" } });
-        for (k, v) in [("Memory", o.memory), ("CpuShares", o.cpu_shares), ("ShmSize", o.shm_size)] {
-            if let Some(v) = v.filter(|v| *v > 0) {
-                host[k] = json!(v);
-            }
+        for (k, v) in &o.limits {
+            host[k] = v.clone();
         }
         let body = json!({
             "Image": state.image.as_str(),
