@@ -97,36 +97,9 @@ fn options(ctx: &Ctx) -> ApiResult<BuildOptions> {
     })
 }
 
-/// `X-Registry-Config`: base64url JSON of the client's logins, `{"host": {"username",
-/// "password"}}`, for the pulls of FROM and `COPY --from` images.
-fn registry_logins(headers: &hyper::HeaderMap) -> ApiResult<BTreeMap<String, crate::images::transport::Credentials>> {
-    use base64::Engine;
-    let Some(raw) = headers.get("x-registry-config").and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty()) else {
-        return Ok(BTreeMap::new());
-    };
-    let bytes = base64::engine::general_purpose::URL_SAFE
-        .decode(raw.trim_end_matches('='))
-        .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(raw.trim_end_matches('=')))
-        .map_err(|_| ApiError::bad_request("X-Registry-Config is not base64"))?;
-    let map: BTreeMap<String, serde_json::Value> =
-        serde_json::from_slice(&bytes).map_err(|_| ApiError::bad_request("X-Registry-Config is not a JSON object"))?;
-    let mut out = BTreeMap::new();
-    for (server, v) in map {
-        let (Some(username), Some(password)) = (v["username"].as_str(), v["password"].as_str()) else { continue };
-        if username.is_empty() {
-            continue;
-        }
-        let host =
-            server.trim_start_matches("https://").trim_start_matches("http://").trim_end_matches('/').trim_end_matches("/v1").to_string();
-        let host = if host == "index.docker.io" || host == "registry-1.docker.io" { "docker.io".to_string() } else { host };
-        out.insert(host, crate::images::transport::Credentials { username: username.into(), password: password.into() });
-    }
-    Ok(out)
-}
-
 pub async fn build(ctx: &Ctx, req: Request<Incoming>) -> ApiResult {
     let mut opts = options(ctx)?;
-    opts.logins = registry_logins(req.headers())?;
+    opts.logins = super::registry_headers::registry_logins(req.headers())?;
     let limit = ctx.d.cfg.build_context_limit;
     let tmp = ctx.d.images.tmp_dir().to_path_buf();
     let tar = spool_limited(req.into_body(), &tmp, "build-context", Some((limit, "the build context"))).await?;

@@ -2,6 +2,7 @@
 
 use super::error::{ApiError, ApiResult};
 use super::query::spool;
+use super::registry_headers::registry_auth;
 use super::router::{json, json_status, Ctx};
 use crate::images::transport::Credentials;
 use crate::images::{Deleted, LoadProgress};
@@ -246,29 +247,6 @@ pub async fn load(ctx: &Ctx, req: Request<Incoming>) -> ApiResult {
     Ok(hyper::Response::builder().header("Content-Type", "application/json").body(body).unwrap())
 }
 
-/// The `X-Registry-Auth` header: base64url JSON with `username` and `password` (or `auth`,
-/// base64 of `user:password`), as the docker CLI sends it.
-fn registry_auth(headers: &hyper::HeaderMap) -> ApiResult<Option<Credentials>> {
-    use base64::Engine;
-    let Some(raw) = headers.get("x-registry-auth").and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty()) else { return Ok(None) };
-    let bytes = base64::engine::general_purpose::URL_SAFE
-        .decode(raw.trim_end_matches('='))
-        .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(raw.trim_end_matches('=')))
-        .or_else(|_| base64::engine::general_purpose::STANDARD.decode(raw))
-        .map_err(|_| ApiError::bad_request("X-Registry-Auth is not base64"))?;
-    let v: serde_json::Value = serde_json::from_slice(&bytes).map_err(|_| ApiError::bad_request("X-Registry-Auth is not JSON"))?;
-    let (mut username, mut password) = (v["username"].as_str().unwrap_or("").to_string(), v["password"].as_str().unwrap_or("").to_string());
-    if username.is_empty() {
-        if let Some(auth) = v["auth"].as_str().and_then(|a| base64::engine::general_purpose::STANDARD.decode(a).ok()) {
-            let auth = String::from_utf8_lossy(&auth).into_owned();
-            if let Some((u, p)) = auth.split_once(':') {
-                (username, password) = (u.to_string(), p.to_string());
-            }
-        }
-    }
-    Ok((!username.is_empty()).then_some(Credentials { username, password }))
-}
-
 /// `docker login`: checks the credentials against the registry (`GET /v2/`).
 pub async fn auth(ctx: &Ctx, req: Request<Incoming>) -> ApiResult {
     let body: serde_json::Value = super::query::read_json(req.into_body()).await?;
@@ -278,13 +256,7 @@ pub async fn auth(ctx: &Ctx, req: Request<Incoming>) -> ApiResult {
     if username.is_empty() || server.is_empty() {
         return Err(ApiError::bad_request("username and serveraddress are required"));
     }
-    let host = server
-        .trim_start_matches("https://")
-        .trim_start_matches("http://")
-        .trim_end_matches('/')
-        .trim_end_matches("/v1")
-        .trim_end_matches("/v2")
-        .to_string();
+    let host = super::registry_headers::server_host(&server);
     let host = if host == "index.docker.io" || host == "docker.io" { "registry-1.docker.io".to_string() } else { host };
     let insecure =
         berth_images::registry::is_loopback_host(&host) && !server.starts_with("https://") || ctx.d.cfg.insecure_registries.contains(&host);

@@ -19,6 +19,7 @@ pub mod limits;
 pub mod listen;
 mod networks;
 pub mod query;
+mod registry_headers;
 mod router;
 mod stats;
 mod streams;
