@@ -14,7 +14,7 @@ use std::path::{Component, Path, PathBuf};
 
 /// A source found: where it is on the host and the name it takes under a directory
 /// destination.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Source {
     pub host: PathBuf,
     pub name: String,

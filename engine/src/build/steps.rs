@@ -241,7 +241,7 @@ impl Job<'_> {
             }
         };
         let sum = {
-            let found2: Vec<Source> = found.iter().map(|s| Source { host: s.host.clone(), name: s.name.clone(), dir: s.dir }).collect();
+            let found2 = found.clone();
             tokio::task::spawn_blocking(move || -> Result<Vec<u8>> {
                 let mut h = Sha256::new();
                 copy::checksum(&found2, &mut h)?;
